@@ -33,7 +33,9 @@ std::int64_t parse(const char* text, const char* what) {
   return value;
 }
 
-double ms(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e6; }
+double ms(std::chrono::nanoseconds d) {
+  return static_cast<double>(d.count()) / 1e6;
+}
 
 }  // namespace
 
