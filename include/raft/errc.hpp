@@ -43,6 +43,9 @@ enum class errc : int {
   storage_failure = 12,
   /// The caller cancelled the operation before it completed.
   cancelled = 13,
+  /// No valid lease: the read cannot be served from memory right now. Serve it through ReadIndex
+  /// (LeaseCoordinator::read does this by itself).
+  lease_expired = 14,
 };
 
 namespace detail {
@@ -79,6 +82,8 @@ class ErrcCategory final : public std::error_category {
         return "storage failure";
       case errc::cancelled:
         return "cancelled";
+      case errc::lease_expired:
+        return "no valid lease";
     }
     return "unknown tenure error " + std::to_string(value);
   }
@@ -106,8 +111,9 @@ enum class ErrorClass : int {
   /// This node is not, or is no longer, the leader: not_leader, leadership_lost,
   /// transfer_in_progress. The only class that may invalidate a lease.
   leadership_lost = 1,
-  /// Transient: trying again later, or elsewhere, may succeed. tenure's timed_out, overloaded and
-  /// cancelled; from the generic category timed_out, resource_unavailable_try_again, interrupted
+  /// Transient: trying again later, or elsewhere, may succeed. tenure's timed_out, overloaded,
+  /// cancelled and lease_expired; from the generic category timed_out,
+  /// resource_unavailable_try_again, interrupted
   /// and the connection and reachability errors a transport sees.
   retryable = 2,
   /// Trying again will not help: stopped, corrupt_storage, invalid_config, invalid_argument,
@@ -147,6 +153,7 @@ inline ErrorClass class_of(errc e) noexcept {
     case errc::timed_out:
     case errc::overloaded:
     case errc::cancelled:
+    case errc::lease_expired:
       return ErrorClass::retryable;
     default:
       return ErrorClass::permanent;

@@ -1,0 +1,298 @@
+// LeaseCoordinator: linearizable reads from the leader's memory, with ReadIndex as the fallback.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <system_error>
+
+#include <raft/completion.hpp>
+#include <raft/errc.hpp>
+#include <raft/error_classifier.hpp>
+#include <raft/result.hpp>
+#include <raft/types.hpp>
+
+#include <lease/leader_loss.hpp>
+#include <lease/lease_config.hpp>
+#include <lease/lease_provider.hpp>
+#include <lease/lease_state.hpp>
+
+namespace tenure::lease {
+
+using raft::LogIndex;
+
+/// Where a LeaseCoordinator reports what it contained rather than let it escape: a leader-loss
+/// callback that threw. Called on the group's thread; must not throw.
+template <class R>
+concept LeaseReporter = requires(R& r, std::exception_ptr e) {
+  { r.callback_threw(e) }
+  noexcept;
+};
+
+/// The reporter used unless told otherwise: it ignores the report (the coordinator still counts
+/// it, see LeaseCoordinator::callback_failures()).
+struct NullLeaseReporter {
+  void callback_threw(std::exception_ptr) noexcept {}
+};
+
+/// Serves linearizable reads from the leader's memory while its lease holds, and through the
+/// provider's ReadIndex otherwise. Works over any LeaseProvider (tenure's RaftGroup, or another
+/// engine that embeds a QuorumAckTracker).
+///
+/// A read may be served locally when the provider reports this node leader in its current term
+/// and either
+/// - the quorum-ack instant is fresh: `now - quorum_ack < lease_duration()` (lessons 10, 11: the
+///   engine refreshes it on every heartbeat, whatever reads do), or
+/// - the caller-side lease, extended after quorum operations this coordinator observed, is valid
+///   (lessons 5, 6: extended from the instant sampled *before* the operation).
+///
+/// Errors: the constructor throws std::system_error with errc::invalid_config when the
+/// configuration leaves no positive lease (see lease_duration()). lease_read() answers not_leader
+/// (with the provider's leader hint) or lease_expired; read() completes with the fast path's
+/// answer, the provider's ReadIndex outcome, or timed_out.
+///
+/// Thread-safety: lease_read(), begin_write(), on_error(), revoke(), lease_duration() and
+/// callback_failures() are lock-free and may be called from any thread. Everything else, the
+/// constructor and the destructor included, runs on the provider's (group's) thread.
+/// Allocation: none, anywhere; operations and callbacks are caller-owned.
+template <class Provider, class Classifier = raft::DefaultErrorClassifier,
+          class Reporter = NullLeaseReporter>
+class LeaseCoordinator {
+  static_assert(detail::check_lease_provider<Provider>());
+  static_assert(
+      raft::ErrorClassifier<Classifier>,
+      "tenure: the Classifier policy needs "
+      "`static ErrorClass classify(std::error_code) noexcept` (see error_classifier.hpp)");
+  static_assert(
+      LeaseReporter<Reporter>,
+      "tenure: the Reporter policy needs `void callback_threw(std::exception_ptr) noexcept`");
+
+ public:
+  using clock_type = typename Provider::clock_type;
+  using time_point = typename clock_type::time_point;
+  using duration = typename clock_type::duration;
+
+  /// What a write samples before its proposal is sent, so that its commit can extend the lease
+  /// from that instant (lesson 5).
+  struct WriteAnchor {
+    time_point at;
+    std::uint64_t generation = 0;
+    raft::Term term = 0;  // the leadership term at sampling; 0 when not leading
+  };
+
+  /// A caller-owned read: construct it with the completion to call, pass it to read(), keep it
+  /// alive (and do not reuse it) until the completion has run. The completion runs exactly once,
+  /// with the index to read at (everything up to it is applied) or an error.
+  class ReadOperation {
+   public:
+    explicit ReadOperation(raft::Completion<LogIndex> done) noexcept
+        : done_(done), request_(raft::Completion<LogIndex>{&on_read_index, this}) {}
+
+    ReadOperation(const ReadOperation&) = delete;
+    ReadOperation& operator=(const ReadOperation&) = delete;
+
+    /// Whether read() served it from the lease without a ReadIndex round.
+    bool served_by_lease() const noexcept { return served_by_lease_; }
+
+   private:
+    friend class LeaseCoordinator;
+
+    static void on_read_index(void* self, raft::Result<LogIndex> outcome) noexcept {
+      auto& op = *static_cast<ReadOperation*>(self);
+      if (outcome) {
+        op.owner_->extend_from(op.anchor_);  // the round confirmed leadership as of the anchor
+      } else {
+        op.owner_->on_error(outcome.code());
+      }
+      op.done_(outcome);
+    }
+
+    raft::Completion<LogIndex> done_;
+    typename Provider::read_request request_;
+    LeaseCoordinator* owner_ = nullptr;
+    WriteAnchor anchor_;
+    bool served_by_lease_ = false;
+  };
+
+  /// Registers with `provider` for leader-loss notifications. Throws std::system_error
+  /// (errc::invalid_config) when `config` leaves no positive lease.
+  LeaseCoordinator(Provider& provider, const LeaseConfig& config, Reporter reporter = {})
+      : provider_(provider),
+        lease_(checked_lease(config)),
+        default_read_timeout_(config.default_read_timeout),
+        reporter_(std::move(reporter)),
+        loss_hook_(*this) {
+    provider_.subscribe_leader_loss(loss_hook_);
+  }
+
+  LeaseCoordinator(const LeaseCoordinator&) = delete;
+  LeaseCoordinator& operator=(const LeaseCoordinator&) = delete;
+
+  /// Drops the lease, so a caller that keeps a stale pointer to the provider cannot be served
+  /// from it, and deregisters from the provider.
+  ~LeaseCoordinator() { state_.invalidate(); }
+
+  /// How long after a quorum-ack instant (or a caller-side anchor) the lease holds.
+  duration lease_duration() const noexcept { return lease_; }
+
+  /// The fast path: the applied index to read at when the lease holds, else not_leader (with the
+  /// leader hint) or lease_expired. A handful of atomic loads and one clock read; no writes to
+  /// shared memory, so readers on many cores do not slow each other down.
+  raft::Result<LogIndex> lease_read() const noexcept {
+    const raft::Term term = provider_.leader_term();
+    if (term == 0) {
+      return raft::Error::not_leader(provider_.leader_hint());
+    }
+    if (revoked_through_.load(std::memory_order_acquire) >= term) {
+      return raft::errc::lease_expired;
+    }
+    const std::int64_t now = raft::to_nanos<clock_type>(provider_.clock().now());
+    if (!holds_at(now)) {
+      return raft::errc::lease_expired;
+    }
+    const LogIndex applied = provider_.applied_index();
+    // Re-check after the time checks: a revoke (before a transfer) or a change of term that
+    // landed meanwhile means the answer cannot be trusted.
+    if (provider_.leader_term() != term ||
+        revoked_through_.load(std::memory_order_acquire) >= term) {
+      return raft::errc::lease_expired;
+    }
+    return applied;
+  }
+
+  /// A linearizable read: served from the lease when it holds, otherwise through the provider's
+  /// ReadIndex, with `deadline` bounding both together (lesson 1). Without a deadline
+  /// (`time_point::max()`), LeaseConfig::default_read_timeout applies. A successful ReadIndex
+  /// round extends the caller-side lease from the instant sampled before it. Completes `op`
+  /// exactly once, possibly before returning. Group's thread.
+  void read(ReadOperation& op, time_point deadline = time_point::max()) {
+    op.owner_ = this;
+    op.served_by_lease_ = false;
+    const time_point now = provider_.clock().now();  // sampled before the round (lesson 5)
+    auto fast = lease_read();
+    if (fast) {
+      op.served_by_lease_ = true;
+      op.done_(fast);
+      return;
+    }
+    if (deadline == time_point::max()) {
+      deadline = now + default_read_timeout_;
+    }
+    if (now >= deadline) {
+      op.done_(raft::errc::timed_out);
+      return;
+    }
+    op.anchor_ = WriteAnchor{now, state_.generation(), provider_.leader_term()};
+    // A follower's provider may forward the read to the leader; its success then extends nothing
+    // here (anchor term 0).
+    provider_.read_index(op.request_, deadline);
+  }
+
+  /// Samples what a write's commit will extend the lease from. Call before sending the proposal.
+  WriteAnchor begin_write() const noexcept {
+    return WriteAnchor{provider_.clock().now(), state_.generation(), provider_.leader_term()};
+  }
+
+  /// The write sampled by `anchor` committed: a quorum accepted an append sent after the anchor,
+  /// so the lease extends to `anchor.at + lease_duration()`, unless leadership changed since.
+  /// Group's thread.
+  void on_write_committed(const WriteAnchor& anchor) noexcept { extend_from(anchor); }
+
+  /// An operation failed with `ec`: the lease is invalidated if, and only if, the Classifier calls
+  /// it a leadership loss (lesson 9). A write conflict or any other business failure leaves it.
+  void on_error(std::error_code ec) noexcept {
+    if (ec && Classifier::classify(ec) == raft::ErrorClass::leadership_lost) {
+      state_.invalidate();
+    }
+  }
+
+  /// Ends every lease of `term` and of earlier terms for good: call before a leadership transfer
+  /// sends TimeoutNow, or before the leader removes itself, so that the lease is gone before the
+  /// message leaves. The target of a transfer may win an election at once (voters do not wait
+  /// out the old leader's lease for it), so not even a fresh quorum ack may serve a read in this
+  /// term again; ReadIndex still may. Any thread.
+  void revoke(raft::Term term) noexcept {
+    raft::Term current = revoked_through_.load(std::memory_order_relaxed);
+    while (current < term &&
+           !revoked_through_.compare_exchange_weak(current, term, std::memory_order_seq_cst)) {
+    }
+    state_.invalidate();
+  }
+
+  /// Registers a callback run when this node stops being leader, after the lease is invalidated.
+  /// Group's thread; O(1).
+  void subscribe_leader_loss(LeaderLossCallback& callback) noexcept { callbacks_.add(callback); }
+
+  /// How many leader-loss callbacks have thrown (each also reported to the Reporter).
+  std::uint64_t callback_failures() const noexcept {
+    return callback_failures_.load(std::memory_order_relaxed);
+  }
+
+  /// The caller-side lease state (for inspection and tests).
+  const LeaseState& state() const noexcept { return state_; }
+
+ private:
+  // The coordinator's own registration with the provider: invalidate first, then tell the user.
+  class LossHook final : public LeaderLossCallback {
+   public:
+    explicit LossHook(LeaseCoordinator& owner) noexcept
+        : LeaderLossCallback(&call), owner_(owner) {}
+
+   private:
+    static void call(LeaderLossCallback& self, raft::Term lost_term) {
+      static_cast<LossHook&>(self).owner_.on_leader_lost(lost_term);
+    }
+    LeaseCoordinator& owner_;
+  };
+
+  static duration checked_lease(const LeaseConfig& config) {
+    const auto lease = lease::lease_duration(config);
+    if (!lease) {
+      throw std::system_error(lease.code(),
+                              "LeaseConfig leaves no positive lease (election_timeout_min * "
+                              "(1 - rho) / (1 + rho) - margin must be > 0)");
+    }
+    return lease.value();
+  }
+
+  bool holds_at(std::int64_t now) const noexcept {
+    const std::int64_t quorum_ack = raft::to_nanos<clock_type>(provider_.quorum_ack());
+    // now - quorum_ack < lease, written so that neither sentinel of a QuorumAckTracker (kNever,
+    // the minimum; kAlways, the maximum) can overflow the subtraction.
+    if (quorum_ack != std::numeric_limits<std::int64_t>::min() &&
+        (quorum_ack >= now || now - quorum_ack < lease_.count())) {
+      return true;
+    }
+    return state_.valid_at(now);
+  }
+
+  void extend_from(const WriteAnchor& anchor) noexcept {
+    if (anchor.term != 0 && provider_.leader_term() == anchor.term) {
+      state_.extend(raft::to_nanos<clock_type>(anchor.at + lease_), anchor.generation);
+    }
+  }
+
+  void on_leader_lost(raft::Term lost_term) {
+    state_.invalidate();  // before anyone can observe the new role (lesson 6)
+    const std::size_t failures =
+        callbacks_.notify(lost_term, [this](std::exception_ptr e) { reporter_.callback_threw(e); });
+    if (failures != 0) {
+      callback_failures_.fetch_add(failures, std::memory_order_relaxed);
+    }
+  }
+
+  Provider& provider_;
+  const duration lease_;
+  const duration default_read_timeout_;
+  LeaseState state_;
+  std::atomic<raft::Term> revoked_through_{0};
+  std::atomic<std::uint64_t> callback_failures_{0};
+  [[no_unique_address]] Reporter reporter_;
+  LeaderLossList callbacks_;
+  LossHook loss_hook_;  // last: unlinked from the provider first on destruction
+};
+
+}  // namespace tenure::lease
