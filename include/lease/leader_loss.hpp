@@ -78,8 +78,9 @@ class LeaderLossList {
   LeaderLossList& operator=(const LeaderLossList&) = delete;
   ~LeaderLossList() { list_.clear(); }  // unlinks every callback; they outlive the list safely
 
-  /// Registers `callback` at the end, O(1). Registering a callback that is already registered
-  /// (here or elsewhere) moves it to the end of this list.
+  /// Registers `callback` at the end, O(1). A callback that is already registered (here or
+  /// elsewhere) is moved to the end of this list, and counts as newly registered: during a
+  /// notification it does not run again until the next one.
   void add(LeaderLossCallback& callback) noexcept {
     callback.deregister();
     list_.push_back(callback);

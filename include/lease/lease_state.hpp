@@ -9,9 +9,10 @@ namespace tenure::lease {
 
 namespace detail {
 
-/// No-op hooks; tests substitute a type whose after_extend_store() runs an invalidate exactly in
-/// the window between an extend's store and its re-check, to prove the undo.
+/// No-op hooks. Tests substitute a type that runs an invalidate inside an extend's windows (after
+/// its generation check, or after its store) to prove the undo deterministically.
 struct NoLeaseStateHooks {
+  static void before_extend_store() noexcept {}
   static void after_extend_store() noexcept {}
 };
 
@@ -53,6 +54,7 @@ class BasicLeaseState {
     if (generation_.load(std::memory_order_acquire) != generation) {
       return false;
     }
+    Hooks::before_extend_store();
     std::int64_t current = expiry_.load(std::memory_order_acquire);
     while (current < until) {
       if (expiry_.compare_exchange_weak(current, until, std::memory_order_acq_rel,
