@@ -2,18 +2,16 @@
 // (lessons 10 to 14).
 #pragma once
 
-#include <algorithm>
 #include <array>
 #include <atomic>
-#include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <limits>
 #include <span>
 #include <system_error>
 
 #include <raft/clock.hpp>
+#include <raft/detail/majority.hpp>
 #include <raft/errc.hpp>
 #include <raft/types.hpp>
 
@@ -82,14 +80,15 @@ class QuorumAckTracker {
     if (voters.empty() || !valid_set(voters) || !valid_set(outgoing)) {
       return make_error_code(raft::errc::invalid_config);
     }
-    // Build the new slot table on the stack, carrying over the acks of members that stay.
-    std::array<Slot, MaxPeers> next{};
+    // Build the new member table on the stack, carrying over the acks of members that stay.
+    std::array<NodeId, MaxPeers> next_ids{};
+    std::array<std::int64_t, MaxPeers> next_acks{};
     std::size_t count = 0;
     Mask incoming_mask = 0;
     Mask outgoing_mask = 0;
     auto place = [&](NodeId id, Mask& mask) -> bool {
       for (std::size_t i = 0; i < count; ++i) {
-        if (next[i].id == id) {
+        if (next_ids[i] == id) {
           mask |= Mask{1} << i;
           return true;
         }
@@ -97,7 +96,8 @@ class QuorumAckTracker {
       if (count == MaxPeers) {
         return false;
       }
-      next[count] = Slot{id, id == self_ ? kAlwaysNanos : ack_of(id)};
+      next_ids[count] = id;
+      next_acks[count] = id == self_ ? kAlwaysNanos : ack_of(id);
       mask |= Mask{1} << count;
       ++count;
       return true;
@@ -112,7 +112,8 @@ class QuorumAckTracker {
         return make_error_code(raft::errc::invalid_config);
       }
     }
-    slots_ = next;
+    ids_ = next_ids;
+    acks_ = next_acks;
     count_ = count;
     incoming_ = incoming_mask;
     outgoing_ = outgoing_mask;
@@ -127,14 +128,14 @@ class QuorumAckTracker {
   void record(NodeId from, time_point sent_at) noexcept {
     const std::int64_t sent = raft::to_nanos<Clock>(sent_at);
     for (std::size_t i = 0; i < count_; ++i) {
-      if (slots_[i].id != from) {
+      if (ids_[i] != from) {
         continue;
       }
-      const std::int64_t previous = slots_[i].ack;
+      const std::int64_t previous = acks_[i];
       if (from == self_ || sent <= previous) {
         return;
       }
-      slots_[i].ack = sent;
+      acks_[i] = sent;
       // Raising an ack that was already above a set's quorum instant leaves that set's instant
       // unchanged (it stays among the freshest); skip the selection then.
       const Mask bit = Mask{1} << i;
@@ -158,7 +159,7 @@ class QuorumAckTracker {
   /// about the new one.
   void reset() noexcept {
     for (std::size_t i = 0; i < count_; ++i) {
-      slots_[i].ack = slots_[i].id == self_ ? kAlwaysNanos : kNeverNanos;
+      acks_[i] = ids_[i] == self_ ? kAlwaysNanos : kNeverNanos;
     }
     recompute();
   }
@@ -174,14 +175,9 @@ class QuorumAckTracker {
   bool joint() const noexcept { return outgoing_ != 0; }
 
  private:
-  using Mask = std::uint64_t;
+  using Mask = raft::detail::MemberMask;
   static constexpr std::int64_t kNeverNanos = std::numeric_limits<std::int64_t>::min();
   static constexpr std::int64_t kAlwaysNanos = std::numeric_limits<std::int64_t>::max();
-
-  struct Slot {
-    NodeId id = raft::kNoNode;
-    std::int64_t ack = kNeverNanos;  // send time of the newest acknowledged request, in ns
-  };
 
   static bool valid_set(std::span<const NodeId> set) noexcept {
     for (std::size_t i = 0; i < set.size(); ++i) {
@@ -199,7 +195,7 @@ class QuorumAckTracker {
 
   std::size_t find(NodeId id) const noexcept {
     std::size_t i = 0;
-    while (i < count_ && slots_[i].id != id) {
+    while (i < count_ && ids_[i] != id) {
       ++i;
     }
     return i;
@@ -207,21 +203,12 @@ class QuorumAckTracker {
 
   std::int64_t ack_of(NodeId id) const noexcept {
     const std::size_t i = find(id);
-    return i == count_ ? kNeverNanos : slots_[i].ack;
+    return i == count_ ? kNeverNanos : acks_[i];
   }
 
-  // The oldest ack among the freshest majority of the set: with the n acks of the set in
-  // descending order, the (n/2 + 1)-th. Selection over an on-stack copy.
+  // The oldest ack among the freshest majority of the set (lesson 10).
   std::int64_t quorum_of(Mask mask) const noexcept {
-    std::array<std::int64_t, MaxPeers> acks;
-    std::size_t n = 0;
-    for (Mask m = mask; m != 0; m &= m - 1) {
-      acks[n++] = slots_[static_cast<std::size_t>(std::countr_zero(m))].ack;
-    }
-    const std::size_t kth = n / 2;  // index of the (n/2 + 1)-th largest
-    std::nth_element(acks.begin(), acks.begin() + static_cast<std::ptrdiff_t>(kth),
-                     acks.begin() + static_cast<std::ptrdiff_t>(n), std::greater<>{});
-    return acks[kth];
+    return raft::detail::majority_value(acks_, mask, kNeverNanos);
   }
 
   void recompute() noexcept {
@@ -238,8 +225,10 @@ class QuorumAckTracker {
   // lease read and must not share a line with the slots this thread writes on every ack.
   alignas(64) std::atomic<std::int64_t> published_{kNeverNanos};
 
-  // Owned by the group's thread.
-  alignas(64) std::array<Slot, MaxPeers> slots_{};
+  // Owned by the group's thread. Slot i is one member: its id, and the send time (ns) of the
+  // newest request it acknowledged (kAlways for the leader itself).
+  alignas(64) std::array<NodeId, MaxPeers> ids_{};
+  std::array<std::int64_t, MaxPeers> acks_{};
   std::size_t count_ = 0;
   Mask incoming_ = 0;  // slots that are voters of the incoming (or only) configuration
   Mask outgoing_ = 0;  // slots that are voters of the outgoing configuration; 0 unless joint
