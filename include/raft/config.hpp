@@ -1,0 +1,98 @@
+// RaftConfig: everything a RaftGroup is configured with, validated up front.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <system_error>
+#include <vector>
+
+#include <raft/errc.hpp>
+#include <raft/message.hpp>
+#include <raft/types.hpp>
+
+namespace tenure::raft {
+
+/// The configuration of one RaftGroup. Durations are measured on the group's Clock.
+struct RaftConfig {
+  /// This node. Must be one of `voters` (learners arrive with membership changes).
+  NodeId self = kNoNode;
+  /// Which group this is, stamped on every message for transports that multiplex groups.
+  GroupId group = 0;
+  /// The initial voters, `self` included. Ignored when storage already holds a configuration.
+  std::vector<NodeId> voters;
+
+  /// A follower campaigns after a random timeout in [election_timeout_min, election_timeout_max)
+  /// without hearing from a leader (paper section 5.2). The lease layer derives its lease from
+  /// the minimum; voters refuse other candidates for that long after hearing from a leader.
+  std::chrono::nanoseconds election_timeout_min{std::chrono::milliseconds(150)};
+  std::chrono::nanoseconds election_timeout_max{std::chrono::milliseconds(300)};
+  /// How often a leader sends heartbeats (and how often a probing follower is retried).
+  std::chrono::nanoseconds heartbeat_interval{std::chrono::milliseconds(30)};
+
+  /// Replication flow control: at most this many append messages, and this many payload bytes,
+  /// in flight to one follower.
+  std::uint32_t max_inflight_messages = 256;
+  std::uint64_t max_inflight_bytes = std::uint64_t{32} << 20;
+  /// The most payload bytes, and entries, in one append message (a single larger entry still
+  /// goes alone).
+  std::uint64_t max_message_bytes = std::uint64_t{1} << 20;
+  std::uint32_t max_entries_per_message = 4096;
+
+  /// Proposals are refused with errc::overloaded while the leader holds more uncommitted payload
+  /// bytes than this.
+  std::uint64_t max_uncommitted_bytes = std::uint64_t{64} << 20;
+  /// Pending ReadIndex reads, local and forwarded, at most (lesson 2); past it, overloaded.
+  std::uint32_t max_pending_reads = 65536;
+  /// Read batches forwarded by followers that a leader holds at once; past it, rejected.
+  std::uint32_t max_remote_read_batches = 64;
+  /// The bound on an operation whose caller gives no deadline (lesson 1).
+  std::chrono::nanoseconds default_operation_timeout{std::chrono::seconds(5)};
+  /// Applied entries kept in the log behind the applied index before compaction, for followers
+  /// that lag (until snapshots can catch them up).
+  std::uint64_t log_retention_entries = 100'000;
+
+  /// PreVote (thesis section 9.6): a node campaigns only if a majority would vote for it.
+  bool pre_vote = true;
+  /// CheckQuorum: a leader that has not heard from a quorum within election_timeout_min steps
+  /// down.
+  bool check_quorum = true;
+  /// Seeds the group's random election timeouts. 0: derived from `self` and `group`.
+  std::uint64_t random_seed = 0;
+
+  /// errc::invalid_config when a field is out of range or inconsistent with another.
+  std::error_code validate(std::size_t max_peers) const noexcept {
+    const auto bad = make_error_code(errc::invalid_config);
+    if (self == kNoNode || voters.empty() || voters.size() > max_peers) {
+      return bad;
+    }
+    bool self_found = false;
+    for (std::size_t i = 0; i < voters.size(); ++i) {
+      if (voters[i] == kNoNode) {
+        return bad;
+      }
+      for (std::size_t j = 0; j < i; ++j) {
+        if (voters[j] == voters[i]) {
+          return bad;
+        }
+      }
+      self_found = self_found || voters[i] == self;
+    }
+    if (!self_found) {
+      return bad;
+    }
+    if (election_timeout_min.count() <= 0 || election_timeout_max <= election_timeout_min ||
+        heartbeat_interval.count() <= 0 || heartbeat_interval >= election_timeout_min ||
+        default_operation_timeout.count() <= 0) {
+      return bad;
+    }
+    if (max_inflight_messages == 0 || max_inflight_bytes == 0 || max_message_bytes == 0 ||
+        max_entries_per_message == 0 || max_uncommitted_bytes == 0 || max_pending_reads == 0 ||
+        max_remote_read_batches == 0) {
+      return bad;
+    }
+    return {};
+  }
+};
+
+}  // namespace tenure::raft

@@ -1,0 +1,81 @@
+// DefaultPolicies: the bundle a user derives from, naming only what they change.
+#pragma once
+
+#include <cstddef>
+#include <type_traits>
+
+#include <raft/clock.hpp>
+#include <raft/error_classifier.hpp>
+#include <raft/random.hpp>
+#include <raft/state_machine.hpp>
+#include <raft/steady_clock.hpp>
+#include <raft/storage.hpp>
+#include <raft/transport.hpp>
+
+namespace tenure::raft {
+
+/// The defaults of every policy of a RaftGroup. Derive, and override what differs:
+///
+///     struct MyPolicies : tenure::raft::DefaultPolicies {
+///       using transport_type = MyTransport;          // required
+///       using storage_type = tenure::raft::MemoryStorage;  // required
+///       using state_machine_type = MyStateMachine;   // required
+///       static constexpr std::size_t max_peers = 5;  // optional
+///     };
+///     tenure::raft::RaftGroup<MyPolicies> group(config, clock, transport, storage, machine);
+///
+/// The transport, storage and state machine have no default: they are the user's. Each policy is
+/// checked where RaftGroup is instantiated, with a message that names what is missing.
+struct DefaultPolicies {
+  /// The clock of timeouts, deadlines and lease anchors.
+  using clock_type = SteadyClock;
+  /// Which errors mean leadership loss, for the lease layer and the runtime.
+  using error_classifier = DefaultErrorClassifier;
+  /// The per-group random source of election timeouts.
+  using random_type = Xoshiro256;
+  /// The most members a group can have (voters of both configurations of a joint configuration,
+  /// the node itself included). Per-peer state lives in arrays of this size.
+  static constexpr std::size_t max_peers = 7;
+};
+
+namespace detail {
+
+template <class P>
+consteval bool check_policies() {
+  static_assert(requires { typename P::transport_type; },
+                "tenure: the policies need `using transport_type = ...;` (your Transport)");
+  static_assert(requires { typename P::storage_type; },
+                "tenure: the policies need `using storage_type = ...;` (e.g. MemoryStorage)");
+  static_assert(requires { typename P::state_machine_type; },
+                "tenure: the policies need `using state_machine_type = ...;` (your StateMachine)");
+  static_assert(requires { typename P::clock_type; },
+                "tenure: the policies need `using clock_type = ...;` (derive from DefaultPolicies)");
+  static_assert(requires { typename P::random_type; },
+                "tenure: the policies need `using random_type = ...;` (derive from DefaultPolicies)");
+  static_assert(requires { P::max_peers; },
+                "tenure: the policies need `static constexpr std::size_t max_peers`");
+  if constexpr (requires {
+                  typename P::transport_type;
+                  typename P::storage_type;
+                  typename P::state_machine_type;
+                  typename P::clock_type;
+                  typename P::random_type;
+                  P::max_peers;
+                }) {
+    static_assert(check_transport<typename P::transport_type>());
+    static_assert(check_storage<typename P::storage_type>());
+    static_assert(check_state_machine<typename P::state_machine_type>());
+    static_assert(check_clock<typename P::clock_type>());
+    static_assert(RandomSource<typename P::random_type>,
+                  "tenure: `random_type` needs a constructor from std::uint64_t (the seed) and "
+                  "`std::uint64_t next()`");
+    static_assert(P::max_peers >= 1 && P::max_peers <= 64,
+                  "tenure: `max_peers` must be between 1 and 64");
+    return true;
+  }
+  return false;
+}
+
+}  // namespace detail
+
+}  // namespace tenure::raft

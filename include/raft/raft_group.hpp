@@ -1,0 +1,1488 @@
+// RaftGroup: the consensus core. A deterministic state machine: no I/O of its own, no threads.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cassert>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <optional>
+#include <span>
+#include <system_error>
+#include <vector>
+
+#include <boost/intrusive/list.hpp>
+#include <boost/intrusive/set.hpp>
+
+#include <lease/leader_loss.hpp>
+#include <lease/quorum_ack_tracker.hpp>
+#include <raft/clock.hpp>
+#include <raft/completion.hpp>
+#include <raft/config.hpp>
+#include <raft/detail/majority.hpp>
+#include <raft/detail/progress.hpp>
+#include <raft/errc.hpp>
+#include <raft/message.hpp>
+#include <raft/operations.hpp>
+#include <raft/policies.hpp>
+#include <raft/result.hpp>
+#include <raft/storage.hpp>
+#include <raft/types.hpp>
+
+namespace tenure::raft {
+
+/// The role of a node in its group (Raft paper section 5.1; PreVote, thesis section 9.6).
+enum class Role : std::uint8_t { follower, pre_candidate, candidate, leader };
+
+/// One Raft group: the replicated log of the Raft paper with PreVote, CheckQuorum, leader
+/// stickiness, pipelined replication, ReadIndex, leadership transfer, and the quorum-ack tracking
+/// that lets LeaseCoordinator serve reads from memory.
+///
+/// It does no I/O and starts no threads. Inputs: tick() (time passes; read from the Clock),
+/// step() (a message from the Transport), on_persisted() (the Storage made writes durable), and
+/// the operations propose(), read_index(), transfer_leadership(). Outputs: calls on the Transport
+/// (send) and Storage (writes), and committed entries handed to the StateMachine. The same inputs
+/// produce the same outputs: a simulated cluster replays exactly from its seed.
+///
+/// Ordering rules, written once (compare etcd's doc.go):
+/// - a vote, and every append acknowledgement, leaves only after the writes before it are
+///   durable (term and vote persisted before any vote is answered; Figure 2);
+/// - the leader replicates while its own append is still being persisted; its own entry counts
+///   towards a commit only once durable;
+/// - entries are applied only once committed, in order; a proposal completes after its entry is
+///   applied on this node;
+/// - on every transition from leader to anything else, and at stop(), the quorum-ack tracker is
+///   reset and leader-loss callbacks run synchronously *before* leader_term() stops reporting the
+///   old term (lesson 6).
+///
+/// Thread-safety: every member runs on one thread (the group's), except the LeaseProvider
+/// accessors leader_term(), leader_hint(), applied_index() and quorum_ack(), which are atomic
+/// loads callable from any thread. Allocation: at construction, and when a queue grows past its
+/// previous high-water mark; none in steady state (pinned by tests).
+/// Errors: the constructor throws std::system_error with errc::invalid_config for a bad
+/// RaftConfig. Operations report errors through their completions (see operations.hpp).
+template <class Policies>
+class RaftGroup {
+  static_assert(detail::check_policies<Policies>());
+
+ public:
+  using clock_type = typename Policies::clock_type;
+  using transport_type = typename Policies::transport_type;
+  using storage_type = typename Policies::storage_type;
+  using state_machine_type = typename Policies::state_machine_type;
+  using random_type = typename Policies::random_type;
+  using time_point = typename clock_type::time_point;
+  using duration = typename clock_type::duration;
+  /// The LeaseProvider's ReadIndex operation type.
+  using read_request = ReadIndexOperation;
+  static constexpr std::size_t kMaxPeers = Policies::max_peers;
+  using Tracker = lease::QuorumAckTracker<clock_type, kMaxPeers>;
+
+  /// Counters for tests, benchmarks and metrics. Group's thread.
+  struct Stats {
+    std::uint64_t elections_started = 0;
+    std::uint64_t times_leader = 0;
+    std::uint64_t messages_sent = 0;
+    std::uint64_t appends_sent = 0;
+    std::uint64_t heartbeat_rounds = 0;
+    std::uint64_t entries_applied = 0;
+    std::uint64_t reads_confirmed = 0;
+    std::uint64_t leader_loss_callback_failures = 0;
+  };
+
+  RaftGroup(const RaftConfig& config, clock_type& clock, transport_type& transport,
+            storage_type& storage, state_machine_type& machine)
+      : config_(checked(config)),
+        clock_(clock),
+        transport_(transport),
+        storage_(storage),
+        machine_(machine),
+        random_(config.random_seed != 0 ? config.random_seed
+                                        : (config.self * 0x9e3779b97f4a7c15ull) ^ config.group),
+        tracker_(config.self),
+        entry_scratch_(config.max_entries_per_message),
+        waiters_(64) {
+    for (std::size_t i = 0; i < config_.voters.size(); ++i) {
+      ids_[i] = config_.voters[i];
+      voters_ |= detail::MemberMask{1} << i;
+      if (ids_[i] == config_.self) {
+        self_slot_ = i;
+      }
+      progress_[i].inflight.init(config_.max_inflight_messages, config_.max_inflight_bytes);
+    }
+    members_ = config_.voters.size();
+    (void)tracker_.set_configuration(std::span<const NodeId>(config_.voters));
+    remote_reads_.resize(config_.max_remote_read_batches);
+
+    const HardState hs = storage_.hard_state();
+    term_ = hs.term;
+    vote_ = hs.vote;
+    commit_ = std::max(hs.commit, storage_.first_index() - 1);
+    applied_ = storage_.first_index() - 1;
+    durable_last_ = storage_.last_index();
+    last_write_seq_ = storage_.durable_seq();
+    const time_point now = clock_.now();
+    started_at_ = now;
+    reset_election_timer(now);
+    apply_committed();
+  }
+
+  RaftGroup(const RaftGroup&) = delete;
+  RaftGroup& operator=(const RaftGroup&) = delete;
+
+  ~RaftGroup() { stop(); }
+
+  // ===========================================================================================
+  // Inputs
+  // ===========================================================================================
+
+  /// Lets time pass: fires election and heartbeat timers, CheckQuorum and operation deadlines,
+  /// then sends what that produced. Call at least every heartbeat_interval / 2; more often makes
+  /// deadlines more exact.
+  void tick() {
+    if (stopped_) {
+      return;
+    }
+    const time_point now = clock_.now();
+    expire_operations(now);
+    if (role_ == Role::leader) {
+      if (config_.check_quorum && !quorum_active(now)) {
+        become_follower(term_, kNoNode, now);  // CheckQuorum: a minority leader steps down
+      } else if (now >= next_heartbeat_) {
+        broadcast_heartbeat(now);
+      }
+    } else if (now >= election_deadline_) {
+      campaign(/*transfer=*/false, now);
+    }
+    if (role_ == Role::leader) {
+      for (std::size_t i = 0; i < members_; ++i) {
+        progress_[i].probe_sent = false;  // a probe is retried once per tick at most
+      }
+    }
+    flush();
+  }
+
+  /// Hands a received message to the group. Messages for another group, addressed to another
+  /// node, or from a node that is not a member are ignored.
+  void step(const Message& m) {
+    if (stopped_ || m.group != config_.group || m.to != config_.self || slot_of(m.from) == kNoSlot) {
+      return;
+    }
+    const time_point now = clock_.now();
+    if (!handle_term(m, now)) {
+      flush();
+      return;
+    }
+    switch (m.type) {
+      case MessageType::append:
+        on_append(m, now);
+        break;
+      case MessageType::append_response:
+        on_append_response(m, now);
+        break;
+      case MessageType::heartbeat:
+        on_heartbeat(m, now);
+        break;
+      case MessageType::heartbeat_response:
+        on_heartbeat_response(m, now);
+        break;
+      case MessageType::vote:
+      case MessageType::pre_vote:
+        on_vote_request(m, now);
+        break;
+      case MessageType::vote_response:
+      case MessageType::pre_vote_response:
+        on_vote_response(m, now);
+        break;
+      case MessageType::timeout_now:
+        if (role_ != Role::leader) {
+          campaign(/*transfer=*/true, now);
+        }
+        break;
+      case MessageType::read_index:
+        on_read_index_request(m);
+        break;
+      case MessageType::read_index_response:
+        on_read_index_response(m);
+        break;
+      case MessageType::snapshot:
+      case MessageType::snapshot_response:
+        break;  // snapshots arrive with their own issue
+    }
+    flush();
+  }
+
+  /// The Storage made more writes durable: releases what waited for them (held-back votes and
+  /// acknowledgements, the leader's own match, the candidate's own vote).
+  void on_persisted() {
+    if (stopped_) {
+      return;
+    }
+    release_durable();
+    flush();
+  }
+
+  /// Sends what earlier inputs produced: appends (batching every proposal made since the last
+  /// flush), a heartbeat round for waiting reads, forwarded read batches. tick(), step() and
+  /// on_persisted() flush by themselves; call it after a batch of propose() / read_index().
+  void flush() {
+    if (stopped_) {
+      return;
+    }
+    if (const auto ec = storage_.error()) {
+      fail_stop(ec);
+      return;
+    }
+    if (role_ == Role::leader) {
+      for (std::size_t i = 0; i < members_; ++i) {
+        if (i != self_slot_) {
+          while (send_append(i)) {
+          }
+        }
+      }
+      if (read_round_needed_ > seq_) {
+        broadcast_heartbeat(clock_.now());
+      }
+    } else if (forward_batch_pending_ && leader_ != kNoNode) {
+      Message m = base_message(MessageType::read_index, leader_);
+      m.seq = next_batch_;
+      send(m);
+      ++next_batch_;
+      forward_batch_pending_ = false;
+    }
+  }
+
+  /// Proposes `payload` for replication. The payload is copied; `op` completes when the entry is
+  /// applied here (or fails, see ProposeOperation). Batched: appends leave at the next flush().
+  /// Without a deadline, default_operation_timeout applies.
+  void propose(ProposeOperation& op, std::span<const std::byte> payload,
+               time_point deadline = time_point::max()) {
+    assert(!op.pending());
+    if (const auto refused = refuse_proposal(payload.size())) {
+      op.done_(*refused);
+      return;
+    }
+    const EntryView entry{term_, storage_.last_index() + 1, EntryType::normal, payload};
+    append_own(std::span<const EntryView>(&entry, 1));
+    uncommitted_bytes_ += payload.size();
+    op.index_ = entry.index;
+    op.term_ = term_;
+    proposals_.push_back(op);
+    arm_deadline(op, deadline);
+    if (members_ == 1) {
+      release_durable();  // a single voter commits on its own durability
+    }
+  }
+
+  /// A linearizable read through ReadIndex (lessons 1 to 3). On the leader, one heartbeat round
+  /// confirms every read queued before it; a read that arrives before the leader's first commit
+  /// in its term waits for it. On a follower, reads are forwarded to the leader in batches. The
+  /// pending-read queue is bounded (max_pending_reads): past it, overloaded at once. Without a
+  /// deadline, default_operation_timeout applies.
+  void read_index(ReadIndexOperation& op, time_point deadline = time_point::max()) {
+    assert(!op.pending());
+    if (stopped_) {
+      op.done_(errc::stopped);
+      return;
+    }
+    if (pending_reads_ >= config_.max_pending_reads) {
+      op.done_(errc::overloaded);
+      return;
+    }
+    if (role_ == Role::leader) {
+      if (members_ == 1 && committed_in_term_) {
+        op.read_index_ = commit_;
+        enqueue_read(op, deadline, reads_wait_apply_);
+        complete_applied_reads();
+        return;
+      }
+      if (!committed_in_term_) {
+        enqueue_read(op, deadline, reads_wait_commit_);
+        return;
+      }
+      op.read_index_ = commit_;
+      op.needs_ = seq_ + 1;
+      read_round_needed_ = op.needs_;
+      enqueue_read(op, deadline, reads_wait_round_);
+      return;
+    }
+    if (leader_ == kNoNode || role_ != Role::follower) {
+      op.done_(Error::not_leader(leader_));
+      return;
+    }
+    op.needs_ = next_batch_;
+    forward_batch_pending_ = true;
+    enqueue_read(op, deadline, reads_forwarded_);
+  }
+
+  /// Hands leadership to `target` (thesis section 3.10): catches it up, revokes the lease, then
+  /// sends TimeoutNow. Proposals are refused with transfer_in_progress meanwhile. Bounded by
+  /// `deadline` (default_operation_timeout without one).
+  void transfer_leadership(TransferOperation& op, NodeId target,
+                           time_point deadline = time_point::max()) {
+    assert(!op.pending());
+    if (stopped_) {
+      op.done_(errc::stopped);
+      return;
+    }
+    if (role_ != Role::leader) {
+      op.done_(Error::not_leader(leader_));
+      return;
+    }
+    const std::size_t slot = slot_of(target);
+    if (slot == kNoSlot || (voters_ & (detail::MemberMask{1} << slot)) == 0) {
+      op.done_(errc::invalid_argument);
+      return;
+    }
+    if (target == config_.self) {
+      op.done_(Result<void>{});
+      return;
+    }
+    if (transfer_ != nullptr) {
+      op.done_(Error(errc::transfer_in_progress, config_.self));
+      return;
+    }
+    transfer_ = &op;
+    transfer_target_ = slot;
+    timeout_now_sent_ = false;
+    arm_deadline(op, deadline);
+    // The lease ends before TimeoutNow can leave, for the rest of this term: the target's
+    // election does not wait out our lease (lesson 6; docs/lease.md).
+    lease_revoked_term_ = term_;
+    publish_leader_term();
+    maybe_send_timeout_now();
+    flush();
+  }
+
+  /// Starts an election now (as a timeout would). For tests and operators.
+  void campaign() {
+    if (!stopped_ && role_ != Role::leader) {
+      campaign(false, clock_.now());
+      flush();
+    }
+  }
+
+  /// Stops the group for good: leader-loss callbacks run if it was leader, and every pending
+  /// operation completes with errc::stopped. Idempotent.
+  void stop() { stop_with(errc::stopped); }
+
+  // ===========================================================================================
+  // LeaseProvider (lease::LeaseProvider): the accessors are lock-free, any thread.
+  // ===========================================================================================
+
+  const clock_type& clock() const noexcept { return clock_; }
+
+  /// The term in which this node leads and may serve lease reads: it has committed and applied
+  /// an entry of this term, and no transfer has revoked the lease in it. 0 otherwise.
+  Term leader_term() const noexcept { return published_term_.load(std::memory_order_acquire); }
+  NodeId leader_hint() const noexcept { return published_leader_.load(std::memory_order_acquire); }
+  LogIndex applied_index() const noexcept {
+    return published_applied_.load(std::memory_order_acquire);
+  }
+  time_point quorum_ack() const noexcept { return tracker_.quorum_ack(); }
+  void subscribe_leader_loss(lease::LeaderLossCallback& callback) { leader_losses_.add(callback); }
+
+  // ===========================================================================================
+  // Observers (group's thread)
+  // ===========================================================================================
+
+  NodeId self() const noexcept { return config_.self; }
+  GroupId group() const noexcept { return config_.group; }
+  Role role() const noexcept { return role_; }
+  Term term() const noexcept { return term_; }
+  NodeId vote() const noexcept { return vote_; }
+  NodeId leader() const noexcept { return leader_; }
+  LogIndex commit_index() const noexcept { return commit_; }
+  LogIndex last_applied() const noexcept { return applied_; }
+  LogIndex last_index() const noexcept { return storage_.last_index(); }
+  bool stopped() const noexcept { return stopped_; }
+  std::uint32_t pending_reads() const noexcept { return pending_reads_; }
+  std::uint64_t uncommitted_bytes() const noexcept { return uncommitted_bytes_; }
+  bool transferring() const noexcept { return transfer_ != nullptr; }
+  const Stats& stats() const noexcept { return stats_; }
+  const RaftConfig& config() const noexcept { return config_; }
+  const storage_type& storage() const noexcept { return storage_; }
+  /// The leader's view of `peer`'s match index (0 when not leader or unknown).
+  LogIndex match_of(NodeId peer) const noexcept {
+    const std::size_t s = slot_of(peer);
+    if (role_ != Role::leader || s == kNoSlot) {
+      return 0;
+    }
+    return s == self_slot_ ? durable_last_ : progress_[s].match;
+  }
+
+ private:
+  static constexpr std::size_t kNoSlot = std::numeric_limits<std::size_t>::max();
+  using Mask = detail::MemberMask;
+
+  template <class Op>
+  using Queue = boost::intrusive::list<Op, boost::intrusive::base_hook<detail::QueueHook>,
+                                       boost::intrusive::constant_time_size<false>>;
+
+  struct DeadlineOrder {
+    bool operator()(const detail::OperationBase& a, const detail::OperationBase& b) const noexcept {
+      return a.deadline_ < b.deadline_;
+    }
+  };
+  using DeadlineIndex =
+      boost::intrusive::multiset<detail::OperationBase, boost::intrusive::base_hook<detail::DeadlineHook>,
+                                 boost::intrusive::compare<DeadlineOrder>,
+                                 boost::intrusive::constant_time_size<false>>;
+
+  /// Something that must wait until storage write `seq` is durable.
+  struct Waiter {
+    enum class Kind : std::uint8_t { send, log, self_vote };
+    WriteSeq seq = 0;
+    Kind kind = Kind::send;
+    LogIndex last_index = 0;  // log: the last index after the write
+    Term term = 0;            // self_vote: the term voted in
+    Message message;          // send: the held-back message (never carries entries)
+  };
+
+  /// A read batch forwarded by a follower, held by the leader until a round confirms it.
+  struct RemoteRead {
+    NodeId from = kNoNode;
+    std::uint64_t batch = 0;
+    LogIndex read_index = 0;
+    std::uint64_t needs = 0;
+    bool awaiting_commit = false;
+  };
+
+  static const RaftConfig& checked(const RaftConfig& config) {
+    if (const auto ec = config.validate(kMaxPeers)) {
+      throw std::system_error(ec, "RaftConfig");
+    }
+    return config;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Members and messages
+  // -------------------------------------------------------------------------------------------
+
+  std::size_t slot_of(NodeId id) const noexcept {
+    for (std::size_t i = 0; i < members_; ++i) {
+      if (ids_[i] == id) {
+        return i;
+      }
+    }
+    return kNoSlot;
+  }
+
+  Message base_message(MessageType type, NodeId to) const noexcept {
+    Message m;
+    m.type = type;
+    m.group = config_.group;
+    m.from = config_.self;
+    m.to = to;
+    m.term = term_;
+    return m;
+  }
+
+  void send(const Message& m) {
+    ++stats_.messages_sent;
+    transport_.send(m);
+  }
+
+  /// Sends `m` once every write issued so far is durable.
+  void send_when_durable(const Message& m) {
+    if (last_write_seq_ <= storage_.durable_seq()) {
+      send(m);
+      return;
+    }
+    Waiter& w = push_waiter(last_write_seq_, Waiter::Kind::send);
+    w.message = m;
+    w.message.entries = {};
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Storage writes and durability
+  // -------------------------------------------------------------------------------------------
+
+  Waiter& push_waiter(WriteSeq seq, typename Waiter::Kind kind) {
+    if (waiter_count_ == waiters_.size()) {
+      std::vector<Waiter> bigger(waiters_.size() * 2);
+      for (std::size_t i = 0; i < waiter_count_; ++i) {
+        bigger[i] = waiters_[(waiter_head_ + i) % waiters_.size()];
+      }
+      waiters_.swap(bigger);
+      waiter_head_ = 0;
+    }
+    Waiter& w = waiters_[(waiter_head_ + waiter_count_) % waiters_.size()];
+    ++waiter_count_;
+    w = Waiter{};
+    w.seq = seq;
+    w.kind = kind;
+    return w;
+  }
+
+  // Tracks the durable prefix of the log: after each log write, the log's last index once that
+  // write is durable. Consecutive log writes collapse into one waiter.
+  void note_log_write(WriteSeq seq) {
+    if (waiter_count_ != 0) {
+      Waiter& back = waiters_[(waiter_head_ + waiter_count_ - 1) % waiters_.size()];
+      if (back.kind == Waiter::Kind::log) {
+        back.seq = seq;
+        back.last_index = storage_.last_index();
+        return;
+      }
+    }
+    push_waiter(seq, Waiter::Kind::log).last_index = storage_.last_index();
+  }
+
+  void append_own(std::span<const EntryView> entries) {
+    last_write_seq_ = storage_.append(entries);
+    note_log_write(last_write_seq_);
+  }
+
+  void persist_hard_state() {
+    last_write_seq_ = storage_.save_hard_state(HardState{term_, vote_, commit_});
+  }
+
+  void release_durable() {
+    const WriteSeq durable = storage_.durable_seq();
+    while (waiter_count_ != 0) {
+      Waiter& w = waiters_[waiter_head_];
+      if (w.seq > durable) {
+        break;
+      }
+      const Waiter done = w;
+      waiter_head_ = (waiter_head_ + 1) % waiters_.size();
+      --waiter_count_;
+      switch (done.kind) {
+        case Waiter::Kind::send:
+          send(done.message);
+          break;
+        case Waiter::Kind::log:
+          durable_last_ = std::min(done.last_index, storage_.last_index());
+          if (role_ == Role::leader) {
+            maybe_commit();
+          }
+          break;
+        case Waiter::Kind::self_vote:
+          if (role_ == Role::candidate && term_ == done.term) {
+            votes_granted_ |= Mask{1} << self_slot_;  // our own vote counts once durable
+            maybe_win_election(clock_.now());
+          }
+          break;
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Terms and roles
+  // -------------------------------------------------------------------------------------------
+
+  // Applies the term rules of Figure 2 and section 9.6 to an incoming message. Returns false when
+  // the message must be dropped.
+  bool handle_term(const Message& m, time_point now) {
+    if (m.term > term_) {
+      if ((m.type == MessageType::vote || m.type == MessageType::pre_vote) && in_lease(m, now)) {
+        return false;  // leader stickiness: a disruptive candidate cannot even bump our term
+      }
+      if (m.type == MessageType::pre_vote) {
+        return true;  // a pre-vote changes nothing
+      }
+      if (m.type == MessageType::pre_vote_response && !m.reject) {
+        return true;  // a granted pre-vote echoes the future term
+      }
+      const bool from_leader = m.type == MessageType::append ||
+                               m.type == MessageType::heartbeat ||
+                               m.type == MessageType::timeout_now;
+      become_follower(m.term, from_leader ? m.from : kNoNode, now);
+      return true;
+    }
+    if (m.term < term_) {
+      // A stale leader learns of the new term from our answer (needed with CheckQuorum and
+      // PreVote, where it would otherwise never hear a higher term).
+      if (m.type == MessageType::append || m.type == MessageType::heartbeat) {
+        Message r = base_message(m.type == MessageType::append ? MessageType::append_response
+                                                                : MessageType::heartbeat_response,
+                                 m.from);
+        r.reject = true;
+        send(r);
+      } else if (m.type == MessageType::pre_vote) {
+        Message r = base_message(MessageType::pre_vote_response, m.from);
+        r.reject = true;
+        send(r);
+      }
+      return false;
+    }
+    return true;
+  }
+
+  // Whether this node has heard from a live leader within election_timeout_min (or has just
+  // started and cannot know): then it grants no vote, unless the election was started by
+  // TimeoutNow. A restarted node has forgotten when it last heard from the leader, so it counts
+  // its start as such a moment; otherwise it could elect a new leader inside an old leader's
+  // lease (docs/lease.md).
+  bool in_lease(const Message& m, time_point now) const noexcept {
+    if ((m.flags & kFlagTransfer) != 0) {
+      return false;
+    }
+    if (now < started_at_ + config_.election_timeout_min) {
+      return true;
+    }
+    return leader_ != kNoNode && leader_ != m.from &&
+           now < leader_contact_ + config_.election_timeout_min;
+  }
+
+  void reset_election_timer(time_point now) {
+    const auto spread = static_cast<std::uint64_t>(
+        (config_.election_timeout_max - config_.election_timeout_min).count());
+    election_deadline_ =
+        now + config_.election_timeout_min + duration(static_cast<std::int64_t>(random_.below(spread)));
+  }
+
+  void become_follower(Term term, NodeId leader, time_point now) {
+    const bool was_leader = role_ == Role::leader;
+    if (was_leader) {
+      leave_leadership(errc::leadership_lost, leader);
+    }
+    const bool term_changed = term != term_;
+    if (term_changed) {
+      term_ = term;
+      vote_ = kNoNode;
+      persist_hard_state();
+      fail_reads(errc::leadership_lost, leader);
+    }
+    role_ = Role::follower;
+    leader_ = leader;
+    if (leader != kNoNode) {
+      leader_contact_ = now;
+    }
+    publish_leader_term();
+    reset_election_timer(now);
+  }
+
+  // Everything that ends with leadership, in the order lesson 6 demands: the lease is gone
+  // (tracker reset, callbacks run) while leader_term() still reports the old term, then the role
+  // changes and pending operations learn their fate.
+  void leave_leadership(errc reason, NodeId new_leader) {
+    tracker_.reset();
+    stats_.leader_loss_callback_failures +=
+        leader_losses_.notify(term_, [](std::exception_ptr) noexcept {});
+    role_ = Role::follower;
+    publish_leader_term();
+    while (!proposals_.empty()) {
+      ProposeOperation& op = proposals_.front();
+      finish(op);
+      op.done_(Error(reason, new_leader));
+    }
+    if (transfer_ != nullptr) {
+      TransferOperation& op = *transfer_;
+      transfer_ = nullptr;
+      finish(op);
+      const bool handed_over = new_leader != kNoNode && new_leader == ids_[transfer_target_];
+      op.done_(handed_over ? Result<void>{} : Result<void>(Error(reason, new_leader)));
+    }
+    fail_remote_reads();
+    uncommitted_bytes_ = 0;
+  }
+
+  void campaign(bool transfer, time_point now) {
+    if ((voters_ & (Mask{1} << self_slot_)) == 0) {
+      return;  // a non-voter never campaigns
+    }
+    ++stats_.elections_started;
+    reset_election_timer(now);
+    if (config_.pre_vote && !transfer) {
+      role_ = Role::pre_candidate;
+      leader_ = kNoNode;
+      publish_leader_term();
+      votes_granted_ = Mask{1} << self_slot_;  // a pre-vote for ourselves needs no persistence
+      votes_rejected_ = 0;
+      if (detail::is_majority(votes_granted_, voters_)) {
+        start_election(false, now);
+        return;
+      }
+      request_votes(MessageType::pre_vote, term_ + 1, 0);
+      return;
+    }
+    start_election(transfer, now);
+  }
+
+  void start_election(bool transfer, time_point now) {
+    reset_election_timer(now);
+    const Term old_term = term_;
+    term_ += 1;
+    vote_ = config_.self;
+    role_ = Role::candidate;
+    leader_ = kNoNode;
+    publish_leader_term();
+    if (old_term != term_) {
+      fail_reads(errc::leadership_lost, kNoNode);
+    }
+    persist_hard_state();
+    votes_granted_ = 0;
+    votes_rejected_ = 0;
+    push_waiter(last_write_seq_, Waiter::Kind::self_vote).term = term_;
+    request_votes(MessageType::vote, term_, transfer ? kFlagTransfer : 0);
+    release_durable();  // counts our own vote now when the write is already durable
+  }
+
+  void request_votes(MessageType type, Term term, std::uint8_t flags) {
+    const LogIndex last = storage_.last_index();
+    const Term last_term = term_at(last);
+    for (std::size_t i = 0; i < members_; ++i) {
+      if (i == self_slot_ || (voters_ & (Mask{1} << i)) == 0) {
+        continue;
+      }
+      Message m = base_message(type, ids_[i]);
+      m.term = term;
+      m.index = last;
+      m.log_term = last_term;
+      m.flags = flags;
+      send(m);
+    }
+  }
+
+  bool log_up_to_date(LogIndex index, Term log_term) const noexcept {
+    const LogIndex last = storage_.last_index();
+    const Term last_term = term_at(last);
+    return log_term > last_term || (log_term == last_term && index >= last);
+  }
+
+  void on_vote_request(const Message& m, time_point now) {
+    if (in_lease(m, now)) {
+      return;  // heard from a live leader recently: ignore (see in_lease)
+    }
+    const bool pre = m.type == MessageType::pre_vote;
+    Message r = base_message(pre ? MessageType::pre_vote_response : MessageType::vote_response,
+                             m.from);
+    bool grant = false;
+    if (pre) {
+      // term_ < m.term here: handle_term dropped older ones and kept ours unchanged.
+      grant = m.term > term_ && log_up_to_date(m.index, m.log_term);
+      r.term = grant ? m.term : term_;
+    } else {
+      grant = (vote_ == kNoNode || vote_ == m.from) && log_up_to_date(m.index, m.log_term);
+      if (grant && vote_ != m.from) {
+        vote_ = m.from;
+        persist_hard_state();
+      }
+      if (grant) {
+        reset_election_timer(now);
+      }
+    }
+    r.reject = !grant;
+    if (pre) {
+      send(r);
+    } else {
+      send_when_durable(r);  // term and vote are on disk before the answer leaves
+    }
+  }
+
+  void on_vote_response(const Message& m, time_point now) {
+    const std::size_t slot = slot_of(m.from);
+    const bool pre = m.type == MessageType::pre_vote_response;
+    if ((pre && role_ != Role::pre_candidate) || (!pre && role_ != Role::candidate)) {
+      return;
+    }
+    if (pre && m.term != term_ + 1 && !m.reject) {
+      return;
+    }
+    if (m.reject) {
+      votes_rejected_ |= Mask{1} << slot;
+      if (detail::is_majority(votes_rejected_, voters_)) {
+        become_follower(term_, kNoNode, now);  // lost: wait for the next timeout
+      }
+      return;
+    }
+    votes_granted_ |= Mask{1} << slot;
+    if (pre) {
+      if (detail::is_majority(votes_granted_, voters_)) {
+        start_election(false, now);
+      }
+      return;
+    }
+    maybe_win_election(now);
+  }
+
+  void maybe_win_election(time_point now) {
+    if (role_ == Role::candidate && detail::is_majority(votes_granted_, voters_)) {
+      become_leader(now);
+    }
+  }
+
+  void become_leader(time_point now) {
+    role_ = Role::leader;
+    leader_ = config_.self;
+    ++stats_.times_leader;
+    const LogIndex last = storage_.last_index();
+    for (std::size_t i = 0; i < members_; ++i) {
+      progress_[i].reset(last);
+    }
+    tracker_.reset();
+    became_leader_at_ = now;
+    committed_in_term_ = false;
+    uncommitted_bytes_ = 0;
+    read_round_needed_ = 0;
+    remote_read_count_ = 0;
+    // The no-op of section 8: committing it commits every earlier entry and lets us serve reads.
+    const EntryView noop{term_, last + 1, EntryType::noop, {}};
+    append_own(std::span<const EntryView>(&noop, 1));
+    noop_index_ = noop.index;
+    publish_leader_term();
+    broadcast_heartbeat(now);
+    release_durable();
+  }
+
+  void publish_leader_term() noexcept {
+    const bool serving = role_ == Role::leader && committed_in_term_ && applied_ >= noop_index_ &&
+                         transfer_ == nullptr && lease_revoked_term_ != term_;
+    published_term_.store(serving ? term_ : 0, std::memory_order_release);
+    published_leader_.store(leader_, std::memory_order_release);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Replication (sections 5.3, 5.4)
+  // -------------------------------------------------------------------------------------------
+
+  Term term_at(LogIndex index) const noexcept {
+    const auto t = storage_.term_at(index);
+    return t ? t.value() : 0;
+  }
+
+  // Sends one append to the follower in `slot` if flow control allows. Returns whether another
+  // may follow at once (pipelining in the replicate state).
+  bool send_append(std::size_t slot) {
+    detail::Progress& p = progress_[slot];
+    if (p.state == detail::ProgressState::probe && p.probe_sent) {
+      return false;
+    }
+    if (p.state == detail::ProgressState::replicate && p.inflight.full()) {
+      return false;
+    }
+    if (p.next < storage_.first_index()) {
+      p.state = detail::ProgressState::snapshot;  // needs a snapshot: arrives with its issue
+      return false;
+    }
+    if (p.state == detail::ProgressState::snapshot) {
+      return false;
+    }
+    const LogIndex last = storage_.last_index();
+    if (p.state == detail::ProgressState::replicate && p.next > last) {
+      return false;
+    }
+    Message m = base_message(MessageType::append, ids_[slot]);
+    m.index = p.next - 1;
+    m.log_term = term_at(m.index);
+    std::size_t n = 0;
+    std::uint64_t bytes = 0;
+    for (LogIndex i = p.next; i <= last && n < entry_scratch_.size(); ++i) {
+      const EntryView e = storage_.entry(i);
+      if (n != 0 && bytes + e.payload.size() > config_.max_message_bytes) {
+        break;
+      }
+      entry_scratch_[n++] = e;
+      bytes += e.payload.size();
+    }
+    m.entries = std::span<const EntryView>(entry_scratch_.data(), n);
+    m.commit = commit_;
+    m.seq = ++seq_;
+    m.sent_at = to_nanos<clock_type>(clock_.now());
+    ++stats_.appends_sent;
+    send(m);
+    if (p.state == detail::ProgressState::replicate) {
+      if (n != 0) {
+        p.next = m.index + n + 1;
+        p.inflight.add(p.next - 1, bytes);
+      }
+      return n != 0;
+    }
+    p.probe_sent = true;
+    return false;
+  }
+
+  void broadcast_heartbeat(time_point now) {
+    ++stats_.heartbeat_rounds;
+    const std::uint64_t seq = ++seq_;
+    const std::int64_t sent_at = to_nanos<clock_type>(now);
+    for (std::size_t i = 0; i < members_; ++i) {
+      if (i == self_slot_) {
+        continue;
+      }
+      Message m = base_message(MessageType::heartbeat, ids_[i]);
+      // A follower may only learn a commit index its log is known to reach (etcd does the same).
+      m.commit = std::min(progress_[i].match, commit_);
+      m.seq = seq;
+      m.sent_at = sent_at;
+      send(m);
+    }
+    next_heartbeat_ = now + config_.heartbeat_interval;
+    if (members_ == 1) {
+      confirm_reads(std::numeric_limits<std::uint64_t>::max());
+    }
+  }
+
+  void on_append(const Message& m, time_point now) {
+    // handle_term made us a follower of m.from in m.term.
+    if (role_ != Role::follower) {
+      become_follower(term_, m.from, now);
+    }
+    leader_ = m.from;
+    leader_contact_ = now;
+    publish_leader_term();
+    reset_election_timer(now);
+    Message r = base_message(MessageType::append_response, m.from);
+    r.seq = m.seq;
+    r.sent_at = m.sent_at;
+    if (m.index < commit_) {
+      // Everything up to our commit index is known to match; say so.
+      r.index = commit_;
+      send_when_durable(r);
+      return;
+    }
+    if (!matches(m.index, m.log_term)) {
+      r.reject = true;
+      r.index = m.index;
+      // Hint (fast backtracking, section 5.3): the first index of our conflicting term, or our
+      // last index + 1 when our log is shorter.
+      const LogIndex last = storage_.last_index();
+      if (m.index > last) {
+        r.reject_hint = last + 1;
+        r.log_term = 0;
+      } else {
+        const Term conflict = term_at(m.index);
+        LogIndex first = m.index;
+        while (first > commit_ + 1 && first > storage_.first_index() && term_at(first - 1) == conflict) {
+          --first;
+        }
+        r.reject_hint = first;
+        r.log_term = conflict;
+      }
+      send(r);  // a rejection acknowledges nothing durable
+      return;
+    }
+    // Skip the entries we already have; truncate at the first conflict; append the rest.
+    std::size_t skip = 0;
+    const LogIndex last = storage_.last_index();
+    while (skip < m.entries.size()) {
+      const EntryView& e = m.entries[skip];
+      if (e.index > last || term_at(e.index) != e.term) {
+        break;
+      }
+      ++skip;
+    }
+    if (skip < m.entries.size()) {
+      const LogIndex from = m.entries[skip].index;
+      if (from <= last) {
+        assert(from > commit_);
+        last_write_seq_ = storage_.truncate_suffix(from);
+        note_log_write(last_write_seq_);
+      }
+      last_write_seq_ = storage_.append(m.entries.subspan(skip));
+      note_log_write(last_write_seq_);
+    }
+    const LogIndex last_new = m.index + m.entries.size();
+    if (m.commit > commit_) {
+      set_commit(std::min(m.commit, last_new));
+    }
+    r.index = last_new;
+    send_when_durable(r);
+  }
+
+  bool matches(LogIndex index, Term term) const noexcept {
+    const auto t = storage_.term_at(index);
+    return t && t.value() == term;
+  }
+
+  void on_append_response(const Message& m, time_point now) {
+    if (role_ != Role::leader) {
+      return;
+    }
+    const std::size_t slot = slot_of(m.from);
+    record_ack(slot, m);
+    detail::Progress& p = progress_[slot];
+    if (m.reject) {
+      if (m.index + 1 != p.next && p.state == detail::ProgressState::replicate &&
+          m.index < p.match) {
+        return;  // stale rejection
+      }
+      LogIndex next = std::min(p.next - 1, m.reject_hint == 0 ? p.next - 1 : m.reject_hint);
+      if (m.log_term != 0) {
+        // Skip every entry of the follower's conflicting term we also hold (section 5.3).
+        LogIndex i = std::min(m.index, storage_.last_index());
+        while (i > p.match && i >= storage_.first_index() && term_at(i) > m.log_term) {
+          --i;
+        }
+        next = std::min(next, i + 1);
+      }
+      p.next = std::max(next, p.match + 1);
+      p.state = detail::ProgressState::probe;
+      p.probe_sent = false;
+      p.inflight.reset();
+      return;
+    }
+    if (m.index > p.match) {
+      p.match = m.index;
+    }
+    if (p.next <= p.match) {
+      p.next = p.match + 1;
+    }
+    p.inflight.free_through(m.index);
+    if (p.state == detail::ProgressState::probe) {
+      p.state = detail::ProgressState::replicate;
+      p.probe_sent = false;
+      p.next = p.match + 1;
+      p.inflight.reset();
+    }
+    maybe_commit();
+    if (transfer_ != nullptr && slot == transfer_target_) {
+      maybe_send_timeout_now();
+    }
+    (void)now;
+  }
+
+  void on_heartbeat(const Message& m, time_point now) {
+    if (role_ != Role::follower) {
+      become_follower(term_, m.from, now);
+    }
+    leader_ = m.from;
+    leader_contact_ = now;
+    publish_leader_term();
+    reset_election_timer(now);
+    if (m.commit > commit_) {
+      set_commit(std::min(m.commit, storage_.last_index()));
+    }
+    Message r = base_message(MessageType::heartbeat_response, m.from);
+    r.seq = m.seq;
+    r.sent_at = m.sent_at;
+    send(r);
+  }
+
+  void on_heartbeat_response(const Message& m, time_point) {
+    if (role_ != Role::leader) {
+      return;
+    }
+    const std::size_t slot = slot_of(m.from);
+    record_ack(slot, m);
+    progress_[slot].probe_sent = false;  // resume probing
+  }
+
+  // A response in our term from a voter: it reset its election timer no earlier than we sent
+  // the request it answers (lesson 11), and it confirms every ReadIndex round up to m.seq.
+  void record_ack(std::size_t slot, const Message& m) {
+    if (m.reject && m.type == MessageType::heartbeat_response) {
+      return;
+    }
+    tracker_.record(m.from, from_nanos<clock_type>(m.sent_at));
+    detail::Progress& p = progress_[slot];
+    if (m.seq > p.acked_seq) {
+      p.acked_seq = m.seq;
+      confirm_reads(quorum_seq());
+    }
+  }
+
+  std::uint64_t quorum_seq() const noexcept {
+    std::array<std::uint64_t, kMaxPeers> acked{};
+    for (std::size_t i = 0; i < members_; ++i) {
+      acked[i] = i == self_slot_ ? std::numeric_limits<std::uint64_t>::max() : progress_[i].acked_seq;
+    }
+    return detail::majority_value(acked, voters_, std::uint64_t{0});
+  }
+
+  void maybe_commit() {
+    std::array<LogIndex, kMaxPeers> match{};
+    for (std::size_t i = 0; i < members_; ++i) {
+      match[i] = i == self_slot_ ? durable_last_ : progress_[i].match;
+    }
+    const LogIndex quorum = detail::majority_value(match, voters_, LogIndex{0});
+    // Only an entry of the current term commits by counting replicas (section 5.4.2).
+    if (quorum > commit_ && term_at(quorum) == term_) {
+      set_commit(quorum);
+    }
+  }
+
+  void set_commit(LogIndex commit) {
+    if (commit <= commit_) {
+      return;
+    }
+    if (role_ == Role::leader) {
+      // Uncommitted bytes of this term's entries now committed.
+      for (LogIndex i = std::max(commit_ + 1, noop_index_); i <= commit; ++i) {
+        const std::uint64_t size = storage_.entry(i).payload.size();
+        uncommitted_bytes_ -= std::min(uncommitted_bytes_, size);
+      }
+    }
+    commit_ = commit;
+    if (role_ == Role::leader && !committed_in_term_ && commit_ >= noop_index_) {
+      committed_in_term_ = true;
+      start_waiting_reads();
+    }
+    apply_committed();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Applying (section 5.3: apply in order once committed)
+  // -------------------------------------------------------------------------------------------
+
+  void apply_committed() {
+    while (applied_ < commit_ && applied_ < storage_.last_index()) {
+      const LogIndex index = applied_ + 1;
+      const EntryView e = storage_.entry(index);
+      std::uint64_t result = 0;
+      if (e.type == EntryType::normal) {
+        result = machine_.apply(index, e.payload);
+      }
+      applied_ = index;
+      ++stats_.entries_applied;
+      published_applied_.store(applied_, std::memory_order_release);
+      complete_proposals(e, result);
+    }
+    if (role_ == Role::leader && applied_ >= noop_index_) {
+      publish_leader_term();
+    }
+    complete_applied_reads();
+    maybe_compact();
+  }
+
+  void complete_proposals(const EntryView& e, std::uint64_t result) {
+    while (!proposals_.empty() && proposals_.front().index_ <= e.index) {
+      ProposeOperation& op = proposals_.front();
+      finish(op);
+      if (op.index_ == e.index && op.term_ == e.term) {
+        op.done_(ProposeResult{e.index, e.term, result});
+      } else {
+        op.done_(Error(errc::leadership_lost, leader_));  // overwritten by another leader
+      }
+    }
+  }
+
+  void maybe_compact() {
+    const std::uint64_t keep = config_.log_retention_entries;
+    if (applied_ > keep && applied_ - keep >= storage_.first_index() + keep / 4) {
+      storage_.compact(applied_ - keep);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Proposals
+  // -------------------------------------------------------------------------------------------
+
+  std::optional<Error> refuse_proposal(std::size_t size) const noexcept {
+    if (stopped_) {
+      return Error(errc::stopped);
+    }
+    if (role_ != Role::leader) {
+      return Error::not_leader(leader_);
+    }
+    if (transfer_ != nullptr) {
+      return Error(errc::transfer_in_progress, config_.self);
+    }
+    if (uncommitted_bytes_ + size > config_.max_uncommitted_bytes) {
+      return Error(errc::overloaded, config_.self);
+    }
+    return std::nullopt;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ReadIndex (thesis section 6.4; lessons 1 to 3)
+  // -------------------------------------------------------------------------------------------
+
+  void enqueue_read(ReadIndexOperation& op, time_point deadline, Queue<ReadIndexOperation>& queue) {
+    queue.push_back(op);
+    ++pending_reads_;
+    arm_deadline(op, deadline);
+  }
+
+  // The leader's first commit in its term: reads that waited for it get their read index now.
+  void start_waiting_reads() {
+    if (!reads_wait_commit_.empty()) {
+      const std::uint64_t needs = seq_ + 1;
+      while (!reads_wait_commit_.empty()) {
+        ReadIndexOperation& op = reads_wait_commit_.front();
+        reads_wait_commit_.pop_front();
+        op.read_index_ = commit_;
+        op.needs_ = needs;
+        reads_wait_round_.push_back(op);
+      }
+      read_round_needed_ = needs;
+    }
+    for (std::size_t i = 0; i < remote_read_count_; ++i) {
+      RemoteRead& r = remote_read(i);
+      if (r.awaiting_commit) {
+        r.awaiting_commit = false;
+        r.read_index = commit_;
+        r.needs = seq_ + 1;
+        read_round_needed_ = r.needs;
+      }
+    }
+    if (members_ == 1) {
+      confirm_reads(std::numeric_limits<std::uint64_t>::max());
+    }
+  }
+
+  // Every read whose round a quorum has acknowledged is confirmed: local ones wait for apply,
+  // forwarded ones are answered. Pops from the fronts only (the queues are in round order).
+  void confirm_reads(std::uint64_t quorum) {
+    while (!reads_wait_round_.empty() && reads_wait_round_.front().needs_ <= quorum) {
+      ReadIndexOperation& op = reads_wait_round_.front();
+      reads_wait_round_.pop_front();
+      reads_wait_apply_.push_back(op);
+      ++stats_.reads_confirmed;
+    }
+    while (remote_read_count_ != 0 && !remote_read(0).awaiting_commit &&
+           remote_read(0).needs <= quorum) {
+      const RemoteRead r = remote_read(0);
+      remote_read_head_ = (remote_read_head_ + 1) % remote_reads_.size();
+      --remote_read_count_;
+      Message m = base_message(MessageType::read_index_response, r.from);
+      m.seq = r.batch;
+      m.index = r.read_index;
+      send(m);
+    }
+    complete_applied_reads();
+  }
+
+  void complete_applied_reads() {
+    while (!reads_wait_apply_.empty() && reads_wait_apply_.front().read_index_ <= applied_) {
+      ReadIndexOperation& op = reads_wait_apply_.front();
+      finish(op);
+      op.done_(op.read_index_);
+    }
+  }
+
+  RemoteRead& remote_read(std::size_t i) noexcept {
+    return remote_reads_[(remote_read_head_ + i) % remote_reads_.size()];
+  }
+
+  void on_read_index_request(const Message& m) {
+    if (role_ != Role::leader || transfer_ != nullptr ||
+        remote_read_count_ == remote_reads_.size()) {
+      Message r = base_message(MessageType::read_index_response, m.from);
+      r.seq = m.seq;
+      r.reject = true;
+      send(r);
+      return;
+    }
+    RemoteRead& r = remote_read(remote_read_count_++);
+    r = RemoteRead{m.from, m.seq, commit_, seq_ + 1, !committed_in_term_};
+    if (committed_in_term_) {
+      read_round_needed_ = r.needs;
+      if (members_ == 1) {
+        confirm_reads(std::numeric_limits<std::uint64_t>::max());
+      }
+    }
+  }
+
+  void on_read_index_response(const Message& m) {
+    if (role_ != Role::follower || m.from != leader_) {
+      return;
+    }
+    while (!reads_forwarded_.empty() && reads_forwarded_.front().needs_ <= m.seq) {
+      ReadIndexOperation& op = reads_forwarded_.front();
+      if (m.reject) {
+        finish(op);
+        op.done_(Error::not_leader(leader_));
+        continue;
+      }
+      reads_forwarded_.pop_front();
+      op.read_index_ = m.index;
+      reads_wait_apply_.push_back(op);
+    }
+    complete_applied_reads();
+  }
+
+  void fail_reads(errc reason, NodeId hint) {
+    for (Queue<ReadIndexOperation>* q :
+         {&reads_wait_commit_, &reads_wait_round_, &reads_wait_apply_, &reads_forwarded_}) {
+      while (!q->empty()) {
+        ReadIndexOperation& op = q->front();
+        finish(op);
+        op.done_(Error(reason, hint));
+      }
+    }
+    read_round_needed_ = 0;
+    forward_batch_pending_ = false;
+  }
+
+  void fail_remote_reads() {
+    remote_read_count_ = 0;  // the followers' deadlines answer for them
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Transfer (thesis section 3.10)
+  // -------------------------------------------------------------------------------------------
+
+  void maybe_send_timeout_now() {
+    if (transfer_ == nullptr || timeout_now_sent_) {
+      return;
+    }
+    if (progress_[transfer_target_].match == storage_.last_index()) {
+      send(base_message(MessageType::timeout_now, ids_[transfer_target_]));
+      timeout_now_sent_ = true;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Deadlines (lesson 1)
+  // -------------------------------------------------------------------------------------------
+
+  void arm_deadline(detail::OperationBase& op, time_point deadline) {
+    if (deadline == time_point::max()) {
+      deadline = clock_.now() + config_.default_operation_timeout;
+    }
+    op.deadline_ = to_nanos<clock_type>(deadline);
+    deadlines_.insert(op);
+  }
+
+  // Unlinks a completed operation from its queue and the deadline index, O(1) and O(log n).
+  void finish(detail::OperationBase& op) noexcept {
+    detail::QueueHook& queued = op;
+    if (queued.is_linked()) {
+      queued.unlink();
+    }
+    if (static_cast<detail::DeadlineHook&>(op).is_linked()) {
+      deadlines_.erase(deadlines_.iterator_to(op));
+    }
+    if (op.kind_ == detail::OperationKind::read) {
+      --pending_reads_;
+    }
+  }
+
+  void expire_operations(time_point now) {
+    const std::int64_t now_ns = to_nanos<clock_type>(now);
+    while (!deadlines_.empty() && deadlines_.begin()->deadline_ <= now_ns) {
+      detail::OperationBase& op = *deadlines_.begin();
+      complete_with_error(op, Error(errc::timed_out, leader_));
+    }
+  }
+
+  void complete_with_error(detail::OperationBase& op, Error error) {
+    finish(op);
+    switch (op.kind_) {
+      case detail::OperationKind::propose:
+        static_cast<ProposeOperation&>(op).done_(error);
+        break;
+      case detail::OperationKind::read:
+        static_cast<ReadIndexOperation&>(op).done_(error);
+        break;
+      case detail::OperationKind::transfer:
+        transfer_ = nullptr;
+        publish_leader_term();
+        static_cast<TransferOperation&>(op).done_(error);
+        break;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // CheckQuorum, stop
+  // -------------------------------------------------------------------------------------------
+
+  // Whether a quorum has acknowledged a request sent within the last election_timeout_min.
+  bool quorum_active(time_point now) const noexcept {
+    const time_point anchor = std::max(tracker_.quorum_ack(), became_leader_at_);
+    return now - anchor < config_.election_timeout_min;
+  }
+
+  void fail_stop(std::error_code) { stop_with(errc::storage_failure); }
+
+  void stop_with(errc reason) {
+    if (stopped_) {
+      return;
+    }
+    if (role_ == Role::leader) {
+      leave_leadership(reason, kNoNode);
+    }
+    stopped_ = true;
+    role_ = Role::follower;
+    published_term_.store(0, std::memory_order_release);
+    fail_reads(reason, kNoNode);
+    while (!deadlines_.empty()) {
+      complete_with_error(*deadlines_.begin(), Error(reason));
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // State. Fields are owned by the group's thread unless marked otherwise.
+  // -------------------------------------------------------------------------------------------
+
+  const RaftConfig config_;
+  clock_type& clock_;
+  transport_type& transport_;
+  storage_type& storage_;
+  state_machine_type& machine_;
+  random_type random_;
+
+  // Membership: slot i is member ids_[i]; voters_ marks the voting slots.
+  std::array<NodeId, kMaxPeers> ids_{};
+  std::size_t members_ = 0;
+  std::size_t self_slot_ = 0;
+  Mask voters_ = 0;
+
+  // Persistent state (Figure 2), mirrored in storage.
+  Term term_ = 0;
+  NodeId vote_ = kNoNode;
+
+  // Volatile state.
+  Role role_ = Role::follower;
+  NodeId leader_ = kNoNode;
+  LogIndex commit_ = 0;
+  LogIndex applied_ = 0;
+  LogIndex durable_last_ = 0;  // last index of the durable log prefix
+  WriteSeq last_write_seq_ = 0;
+  bool stopped_ = false;
+
+  // Timers.
+  time_point started_at_{};
+  time_point election_deadline_{};
+  time_point leader_contact_{};  // follower: when the current leader was last heard from
+  time_point next_heartbeat_{};  // leader only
+  time_point became_leader_at_{};  // leader only
+
+  // Elections.
+  Mask votes_granted_ = 0;
+  Mask votes_rejected_ = 0;
+
+  // Leader only: replication. Valid while role_ == leader.
+  std::array<detail::Progress, kMaxPeers> progress_{};
+  LogIndex noop_index_ = std::numeric_limits<LogIndex>::max();
+  bool committed_in_term_ = false;
+  std::uint64_t uncommitted_bytes_ = 0;
+  std::uint64_t seq_ = 0;  // stamps every append and heartbeat round
+  Tracker tracker_;
+  std::vector<EntryView> entry_scratch_;
+
+  // Durability waiters: a ring in write order.
+  std::vector<Waiter> waiters_;
+  std::size_t waiter_head_ = 0;
+  std::size_t waiter_count_ = 0;
+
+  // Operations (caller-owned, intrusive).
+  Queue<ProposeOperation> proposals_;
+  Queue<ReadIndexOperation> reads_wait_commit_;  // leader, before its first commit in the term
+  Queue<ReadIndexOperation> reads_wait_round_;   // leader, waiting for a heartbeat quorum
+  Queue<ReadIndexOperation> reads_wait_apply_;   // confirmed, waiting for apply
+  Queue<ReadIndexOperation> reads_forwarded_;    // follower, forwarded to the leader
+  DeadlineIndex deadlines_;
+  std::uint32_t pending_reads_ = 0;
+  std::uint64_t read_round_needed_ = 0;  // leader: a round with this seq must be sent
+  std::uint64_t next_batch_ = 1;         // follower: the batch that next forwarded reads join
+  bool forward_batch_pending_ = false;
+  std::vector<RemoteRead> remote_reads_;  // leader: ring of forwarded batches, in arrival order
+  std::size_t remote_read_head_ = 0;
+  std::size_t remote_read_count_ = 0;
+
+  // Transfer.
+  TransferOperation* transfer_ = nullptr;
+  std::size_t transfer_target_ = 0;
+  bool timeout_now_sent_ = false;
+  Term lease_revoked_term_ = 0;
+
+  // Leader loss (lesson 7).
+  lease::LeaderLossList leader_losses_;
+
+  // Published for other threads (LeaseProvider).
+  alignas(64) std::atomic<Term> published_term_{0};
+  std::atomic<NodeId> published_leader_{kNoNode};
+  std::atomic<LogIndex> published_applied_{0};
+
+  Stats stats_;
+};
+
+}  // namespace tenure::raft
