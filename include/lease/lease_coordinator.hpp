@@ -8,6 +8,7 @@
 #include <exception>
 #include <limits>
 #include <system_error>
+#include <utility>
 
 #include <raft/completion.hpp>
 #include <raft/errc.hpp>
@@ -54,10 +55,12 @@ struct NullLeaseReporter {
 /// (with the provider's leader hint) or lease_expired; read() completes with the fast path's
 /// answer, the provider's ReadIndex outcome, or timed_out.
 ///
-/// Thread-safety: lease_read(), begin_write(), on_error(), revoke(), lease_duration() and
-/// callback_failures() are lock-free and may be called from any thread. Everything else, the
-/// constructor and the destructor included, runs on the provider's (group's) thread.
-/// Allocation: none, anywhere; operations and callbacks are caller-owned.
+/// Thread-safety: lease_read(), begin_write(), on_error(), revoke(), lease_duration(),
+/// callback_failures() and state() are lock-free and may be called from any thread. Everything
+/// else, the constructor and the destructor included, runs on the provider's (group's) thread.
+/// Lifetime: the coordinator must outlive every ReadOperation it has pending, and be destroyed
+/// before the provider.
+/// Allocation: none after construction; operations and callbacks are caller-owned.
 template <class Provider, class Classifier = raft::DefaultErrorClassifier,
           class Reporter = NullLeaseReporter>
 class LeaseCoordinator {
@@ -131,8 +134,8 @@ class LeaseCoordinator {
   LeaseCoordinator(const LeaseCoordinator&) = delete;
   LeaseCoordinator& operator=(const LeaseCoordinator&) = delete;
 
-  /// Drops the lease, so a caller that keeps a stale pointer to the provider cannot be served
-  /// from it, and deregisters from the provider.
+  /// Drops the caller-side lease and deregisters from the provider (reference 001: a teardown
+  /// path drops the lease). Precondition: no ReadOperation of this coordinator is pending.
   ~LeaseCoordinator() { state_.invalidate(); }
 
   /// How long after a quorum-ack instant (or a caller-side anchor) the lease holds.
@@ -172,17 +175,17 @@ class LeaseCoordinator {
     op.owner_ = this;
     op.served_by_lease_ = false;
     const time_point now = provider_.clock().now();  // sampled before the round (lesson 5)
-    auto fast = lease_read();
-    if (fast) {
-      op.served_by_lease_ = true;
-      op.done_(fast);
-      return;
-    }
     if (deadline == time_point::max()) {
       deadline = now + default_read_timeout_;
     }
     if (now >= deadline) {
       op.done_(raft::errc::timed_out);
+      return;
+    }
+    auto fast = lease_read();
+    if (fast) {
+      op.served_by_lease_ = true;
+      op.done_(fast);
       return;
     }
     op.anchor_ = WriteAnchor{now, state_.generation(), provider_.leader_term()};
@@ -201,8 +204,10 @@ class LeaseCoordinator {
   /// Group's thread.
   void on_write_committed(const WriteAnchor& anchor) noexcept { extend_from(anchor); }
 
-  /// An operation failed with `ec`: the lease is invalidated if, and only if, the Classifier calls
-  /// it a leadership loss (lesson 9). A write conflict or any other business failure leaves it.
+  /// An operation failed with `ec`: the caller-side lease is invalidated if, and only if, the
+  /// Classifier calls it a leadership loss (lesson 9). A write conflict or any other business
+  /// failure leaves it. (The provider's quorum-ack lease is the provider's to end: it resets its
+  /// tracker when it actually loses leadership.)
   void on_error(std::error_code ec) noexcept {
     if (ec && Classifier::classify(ec) == raft::ErrorClass::leadership_lost) {
       state_.invalidate();
@@ -211,7 +216,8 @@ class LeaseCoordinator {
 
   /// Ends every lease of `term` and of earlier terms for good: call before a leadership transfer
   /// sends TimeoutNow, or before the leader removes itself, so that the lease is gone before the
-  /// message leaves. The target of a transfer may win an election at once (voters do not wait
+  /// message leaves. Pass the engine's current term, taken before the transfer starts
+  /// (leader_term() reads 0 once a transfer is under way). The target of a transfer may win an election at once (voters do not wait
   /// out the old leader's lease for it), so not even a fresh quorum ack may serve a read in this
   /// term again; ReadIndex still may. Any thread.
   void revoke(raft::Term term) noexcept {

@@ -18,31 +18,41 @@ namespace tenure::lease {
 /// `read_request` (a caller-owned ReadIndex operation, constructible from a
 /// raft::Completion<raft::LogIndex>), and these members:
 ///
-/// | member | thread | meaning |
-/// |---|---|---|
-/// | `const clock_type& clock() const noexcept` | any | the clock every instant below is read on |
-/// | `Term leader_term() const noexcept` | any | the term in which this node leads *and may serve
-/// reads*, 0 otherwise | | `NodeId leader_hint() const noexcept` | any | the leader this node
-/// believes in, kNoNode if none | | `LogIndex applied_index() const noexcept` | any | the newest
-/// index applied to the state machine | | `time_point quorum_ack() const noexcept` | any |
-/// QuorumAckTracker::quorum_ack() of this term | | `void read_index(read_request&, time_point
-/// deadline)` | group | start a ReadIndex round | | `void
-/// subscribe_leader_loss(LeaderLossCallback&)` | group | register a leader-loss callback |
+// clang-format off
+/// | member                                                 | thread | meaning |
+/// |--------------------------------------------------------|--------|---------|
+/// | `const clock_type& clock() const noexcept`             | any    | the clock every instant below is read on |
+/// | `Term leader_term() const noexcept`                    | any    | the term in which this node leads and may serve reads, else 0 |
+/// | `NodeId leader_hint() const noexcept`                  | any    | the leader this node believes in, kNoNode if none |
+/// | `LogIndex applied_index() const noexcept`              | any    | the newest index applied to the state machine |
+/// | `time_point quorum_ack() const noexcept`               | any    | QuorumAckTracker::quorum_ack() of this term |
+/// | `void read_index(read_request&, time_point deadline)`  | group  | start a ReadIndex round |
+/// | `void subscribe_leader_loss(LeaderLossCallback&)`      | group  | register a leader-loss callback |
+// clang-format on
 ///
 /// Semantics the compiler cannot check:
 /// - the any-thread members are lock-free loads that never block or allocate;
 /// - leader_term() is non-zero only once this node, as leader of that term, has committed and
 ///   applied an entry of that term (so applied_index() covers everything acknowledged by any
-///   earlier leader), and only while no leadership transfer is under way;
+///   earlier leader), and only while no leadership transfer is under way; once a transfer has
+///   started in a term it stays 0 for the rest of that term;
+/// - a write is acknowledged to its client only once applied_index() covers it (a lease read
+///   returns applied_index(), so a write acknowledged at commit could be missed);
 /// - quorum_ack() is anchored at the *send* time of acknowledged requests of the current term
 ///   (lesson 11) and is reset on every leader-loss transition;
 /// - leader-loss callbacks run synchronously on every transition from leader to anything else and
 ///   at shutdown, *before* leader_term() stops reporting the old term (lesson 6);
-/// - read_index completes the request exactly once, on the group's thread, no later than the
-///   deadline (errc::timed_out), with a read index whose entries are applied by then, or with an
-///   error (not_leader with a hint, leadership_lost, overloaded, ...);
-/// - voters refuse to vote for another candidate within election_timeout_min of hearing from the
-///   leader, except in an election the leader itself started by TimeoutNow.
+/// - read_index does not throw; it completes the request exactly once, on the group's thread, no
+///   later than the deadline (errc::timed_out), with a read index whose entries are applied by
+///   then, or with an error (not_leader with a hint, leadership_lost, overloaded, ...). It lets go
+///   of the request before calling the completion, which may destroy or reuse it;
+/// - leader_hint() names another node when one is known; while this node leads but cannot serve
+///   (not yet ready, transferring) it may name itself, and callers should fall back to ReadIndex
+///   rather than forward (LeaseCoordinator::read does);
+/// - voters neither vote for another candidate nor campaign within election_timeout_min of
+///   hearing from the leader, except in an election the leader itself started by TimeoutNow; and
+///   a node that starts (or restarts, having forgotten when it last heard from a leader) waits
+///   election_timeout_min before granting any vote.
 template <class P>
 concept LeaseProvider = raft::MonotonicClock<typename P::clock_type> &&
     std::constructible_from<typename P::read_request, raft::Completion<raft::LogIndex>> &&

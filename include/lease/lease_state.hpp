@@ -26,7 +26,9 @@ struct NoLeaseStateHooks {
 /// - invalidate() always wins: it bumps the generation *before* clearing the expiry. An extend
 ///   that started under an older generation re-checks it after its store, and undoes its own
 ///   store when an invalidate came in between; so a quorum operation that succeeded just before
-///   leadership was lost cannot resurrect the lease.
+///   leadership was lost cannot resurrect the lease. The win is eventual by a few instructions:
+///   between such a store and its undo a reader can see the stale expiry, which is why a reader
+///   must also check the provider's term (LeaseCoordinator does, before and after).
 ///
 /// Instants are nanoseconds of the lease's clock (see raft::to_nanos). `kNone` means no lease.
 ///
@@ -61,8 +63,9 @@ class BasicLeaseState {
                                         std::memory_order_acquire)) {
         Hooks::after_extend_store();
         if (generation_.load(std::memory_order_seq_cst) != generation) {
-          // An invalidate ran between our check and our store: take our store back. Only our own
-          // value is removed; a later extend under the new generation is left alone.
+          // An invalidate ran between our check and our store: take our store back. Only an
+          // expiry equal to ours is removed; a later extend under the new generation to another
+          // instant is left alone (one to the very same instant is removed too: conservative).
           std::int64_t ours = until;
           expiry_.compare_exchange_strong(ours, kNone, std::memory_order_acq_rel);
           return false;

@@ -90,7 +90,7 @@ TEST_CASE("lease reads on other threads never serve a revoked or lost term") {
   auto& clock = provider.mutable_clock();
   clock.advance(1s);
 
-  constexpr tenure::raft::Term kTerms = 300;
+  constexpr tenure::raft::Term kTerms = 100;
   constexpr std::uint64_t kIndexPerTerm = 1'000'000;
   std::atomic<tenure::raft::Term> ended_through{0};
   std::atomic<bool> done{false};
@@ -114,7 +114,7 @@ TEST_CASE("lease reads on other threads never serve a revoked or lost term") {
   for (tenure::raft::Term term = 1; term <= kTerms; ++term) {
     provider.set_applied(term * kIndexPerTerm);
     provider.lead(term, {1, 2, 3});
-    for (int i = 0; i < 50; ++i) {
+    for (int i = 0; i < 30; ++i) {
       provider.ack(2, clock.now());
       provider.set_applied(term * kIndexPerTerm + static_cast<std::uint64_t>(i));
       coordinator.on_write_committed(coordinator.begin_write());
