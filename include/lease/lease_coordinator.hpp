@@ -217,9 +217,9 @@ class LeaseCoordinator {
   /// Ends every lease of `term` and of earlier terms for good: call before a leadership transfer
   /// sends TimeoutNow, or before the leader removes itself, so that the lease is gone before the
   /// message leaves. Pass the engine's current term, taken before the transfer starts
-  /// (leader_term() reads 0 once a transfer is under way). The target of a transfer may win an election at once (voters do not wait
-  /// out the old leader's lease for it), so not even a fresh quorum ack may serve a read in this
-  /// term again; ReadIndex still may. Any thread.
+  /// (leader_term() reads 0 once a transfer is under way). The target of a transfer may win an
+  /// election at once (voters do not wait out the old leader's lease for it), so not even a fresh
+  /// quorum ack may serve a read in this term again; ReadIndex still may. Any thread.
   void revoke(raft::Term term) noexcept {
     raft::Term current = revoked_through_.load(std::memory_order_relaxed);
     while (current < term &&
