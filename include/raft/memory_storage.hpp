@@ -73,7 +73,8 @@ class MemoryStorage {
     assert(index >= first_index_ && index <= last_index());
     const Meta& m = meta(index);
     const std::size_t pos = static_cast<std::size_t>(m.offset % bytes_.size());
-    return EntryView{m.term, index, m.type, std::span<const std::byte>(bytes_.data() + pos, m.length)};
+    return EntryView{m.term, index, m.type,
+                     std::span<const std::byte>(bytes_.data() + pos, m.length)};
   }
 
   HardState hard_state() const noexcept { return hard_state_; }
@@ -117,7 +118,8 @@ class MemoryStorage {
   WriteSeq durable_seq() const noexcept { return durable_seq_.load(std::memory_order_acquire); }
   std::error_code error() const noexcept { return error_; }
 
-  // --- for tests and simulations -------------------------------------------------------------------
+  // --- for tests and simulations
+  // -------------------------------------------------------------------
   /// Makes every write so far durable (manual_sync mode; a no-op otherwise).
   void sync() noexcept { durable_seq_.store(last_seq_, std::memory_order_release); }
   /// The newest write issued.

@@ -42,18 +42,24 @@ namespace detail {
 
 template <class P>
 consteval bool check_policies() {
-  static_assert(requires { typename P::transport_type; },
-                "tenure: the policies need `using transport_type = ...;` (your Transport)");
-  static_assert(requires { typename P::storage_type; },
-                "tenure: the policies need `using storage_type = ...;` (e.g. MemoryStorage)");
-  static_assert(requires { typename P::state_machine_type; },
-                "tenure: the policies need `using state_machine_type = ...;` (your StateMachine)");
-  static_assert(requires { typename P::clock_type; },
-                "tenure: the policies need `using clock_type = ...;` (derive from DefaultPolicies)");
-  static_assert(requires { typename P::random_type; },
-                "tenure: the policies need `using random_type = ...;` (derive from DefaultPolicies)");
-  static_assert(requires { P::max_peers; },
-                "tenure: the policies need `static constexpr std::size_t max_peers`");
+  static_assert(
+      requires { typename P::transport_type; },
+      "tenure: the policies need `using transport_type = ...;` (your Transport)");
+  static_assert(
+      requires { typename P::storage_type; },
+      "tenure: the policies need `using storage_type = ...;` (e.g. MemoryStorage)");
+  static_assert(
+      requires { typename P::state_machine_type; },
+      "tenure: the policies need `using state_machine_type = ...;` (your StateMachine)");
+  static_assert(
+      requires { typename P::clock_type; },
+      "tenure: the policies need `using clock_type = ...;` (derive from DefaultPolicies)");
+  static_assert(
+      requires { typename P::random_type; },
+      "tenure: the policies need `using random_type = ...;` (derive from DefaultPolicies)");
+  static_assert(
+      requires { P::max_peers; },
+      "tenure: the policies need `static constexpr std::size_t max_peers`");
   if constexpr (requires {
                   typename P::transport_type;
                   typename P::storage_type;

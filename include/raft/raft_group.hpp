@@ -169,7 +169,8 @@ class RaftGroup {
   /// Hands a received message to the group. Messages for another group, addressed to another
   /// node, or from a node that is not a member are ignored.
   void step(const Message& m) {
-    if (stopped_ || m.group != config_.group || m.to != config_.self || slot_of(m.from) == kNoSlot) {
+    if (stopped_ || m.group != config_.group || m.to != config_.self ||
+        slot_of(m.from) == kNoSlot) {
       return;
     }
     const time_point now = clock_.now();
@@ -428,10 +429,9 @@ class RaftGroup {
       return a.deadline_ < b.deadline_;
     }
   };
-  using DeadlineIndex =
-      boost::intrusive::multiset<detail::OperationBase, boost::intrusive::base_hook<detail::DeadlineHook>,
-                                 boost::intrusive::compare<DeadlineOrder>,
-                                 boost::intrusive::constant_time_size<false>>;
+  using DeadlineIndex = boost::intrusive::multiset<
+      detail::OperationBase, boost::intrusive::base_hook<detail::DeadlineHook>,
+      boost::intrusive::compare<DeadlineOrder>, boost::intrusive::constant_time_size<false>>;
 
   /// Something that must wait until storage write `seq` is durable.
   struct Waiter {
@@ -589,8 +589,7 @@ class RaftGroup {
       if (m.type == MessageType::pre_vote_response && !m.reject) {
         return true;  // a granted pre-vote echoes the future term
       }
-      const bool from_leader = m.type == MessageType::append ||
-                               m.type == MessageType::heartbeat ||
+      const bool from_leader = m.type == MessageType::append || m.type == MessageType::heartbeat ||
                                m.type == MessageType::timeout_now;
       become_follower(m.term, from_leader ? m.from : kNoNode, now);
       return true;
@@ -600,7 +599,7 @@ class RaftGroup {
       // PreVote, where it would otherwise never hear a higher term).
       if (m.type == MessageType::append || m.type == MessageType::heartbeat) {
         Message r = base_message(m.type == MessageType::append ? MessageType::append_response
-                                                                : MessageType::heartbeat_response,
+                                                               : MessageType::heartbeat_response,
                                  m.from);
         r.reject = true;
         send(r);
@@ -633,8 +632,8 @@ class RaftGroup {
   void reset_election_timer(time_point now) {
     const auto spread = static_cast<std::uint64_t>(
         (config_.election_timeout_max - config_.election_timeout_min).count());
-    election_deadline_ =
-        now + config_.election_timeout_min + duration(static_cast<std::int64_t>(random_.below(spread)));
+    election_deadline_ = now + config_.election_timeout_min +
+                         duration(static_cast<std::int64_t>(random_.below(spread)));
   }
 
   void become_follower(Term term, NodeId leader, time_point now) {
@@ -751,8 +750,8 @@ class RaftGroup {
       return;  // heard from a live leader recently: ignore (see in_lease)
     }
     const bool pre = m.type == MessageType::pre_vote;
-    Message r = base_message(pre ? MessageType::pre_vote_response : MessageType::vote_response,
-                             m.from);
+    Message r =
+        base_message(pre ? MessageType::pre_vote_response : MessageType::vote_response, m.from);
     bool grant = false;
     if (pre) {
       // term_ < m.term here: handle_term dropped older ones and kept ours unchanged.
@@ -949,7 +948,8 @@ class RaftGroup {
       } else {
         const Term conflict = term_at(m.index);
         LogIndex first = m.index;
-        while (first > commit_ + 1 && first > storage_.first_index() && term_at(first - 1) == conflict) {
+        while (first > commit_ + 1 && first > storage_.first_index() &&
+               term_at(first - 1) == conflict) {
           --first;
         }
         r.reject_hint = first;
@@ -1081,7 +1081,8 @@ class RaftGroup {
   std::uint64_t quorum_seq() const noexcept {
     std::array<std::uint64_t, kMaxPeers> acked{};
     for (std::size_t i = 0; i < members_; ++i) {
-      acked[i] = i == self_slot_ ? std::numeric_limits<std::uint64_t>::max() : progress_[i].acked_seq;
+      acked[i] =
+          i == self_slot_ ? std::numeric_limits<std::uint64_t>::max() : progress_[i].acked_seq;
     }
     return detail::majority_value(acked, voters_, std::uint64_t{0});
   }
@@ -1431,8 +1432,8 @@ class RaftGroup {
   // Timers.
   time_point started_at_{};
   time_point election_deadline_{};
-  time_point leader_contact_{};  // follower: when the current leader was last heard from
-  time_point next_heartbeat_{};  // leader only
+  time_point leader_contact_{};    // follower: when the current leader was last heard from
+  time_point next_heartbeat_{};    // leader only
   time_point became_leader_at_{};  // leader only
 
   // Elections.

@@ -33,10 +33,12 @@ namespace detail {
 
 template <class M>
 consteval bool check_state_machine() {
-  static_assert(requires(M& m, LogIndex i, std::span<const std::byte> p) {
-    { m.apply(i, p) } -> std::same_as<std::uint64_t>;
-  }, "tenure: the StateMachine policy needs "
-     "`std::uint64_t apply(LogIndex, std::span<const std::byte>)`");
+  static_assert(
+      requires(M & m, LogIndex i, std::span<const std::byte> p) {
+        { m.apply(i, p) } -> std::same_as<std::uint64_t>;
+      },
+      "tenure: the StateMachine policy needs "
+      "`std::uint64_t apply(LogIndex, std::span<const std::byte>)`");
   return StateMachine<M>;
 }
 

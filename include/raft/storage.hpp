@@ -54,17 +54,24 @@ using WriteSeq = std::uint64_t;
 template <class S>
 concept Storage = requires(S& s, const S& cs, LogIndex index, std::span<const EntryView> entries,
                            const HardState& hard_state) {
-  { cs.first_index() } noexcept -> std::same_as<LogIndex>;
-  { cs.last_index() } noexcept -> std::same_as<LogIndex>;
-  { cs.term_at(index) } noexcept -> std::same_as<Result<Term>>;
-  { cs.entry(index) } noexcept -> std::same_as<EntryView>;
-  { cs.hard_state() } noexcept -> std::same_as<HardState>;
+  { cs.first_index() }
+  noexcept->std::same_as<LogIndex>;
+  { cs.last_index() }
+  noexcept->std::same_as<LogIndex>;
+  { cs.term_at(index) }
+  noexcept->std::same_as<Result<Term>>;
+  { cs.entry(index) }
+  noexcept->std::same_as<EntryView>;
+  { cs.hard_state() }
+  noexcept->std::same_as<HardState>;
   { s.append(entries) } -> std::same_as<WriteSeq>;
   { s.truncate_suffix(index) } -> std::same_as<WriteSeq>;
   { s.save_hard_state(hard_state) } -> std::same_as<WriteSeq>;
   { s.compact(index) } -> std::same_as<void>;
-  { cs.durable_seq() } noexcept -> std::same_as<WriteSeq>;
-  { cs.error() } noexcept -> std::same_as<std::error_code>;
+  { cs.durable_seq() }
+  noexcept->std::same_as<WriteSeq>;
+  { cs.error() }
+  noexcept->std::same_as<std::error_code>;
 };
 
 namespace detail {
@@ -72,39 +79,66 @@ namespace detail {
 /// Checks a Storage policy member by member so that the compiler names what is missing.
 template <class S>
 consteval bool check_storage() {
-  static_assert(requires(const S& s) {
-    { s.first_index() } noexcept -> std::same_as<LogIndex>;
-    { s.last_index() } noexcept -> std::same_as<LogIndex>;
-  }, "tenure: the Storage policy needs `LogIndex first_index() const noexcept` and "
-     "`LogIndex last_index() const noexcept`");
-  static_assert(requires(const S& s, LogIndex i) {
-    { s.term_at(i) } noexcept -> std::same_as<Result<Term>>;
-  }, "tenure: the Storage policy needs `Result<Term> term_at(LogIndex) const noexcept`");
-  static_assert(requires(const S& s, LogIndex i) {
-    { s.entry(i) } noexcept -> std::same_as<EntryView>;
-  }, "tenure: the Storage policy needs `EntryView entry(LogIndex) const noexcept`");
-  static_assert(requires(const S& s) {
-    { s.hard_state() } noexcept -> std::same_as<HardState>;
-  }, "tenure: the Storage policy needs `HardState hard_state() const noexcept`");
-  static_assert(requires(S& s, std::span<const EntryView> e) {
-    { s.append(e) } -> std::same_as<WriteSeq>;
-  }, "tenure: the Storage policy needs `WriteSeq append(std::span<const EntryView>)`");
-  static_assert(requires(S& s, LogIndex i) {
-    { s.truncate_suffix(i) } -> std::same_as<WriteSeq>;
-  }, "tenure: the Storage policy needs `WriteSeq truncate_suffix(LogIndex)`");
-  static_assert(requires(S& s, const HardState& h) {
-    { s.save_hard_state(h) } -> std::same_as<WriteSeq>;
-  }, "tenure: the Storage policy needs `WriteSeq save_hard_state(const HardState&)`");
-  static_assert(requires(S& s, LogIndex i) {
-    { s.compact(i) } -> std::same_as<void>;
-  }, "tenure: the Storage policy needs `void compact(LogIndex)`");
-  static_assert(requires(const S& s) {
-    { s.durable_seq() } noexcept -> std::same_as<WriteSeq>;
-  }, "tenure: the Storage policy needs `WriteSeq durable_seq() const noexcept` (asynchronous "
-     "completion: the newest durable write)");
-  static_assert(requires(const S& s) {
-    { s.error() } noexcept -> std::same_as<std::error_code>;
-  }, "tenure: the Storage policy needs `std::error_code error() const noexcept` (fail-stop)");
+  static_assert(
+      requires(const S& s) {
+        { s.first_index() }
+        noexcept->std::same_as<LogIndex>;
+        { s.last_index() }
+        noexcept->std::same_as<LogIndex>;
+      },
+      "tenure: the Storage policy needs `LogIndex first_index() const noexcept` and "
+      "`LogIndex last_index() const noexcept`");
+  static_assert(
+      requires(const S& s, LogIndex i) {
+        { s.term_at(i) }
+        noexcept->std::same_as<Result<Term>>;
+      },
+      "tenure: the Storage policy needs `Result<Term> term_at(LogIndex) const noexcept`");
+  static_assert(
+      requires(const S& s, LogIndex i) {
+        { s.entry(i) }
+        noexcept->std::same_as<EntryView>;
+      },
+      "tenure: the Storage policy needs `EntryView entry(LogIndex) const noexcept`");
+  static_assert(
+      requires(const S& s) {
+        { s.hard_state() }
+        noexcept->std::same_as<HardState>;
+      },
+      "tenure: the Storage policy needs `HardState hard_state() const noexcept`");
+  static_assert(
+      requires(S & s, std::span<const EntryView> e) {
+        { s.append(e) } -> std::same_as<WriteSeq>;
+      },
+      "tenure: the Storage policy needs `WriteSeq append(std::span<const EntryView>)`");
+  static_assert(
+      requires(S & s, LogIndex i) {
+        { s.truncate_suffix(i) } -> std::same_as<WriteSeq>;
+      },
+      "tenure: the Storage policy needs `WriteSeq truncate_suffix(LogIndex)`");
+  static_assert(
+      requires(S & s, const HardState& h) {
+        { s.save_hard_state(h) } -> std::same_as<WriteSeq>;
+      },
+      "tenure: the Storage policy needs `WriteSeq save_hard_state(const HardState&)`");
+  static_assert(
+      requires(S & s, LogIndex i) {
+        { s.compact(i) } -> std::same_as<void>;
+      },
+      "tenure: the Storage policy needs `void compact(LogIndex)`");
+  static_assert(
+      requires(const S& s) {
+        { s.durable_seq() }
+        noexcept->std::same_as<WriteSeq>;
+      },
+      "tenure: the Storage policy needs `WriteSeq durable_seq() const noexcept` (asynchronous "
+      "completion: the newest durable write)");
+  static_assert(
+      requires(const S& s) {
+        { s.error() }
+        noexcept->std::same_as<std::error_code>;
+      },
+      "tenure: the Storage policy needs `std::error_code error() const noexcept` (fail-stop)");
   return Storage<S>;
 }
 

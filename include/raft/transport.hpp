@@ -17,15 +17,18 @@ namespace tenure::raft {
 ///   sender's log, valid only during the call;
 /// - `message.to` names the peer and `message.group` the group, for transports that multiplex.
 template <class T>
-concept Transport = requires(T& t, const Message& m) { t.send(m); };
+concept Transport = requires(T& t, const Message& m) {
+  t.send(m);
+};
 
 namespace detail {
 
 template <class T>
 consteval bool check_transport() {
-  static_assert(requires(T& t, const Message& m) { t.send(m); },
-                "tenure: the Transport policy needs `void send(const tenure::raft::Message&)` "
-                "(non-blocking, may drop, copies what it keeps)");
+  static_assert(
+      requires(T & t, const Message& m) { t.send(m); },
+      "tenure: the Transport policy needs `void send(const tenure::raft::Message&)` "
+      "(non-blocking, may drop, copies what it keeps)");
   return Transport<T>;
 }
 

@@ -70,8 +70,8 @@ struct Progress {
   LogIndex match = 0;  // highest index known replicated on the follower
   LogIndex next = 1;   // next index to send
   ProgressState state = ProgressState::probe;
-  bool probe_sent = false;        // probe: an append is outstanding
-  std::uint64_t acked_seq = 0;    // newest heartbeat/append sequence the follower answered
+  bool probe_sent = false;      // probe: an append is outstanding
+  std::uint64_t acked_seq = 0;  // newest heartbeat/append sequence the follower answered
   Inflights inflight;
 
   void reset(LogIndex last_index) noexcept {

@@ -1,0 +1,275 @@
+// SimCluster: N RaftGroups in one process over a SimNetwork, deterministic from a seed.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <vector>
+
+#include <raft/config.hpp>
+#include <raft/manual_clock.hpp>
+#include <raft/memory_storage.hpp>
+#include <raft/policies.hpp>
+#include <raft/raft_group.hpp>
+#include <raft/testing/sim_network.hpp>
+#include <raft/types.hpp>
+
+namespace tenure::raft::testing {
+
+/// A StateMachine for simulations: folds every applied entry into an order-sensitive digest, so
+/// two nodes that applied the same entries at the same indexes agree on digest_at(index).
+/// Returns the entry's index as its result word. Allocation: none after construction.
+class DigestStateMachine {
+ public:
+  explicit DigestStateMachine(std::size_t history = 4096) : history_(history) {}
+
+  std::uint64_t apply(LogIndex index, std::span<const std::byte> payload) noexcept {
+    std::uint64_t h = digest_ ^ (index * 0x9e3779b97f4a7c15ull);
+    for (std::byte b : payload) {
+      h = (h ^ static_cast<std::uint64_t>(b)) * 0x100000001b3ull;  // FNV-1a step
+    }
+    digest_ = h;
+    last_applied_ = index;
+    ++applied_count_;
+    history_[index % history_.size()] = Record{index, digest_};
+    return index;
+  }
+
+  std::uint64_t digest() const noexcept { return digest_; }
+  LogIndex last_applied() const noexcept { return last_applied_; }
+  std::uint64_t applied_count() const noexcept { return applied_count_; }
+  /// The digest right after applying `index`, if it is still in the recent history.
+  std::optional<std::uint64_t> digest_at(LogIndex index) const noexcept {
+    const Record& r = history_[index % history_.size()];
+    if (r.index != index) {
+      return std::nullopt;
+    }
+    return r.digest;
+  }
+
+ private:
+  struct Record {
+    LogIndex index = 0;
+    std::uint64_t digest = 0;
+  };
+  std::uint64_t digest_ = 0xcbf29ce484222325ull;
+  LogIndex last_applied_ = 0;
+  std::uint64_t applied_count_ = 0;
+  std::vector<Record> history_;
+};
+
+/// N RaftGroups, each with its own ManualClock, MemoryStorage and state machine, over one
+/// SimNetwork, driven by one simulated timeline. Same seed, same run: every random choice (the
+/// network's, each group's election timeouts) derives from it.
+///
+/// The driver advances true time from event to event (message deliveries, ticks every
+/// tick_interval), advancing every node's clock by the same true duration (each scaled by its
+/// own drift: `clock(id).set_drift_ppm`). Nodes are numbered 1..N.
+///
+/// Thread-safety: one thread. Allocation: at construction and restart; after warm-up, running
+/// allocates only what the groups and network do (nothing, in steady state).
+template <class Machine = DigestStateMachine, std::size_t MaxPeers = 7>
+class SimCluster {
+ public:
+  struct Policies : DefaultPolicies {
+    using clock_type = ManualClock;
+    using transport_type = SimTransport;
+    using storage_type = MemoryStorage;
+    using state_machine_type = Machine;
+    static constexpr std::size_t max_peers = MaxPeers;
+  };
+  using Group = RaftGroup<Policies>;
+
+  struct Options {
+    std::size_t nodes = 3;
+    std::uint64_t seed = 1;
+    /// The template of every node's configuration; `self`, `voters` and `random_seed` are filled
+    /// in per node.
+    RaftConfig config = default_config();
+    SimNetworkOptions network{};
+    std::chrono::nanoseconds tick_interval{std::chrono::milliseconds(2)};
+    MemoryStorage::Options storage{};
+  };
+
+  static RaftConfig default_config() {
+    RaftConfig c;
+    c.election_timeout_min = std::chrono::milliseconds(100);
+    c.election_timeout_max = std::chrono::milliseconds(200);
+    c.heartbeat_interval = std::chrono::milliseconds(20);
+    return c;
+  }
+
+  struct Node {
+    NodeId id;
+    ManualClock clock;
+    MemoryStorage storage;
+    SimTransport transport;
+    std::unique_ptr<Machine> machine;
+    std::unique_ptr<Group> group;
+    bool up = true;
+
+    Node(NodeId node, SimNetwork& network, const MemoryStorage::Options& storage_options)
+        : id(node), storage(storage_options), transport(network) {}
+  };
+
+  explicit SimCluster(Options options) : options_(std::move(options)), network_(network_options()) {
+    if (options_.nodes == 0 || options_.nodes > MaxPeers) {
+      throw std::invalid_argument("SimCluster: 1..MaxPeers nodes");
+    }
+    for (std::size_t i = 1; i <= options_.nodes; ++i) {
+      voters_.push_back(static_cast<NodeId>(i));
+    }
+    for (NodeId id : voters_) {
+      nodes_.push_back(std::make_unique<Node>(id, network_, options_.storage));
+      start(*nodes_.back());
+    }
+    next_tick_ = options_.tick_interval.count();
+  }
+
+  // --- running ---------------------------------------------------------------------------------
+
+  /// Runs the simulation for `d` of true time.
+  void run_for(std::chrono::nanoseconds d) { run_until_time(now_ + d.count()); }
+
+  /// Runs until `done()` holds (checked after every event) or `limit` of true time passed.
+  /// Returns whether `done()` held.
+  template <class Predicate>
+  bool run_until(Predicate&& done, std::chrono::nanoseconds limit) {
+    const std::int64_t end = now_ + limit.count();
+    if (done()) {
+      return true;
+    }
+    while (now_ < end || network_.next_delivery() <= now_) {
+      step_once(end);
+      if (done()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /// Runs until some node leads with a majority able to hear it; returns it, or kNoNode when
+  /// none does within `limit`.
+  NodeId wait_for_leader(std::chrono::nanoseconds limit = std::chrono::seconds(10)) {
+    run_until([&] { return leader() != kNoNode; }, limit);
+    return leader();
+  }
+
+  /// The node that leads in the highest term, or kNoNode.
+  NodeId leader() const {
+    NodeId best = kNoNode;
+    Term best_term = 0;
+    for (const auto& n : nodes_) {
+      if (n->up && n->group->role() == Role::leader && n->group->term() >= best_term) {
+        best = n->id;
+        best_term = n->group->term();
+      }
+    }
+    return best;
+  }
+
+  // --- nodes -----------------------------------------------------------------------------------
+  Group& group(NodeId id) { return *node(id).group; }
+  Node& node(NodeId id) { return *nodes_.at(static_cast<std::size_t>(id - 1)); }
+  ManualClock& clock(NodeId id) { return node(id).clock; }
+  Machine& machine(NodeId id) { return *node(id).machine; }
+  std::size_t size() const noexcept { return nodes_.size(); }
+  std::span<const NodeId> ids() const noexcept { return voters_; }
+  SimNetwork& network() noexcept { return network_; }
+  std::int64_t now() const noexcept { return now_; }
+
+  /// Stops a node as a crash would: its group stops (pending operations fail with stopped) and
+  /// it receives nothing until restart(). With the default, durable-at-once storage nothing
+  /// written is lost.
+  void crash(NodeId id) {
+    Node& n = node(id);
+    n.group->stop();
+    n.up = false;
+  }
+
+  /// Brings a crashed node back: a new group and a fresh state machine over the same storage,
+  /// which re-applies the log from its hard state's commit index.
+  void restart(NodeId id) {
+    Node& n = node(id);
+    n.group.reset();
+    start(n);
+  }
+
+ private:
+  SimNetworkOptions network_options() const {
+    SimNetworkOptions o = options_.network;
+    o.seed = options_.seed * 0x2545f4914f6cdd1dull + 1;
+    o.max_entries_per_message = options_.config.max_entries_per_message;
+    return o;
+  }
+
+  void start(Node& n) {
+    RaftConfig c = options_.config;
+    c.self = n.id;
+    c.voters = voters_;
+    c.random_seed = (options_.seed * 1000003) ^ (n.id * 0x9e3779b97f4a7c15ull) ^ ++restarts_;
+    n.machine = std::make_unique<Machine>();
+    n.group = std::make_unique<Group>(c, n.clock, n.transport, n.storage, *n.machine);
+    n.up = true;
+  }
+
+  void run_until_time(std::int64_t end) {
+    while (now_ < end || network_.next_delivery() <= now_) {
+      step_once(end);
+    }
+  }
+
+  // One event: the earliest of a delivery, a tick, or the end of the run.
+  void step_once(std::int64_t end) {
+    const std::int64_t next = std::min({next_tick_, network_.next_delivery(), end});
+    if (next > now_) {
+      advance_to(next);
+    }
+    if (network_.deliver_next([&](const Message& m) { deliver(m); })) {
+      return;
+    }
+    if (now_ >= next_tick_) {
+      for (auto& n : nodes_) {
+        if (n->up) {
+          n->group->tick();
+        }
+      }
+      next_tick_ += options_.tick_interval.count();
+    }
+  }
+
+  void advance_to(std::int64_t t) {
+    const std::chrono::nanoseconds dt(t - now_);
+    for (auto& n : nodes_) {
+      n->clock.advance(dt);
+    }
+    now_ = t;
+    network_.set_now(t);
+  }
+
+  void deliver(const Message& m) {
+    if (m.to == kNoNode || m.to > nodes_.size()) {
+      return;
+    }
+    Node& n = node(m.to);
+    if (n.up) {
+      n.group->step(m);
+    }
+  }
+
+  Options options_;
+  SimNetwork network_;
+  std::vector<NodeId> voters_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::int64_t now_ = 0;
+  std::int64_t next_tick_ = 0;
+  std::uint64_t restarts_ = 0;
+};
+
+}  // namespace tenure::raft::testing
