@@ -158,11 +158,6 @@ class RaftGroup {
     } else if (now >= election_deadline_) {
       campaign(/*transfer=*/false, now);
     }
-    if (role_ == Role::leader) {
-      for (std::size_t i = 0; i < members_; ++i) {
-        progress_[i].probe_sent = false;  // a probe is retried once per tick at most
-      }
-    }
     flush();
   }
 
@@ -671,13 +666,11 @@ class RaftGroup {
       finish(op);
       op.done_(Error(reason, new_leader));
     }
-    if (transfer_ != nullptr) {
-      TransferOperation& op = *transfer_;
-      transfer_ = nullptr;
-      finish(op);
-      const bool handed_over = new_leader != kNoNode && new_leader == ids_[transfer_target_];
-      op.done_(handed_over ? Result<void>{} : Result<void>(Error(reason, new_leader)));
+    if (transfer_ != nullptr && (new_leader != kNoNode || reason != errc::leadership_lost)) {
+      conclude_transfer(new_leader, reason);
     }
+    // Otherwise the transfer stays pending until we learn who leads (conclude_transfer from
+    // on_append / on_heartbeat) or its deadline passes.
     fail_remote_reads();
     uncommitted_bytes_ = 0;
   }
@@ -808,6 +801,9 @@ class RaftGroup {
   }
 
   void become_leader(time_point now) {
+    if (transfer_ != nullptr) {
+      conclude_transfer(config_.self, errc::leadership_lost);  // the target did not take over
+    }
     role_ = Role::leader;
     leader_ = config_.self;
     ++stats_.times_leader;
@@ -899,6 +895,9 @@ class RaftGroup {
 
   void broadcast_heartbeat(time_point now) {
     ++stats_.heartbeat_rounds;
+    for (std::size_t i = 0; i < members_; ++i) {
+      progress_[i].probe_sent = false;  // a probe is retried once per heartbeat interval
+    }
     const std::uint64_t seq = ++seq_;
     const std::int64_t sent_at = to_nanos<clock_type>(now);
     for (std::size_t i = 0; i < members_; ++i) {
@@ -918,15 +917,22 @@ class RaftGroup {
     }
   }
 
-  void on_append(const Message& m, time_point now) {
-    // handle_term made us a follower of m.from in m.term.
+  // An append or heartbeat from the leader of our term: follow it.
+  void follow(NodeId leader, time_point now) {
     if (role_ != Role::follower) {
-      become_follower(term_, m.from, now);
+      become_follower(term_, leader, now);
     }
-    leader_ = m.from;
+    leader_ = leader;
     leader_contact_ = now;
     publish_leader_term();
     reset_election_timer(now);
+    if (transfer_ != nullptr) {
+      conclude_transfer(leader, errc::leadership_lost);
+    }
+  }
+
+  void on_append(const Message& m, time_point now) {
+    follow(m.from, now);
     Message r = base_message(MessageType::append_response, m.from);
     r.seq = m.seq;
     r.sent_at = m.sent_at;
@@ -999,9 +1005,13 @@ class RaftGroup {
     record_ack(slot, m);
     detail::Progress& p = progress_[slot];
     if (m.reject) {
-      if (m.index + 1 != p.next && p.state == detail::ProgressState::replicate &&
-          m.index < p.match) {
-        return;  // stale rejection
+      // A rejection answers one particular append; ignore it when a later answer already
+      // moved us past it (replicate: it rejects an index we know matches; probe: it is not the
+      // answer to the outstanding probe).
+      const bool stale =
+          p.state == detail::ProgressState::replicate ? m.index <= p.match : m.index + 1 != p.next;
+      if (stale) {
+        return;
       }
       LogIndex next = std::min(p.next - 1, m.reject_hint == 0 ? p.next - 1 : m.reject_hint);
       if (m.log_term != 0) {
@@ -1039,13 +1049,7 @@ class RaftGroup {
   }
 
   void on_heartbeat(const Message& m, time_point now) {
-    if (role_ != Role::follower) {
-      become_follower(term_, m.from, now);
-    }
-    leader_ = m.from;
-    leader_contact_ = now;
-    publish_leader_term();
-    reset_election_timer(now);
+    follow(m.from, now);
     if (m.commit > commit_) {
       set_commit(std::min(m.commit, storage_.last_index()));
     }
@@ -1309,6 +1313,15 @@ class RaftGroup {
   // -------------------------------------------------------------------------------------------
   // Transfer (thesis section 3.10)
   // -------------------------------------------------------------------------------------------
+
+  // Ends a transfer once the outcome is known: success when `new_leader` is its target.
+  void conclude_transfer(NodeId new_leader, errc otherwise) {
+    TransferOperation& op = *transfer_;
+    transfer_ = nullptr;
+    finish(op);
+    const bool handed_over = new_leader != kNoNode && new_leader == ids_[transfer_target_];
+    op.done_(handed_over ? Result<void>{} : Result<void>(Error(otherwise, new_leader)));
+  }
 
   void maybe_send_timeout_now() {
     if (transfer_ == nullptr || timeout_now_sent_) {
