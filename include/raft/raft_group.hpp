@@ -1342,7 +1342,14 @@ class RaftGroup {
       deadline = clock_.now() + config_.default_operation_timeout;
     }
     op.deadline_ = to_nanos<clock_type>(deadline);
-    deadlines_.insert(op);
+    // Deadlines mostly arrive in order (most callers use the same timeout): append in O(1) when
+    // this one is no earlier than any ever indexed, else insert in O(log n).
+    if (op.deadline_ >= latest_deadline_) {
+      latest_deadline_ = op.deadline_;
+      deadlines_.push_back(op);
+    } else {
+      deadlines_.insert(op);
+    }
   }
 
   // Unlinks a completed operation from its queue and the deadline index, O(1) and O(log n).
@@ -1474,6 +1481,7 @@ class RaftGroup {
   Queue<ReadIndexOperation> reads_wait_apply_;   // confirmed, waiting for apply
   Queue<ReadIndexOperation> reads_forwarded_;    // follower, forwarded to the leader
   DeadlineIndex deadlines_;
+  std::int64_t latest_deadline_ = std::numeric_limits<std::int64_t>::min();  // >= every indexed
   std::uint32_t pending_reads_ = 0;
   std::uint64_t read_round_needed_ = 0;  // leader: a round with this seq must be sent
   std::uint64_t next_batch_ = 1;         // follower: the batch that next forwarded reads join

@@ -27,9 +27,14 @@ auto ignore_exceptions = [](std::exception_ptr) {};
 TEST_CASE("callbacks run synchronously, in registration order, with the lost term") {
   std::vector<std::string> log;
   LeaderLossList list;
-  LeaderLossHandler a([&](Term t) { log.push_back("a" + std::to_string(t)); });
-  LeaderLossHandler b([&](Term t) { log.push_back("b" + std::to_string(t)); });
-  LeaderLossHandler c([&](Term t) { log.push_back("c" + std::to_string(t)); });
+  auto record = [&](char who, Term t) {
+    std::string entry(1, who);
+    entry += std::to_string(t);
+    log.push_back(entry);
+  };
+  LeaderLossHandler a([&](Term t) { record('a', t); });
+  LeaderLossHandler b([&](Term t) { record('b', t); });
+  LeaderLossHandler c([&](Term t) { record('c', t); });
   list.add(b);
   list.add(a);
   list.add(c);
