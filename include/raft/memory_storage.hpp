@@ -29,9 +29,11 @@ namespace tenure::raft {
 /// allocates nothing in steady state.
 ///
 /// Durability: by default every write is durable when it returns. With `manual_sync`, writes
-/// become durable only when `sync()` is called, which lets a test or simulation hold a leader's
-/// own append in flight while it keeps replicating (the asynchronous completion of the Storage
-/// concept), then call RaftGroup::on_persisted().
+/// become durable only when `sync()` (or `sync_through(seq)`, a prefix) is called, which lets a
+/// test or simulation hold a leader's own append in flight while it keeps replicating (the
+/// asynchronous completion of the Storage concept), then call RaftGroup::on_persisted(). In that
+/// mode `crash()` loses every write that is not durable yet, as a power failure would: it keeps
+/// an undo journal of non-durable writes (allocating as it grows; simulations only).
 ///
 /// Thread-safety: one thread (the group's), except durable_seq(), an atomic load. Allocation:
 /// only when a ring grows. Errors: none of its own; `fail(ec)` injects a failure for tests.
@@ -81,6 +83,13 @@ class MemoryStorage {
 
   // --- writing ---------------------------------------------------------------------------------
   WriteSeq append(std::span<const EntryView> entries) {
+    if (manual_sync_ && !entries.empty()) {
+      Undo u;
+      u.seq = last_seq_ + 1;
+      u.kind = Undo::Kind::append;
+      u.index = entries.front().index;
+      journal_.push_back(std::move(u));
+    }
     for (const EntryView& e : entries) {
       assert(e.index == last_index() + 1);
       push(e);
@@ -91,6 +100,9 @@ class MemoryStorage {
   WriteSeq truncate_suffix(LogIndex from) {
     assert(from >= first_index_);
     if (from <= last_index()) {
+      if (manual_sync_) {
+        journal_truncation(from);
+      }
       count_ = from - first_index_;
       byte_tail_ = count_ == 0 ? byte_head_ : end_of(last_index());
     }
@@ -98,6 +110,13 @@ class MemoryStorage {
   }
 
   WriteSeq save_hard_state(const HardState& hard_state) {
+    if (manual_sync_) {
+      Undo u;
+      u.seq = last_seq_ + 1;
+      u.kind = Undo::Kind::hard_state;
+      u.hard_state = hard_state_;
+      journal_.push_back(std::move(u));
+    }
     hard_state_ = hard_state;
     return written();
   }
@@ -118,10 +137,53 @@ class MemoryStorage {
   WriteSeq durable_seq() const noexcept { return durable_seq_.load(std::memory_order_acquire); }
   std::error_code error() const noexcept { return error_; }
 
-  // --- for tests and simulations
-  // -------------------------------------------------------------------
+  // --- for tests and simulations --------------------------------------------------------------
   /// Makes every write so far durable (manual_sync mode; a no-op otherwise).
-  void sync() noexcept { durable_seq_.store(last_seq_, std::memory_order_release); }
+  void sync() noexcept { sync_through(last_seq_); }
+
+  /// Makes the writes up to `seq` durable: a prefix of those issued (manual_sync mode).
+  void sync_through(WriteSeq seq) noexcept {
+    seq = std::min(seq, last_seq_);
+    if (seq <= durable_seq_.load(std::memory_order_relaxed)) {
+      return;
+    }
+    std::size_t keep = 0;
+    while (keep < journal_.size() && journal_[keep].seq <= seq) {
+      ++keep;
+    }
+    journal_.erase(journal_.begin(), journal_.begin() + static_cast<std::ptrdiff_t>(keep));
+    durable_seq_.store(seq, std::memory_order_release);
+  }
+
+  /// Loses every write that is not durable (manual_sync mode): the log and hard state return to
+  /// what the last durable write left. Sequence numbers keep growing across the crash.
+  void crash() {
+    while (!journal_.empty()) {
+      Undo u = std::move(journal_.back());
+      journal_.pop_back();
+      switch (u.kind) {
+        case Undo::Kind::append:
+          if (u.index <= last_index()) {
+            count_ = u.index - first_index_;
+            byte_tail_ = count_ == 0 ? byte_head_ : end_of(last_index());
+          }
+          break;
+        case Undo::Kind::truncate:
+          for (const UndoEntry& e : u.entries) {
+            push(EntryView{e.term, last_index() + 1, e.type, e.payload});
+          }
+          break;
+        case Undo::Kind::hard_state:
+          hard_state_ = u.hard_state;
+          break;
+      }
+    }
+  }
+
+  /// How many writes were issued but are not durable yet.
+  std::uint64_t unsynced_writes() const noexcept {
+    return last_seq_ - durable_seq_.load(std::memory_order_relaxed);
+  }
   /// The newest write issued.
   WriteSeq last_seq() const noexcept { return last_seq_; }
   /// Makes the storage fail for good with `ec` (fail-stop), as a broken disk would.
@@ -217,7 +279,35 @@ class MemoryStorage {
     byte_tail_ = tail;
   }
 
+  // The undo journal of manual_sync mode: how to take back each write not yet durable.
+  struct UndoEntry {
+    Term term = 0;
+    EntryType type = EntryType::normal;
+    std::vector<std::byte> payload;
+  };
+  struct Undo {
+    enum class Kind : std::uint8_t { append, truncate, hard_state };
+    WriteSeq seq = 0;
+    Kind kind = Kind::append;
+    LogIndex index = 0;              // append: the first index appended
+    HardState hard_state;            // hard_state: the value it replaced
+    std::vector<UndoEntry> entries;  // truncate: the entries removed, in order
+  };
+
+  void journal_truncation(LogIndex from) {
+    Undo u;
+    u.seq = last_seq_ + 1;
+    u.kind = Undo::Kind::truncate;
+    u.index = from;
+    for (LogIndex i = from; i <= last_index(); ++i) {
+      const EntryView e = entry(i);
+      u.entries.push_back(UndoEntry{e.term, e.type, {e.payload.begin(), e.payload.end()}});
+    }
+    journal_.push_back(std::move(u));
+  }
+
   bool manual_sync_;
+  std::vector<Undo> journal_;
   std::vector<Meta> metas_;  // ring; capacity a power of two
   std::size_t meta_head_ = 0;
   LogIndex count_ = 0;
