@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #include <raft/clock.hpp>
@@ -13,6 +14,24 @@
 #include <raft/transport.hpp>
 
 namespace tenure::raft {
+
+/// Bugs a simulation can plant in a RaftGroup to prove that it catches them (docs/testing.md,
+/// "teeth"). Each is a real mistake from the lessons; never enable one outside a test.
+enum class PlantedBug : std::uint32_t {
+  /// Anchor the lease at the time an acknowledgement arrives, not when the request left.
+  lease_anchor_at_receive = 1u << 0,
+  /// Send TimeoutNow without revoking the lease first.
+  no_lease_revoke_before_transfer = 1u << 1,
+  /// Acknowledge appended entries (and count the leader's own) before they are durable.
+  ack_before_durable = 1u << 2,
+  /// Commit an entry of an earlier term by counting its replicas (Figure 8).
+  commit_previous_term_by_counting = 1u << 3,
+};
+
+/// The planted-bugs policy of production: none, and every check compiles away.
+struct NoPlantedBugs {
+  static constexpr bool active(PlantedBug) noexcept { return false; }
+};
 
 /// The defaults of every policy of a RaftGroup. Derive, and override what differs:
 ///
@@ -36,6 +55,8 @@ struct DefaultPolicies {
   /// The most members a group can have (voters of both configurations of a joint configuration,
   /// the node itself included). Per-peer state lives in arrays of this size.
   static constexpr std::size_t max_peers = 7;
+  /// Test-only fault injection; see PlantedBug.
+  using planted_bugs = NoPlantedBugs;
 };
 
 namespace detail {
@@ -60,6 +81,9 @@ consteval bool check_policies() {
   static_assert(
       requires { P::max_peers; },
       "tenure: the policies need `static constexpr std::size_t max_peers`");
+  static_assert(
+      requires { typename P::planted_bugs; },
+      "tenure: the policies need `using planted_bugs = ...;` (derive from DefaultPolicies)");
   if constexpr (requires {
                   typename P::transport_type;
                   typename P::storage_type;

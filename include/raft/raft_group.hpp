@@ -348,7 +348,9 @@ class RaftGroup {
     arm_deadline(op, deadline);
     // The lease ends before TimeoutNow can leave, for the rest of this term: the target's
     // election does not wait out our lease (lesson 6; docs/lease.md).
-    lease_revoked_term_ = term_;
+    if (!planted(PlantedBug::no_lease_revoke_before_transfer)) {
+      lease_revoked_term_ = term_;
+    }
     publish_leader_term();
     maybe_send_timeout_now();
     flush();
@@ -446,6 +448,10 @@ class RaftGroup {
     std::uint64_t needs = 0;
     bool awaiting_commit = false;
   };
+
+  static constexpr bool planted(PlantedBug bug) noexcept {
+    return Policies::planted_bugs::active(bug);
+  }
 
   static const RaftConfig& checked(const RaftConfig& config) {
     if (const auto ec = config.validate(kMaxPeers)) {
@@ -827,8 +833,10 @@ class RaftGroup {
   }
 
   void publish_leader_term() noexcept {
-    const bool serving = role_ == Role::leader && committed_in_term_ && applied_ >= noop_index_ &&
-                         transfer_ == nullptr && lease_revoked_term_ != term_;
+    const bool serving =
+        role_ == Role::leader && committed_in_term_ && applied_ >= noop_index_ &&
+        (transfer_ == nullptr || planted(PlantedBug::no_lease_revoke_before_transfer)) &&
+        lease_revoked_term_ != term_;
     published_term_.store(serving ? term_ : 0, std::memory_order_release);
     published_leader_.store(leader_, std::memory_order_release);
   }
@@ -989,7 +997,11 @@ class RaftGroup {
       set_commit(std::min(m.commit, last_new));
     }
     r.index = last_new;
-    send_when_durable(r);
+    if (planted(PlantedBug::ack_before_durable)) {
+      send(r);
+    } else {
+      send_when_durable(r);
+    }
   }
 
   bool matches(LogIndex index, Term term) const noexcept {
@@ -1074,7 +1086,9 @@ class RaftGroup {
     if (m.reject && m.type == MessageType::heartbeat_response) {
       return;
     }
-    tracker_.record(m.from, from_nanos<clock_type>(m.sent_at));
+    tracker_.record(m.from, planted(PlantedBug::lease_anchor_at_receive)
+                                ? clock_.now()
+                                : from_nanos<clock_type>(m.sent_at));
     detail::Progress& p = progress_[slot];
     if (m.seq > p.acked_seq) {
       p.acked_seq = m.seq;
@@ -1094,11 +1108,14 @@ class RaftGroup {
   void maybe_commit() {
     std::array<LogIndex, kMaxPeers> match{};
     for (std::size_t i = 0; i < members_; ++i) {
-      match[i] = i == self_slot_ ? durable_last_ : progress_[i].match;
+      match[i] = i != self_slot_                           ? progress_[i].match
+                 : planted(PlantedBug::ack_before_durable) ? storage_.last_index()
+                                                           : durable_last_;
     }
     const LogIndex quorum = detail::majority_value(match, voters_, LogIndex{0});
     // Only an entry of the current term commits by counting replicas (section 5.4.2).
-    if (quorum > commit_ && term_at(quorum) == term_) {
+    if (quorum > commit_ &&
+        (term_at(quorum) == term_ || planted(PlantedBug::commit_previous_term_by_counting))) {
       set_commit(quorum);
     }
   }
