@@ -233,6 +233,9 @@ class RaftGroup {
       fail_stop(ec);
       return;
     }
+    // Storage that is durable at once, or that synced on its own thread since, needs no
+    // on_persisted() call to release what waited for it.
+    release_durable();
     if (role_ == Role::leader) {
       for (std::size_t i = 0; i < members_; ++i) {
         if (i != self_slot_) {
@@ -626,6 +629,9 @@ class RaftGroup {
     if (now < started_at_ + config_.election_timeout_min) {
       return true;
     }
+    if (role_ == Role::leader) {
+      return true;  // a live leader (CheckQuorum would have deposed a dead one) keeps its term
+    }
     return leader_ != kNoNode && leader_ != m.from &&
            now < leader_contact_ + config_.election_timeout_min;
   }
@@ -677,6 +683,7 @@ class RaftGroup {
     }
     // Otherwise the transfer stays pending until we learn who leads (conclude_transfer from
     // on_append / on_heartbeat) or its deadline passes.
+    fail_reads(reason, new_leader);  // no round of ours can confirm them any more
     fail_remote_reads();
     uncommitted_bytes_ = 0;
   }
@@ -852,7 +859,7 @@ class RaftGroup {
 
   // Sends one append to the follower in `slot` if flow control allows. Returns whether another
   // may follow at once (pipelining in the replicate state).
-  bool send_append(std::size_t slot) {
+  bool send_append(std::size_t slot, bool even_if_empty = false) {
     detail::Progress& p = progress_[slot];
     if (p.state == detail::ProgressState::probe && p.probe_sent) {
       return false;
@@ -868,7 +875,7 @@ class RaftGroup {
       return false;
     }
     const LogIndex last = storage_.last_index();
-    if (p.state == detail::ProgressState::replicate && p.next > last) {
+    if (p.state == detail::ProgressState::replicate && p.next > last && !even_if_empty) {
       return false;
     }
     Message m = base_message(MessageType::append, ids_[slot]);
@@ -986,6 +993,8 @@ class RaftGroup {
       const LogIndex from = m.entries[skip].index;
       if (from <= last) {
         assert(from > commit_);
+        // The durable copy of the truncated entries no longer matches our log.
+        durable_last_ = std::min(durable_last_, from - 1);
         last_write_seq_ = storage_.truncate_suffix(from);
         note_log_write(last_write_seq_);
       }
@@ -1077,7 +1086,17 @@ class RaftGroup {
     }
     const std::size_t slot = slot_of(m.from);
     record_ack(slot, m);
-    progress_[slot].probe_sent = false;  // resume probing
+    detail::Progress& p = progress_[slot];
+    p.probe_sent = false;  // resume probing
+    if (p.match < storage_.last_index()) {
+      // The follower is behind although we may think everything is on its way: an append may
+      // have been lost. Send one, empty if need be; a follower missing entries rejects it, which
+      // sends us back to probing from where it really is (as etcd does).
+      if (p.state == detail::ProgressState::replicate && p.inflight.full()) {
+        p.inflight.free_first();
+      }
+      send_append(slot, /*even_if_empty=*/true);
+    }
   }
 
   // A response in our term from a voter: it reset its election timer no earlier than we sent

@@ -34,6 +34,15 @@ class Inflights {
     bytes_ += bytes;
   }
 
+  /// Frees the oldest message in flight: lets one append through a window that lost messages.
+  void free_first() noexcept {
+    if (count_ != 0) {
+      bytes_ -= ring_[head_].bytes;
+      head_ = (head_ + 1) % ring_.size();
+      --count_;
+    }
+  }
+
   /// Frees every message whose last entry is at or below `index` (acknowledged).
   void free_through(LogIndex index) noexcept {
     while (count_ != 0 && ring_[head_].last <= index) {
