@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -86,6 +87,8 @@ class SimCluster {
   };
   using Group = RaftGroup<Policies>;
 
+  struct Node;
+
   struct Options {
     std::size_t nodes = 3;
     std::uint64_t seed = 1;
@@ -95,6 +98,10 @@ class SimCluster {
     SimNetworkOptions network{};
     std::chrono::nanoseconds tick_interval{std::chrono::milliseconds(2)};
     MemoryStorage::Options storage{};
+    /// Called whenever a node's group is (re)created, e.g. to attach a LeaseCoordinator.
+    std::function<void(Node&)> on_node_start;
+    /// Called after every event (delivery or tick round), e.g. to check invariants.
+    std::function<void()> on_event;
   };
 
   static RaftConfig default_config() {
@@ -113,6 +120,7 @@ class SimCluster {
     std::unique_ptr<Machine> machine;
     std::unique_ptr<Group> group;
     bool up = true;
+    std::int64_t paused_until = 0;  // true time; the node neither ticks nor reads before it
 
     Node(NodeId node, SimNetwork& network, const MemoryStorage::Options& storage_options)
         : id(node), storage(storage_options), transport(network) {}
@@ -185,13 +193,25 @@ class SimCluster {
   std::int64_t now() const noexcept { return now_; }
 
   /// Stops a node as a crash would: its group stops (pending operations fail with stopped) and
-  /// it receives nothing until restart(). With the default, durable-at-once storage nothing
-  /// written is lost.
+  /// it receives nothing until restart(). Storage in manual_sync mode loses every write that
+  /// was not yet durable; with durable-at-once storage nothing written is lost.
   void crash(NodeId id) {
     Node& n = node(id);
     n.group->stop();
+    n.storage.crash();
     n.up = false;
   }
+
+  /// Pauses a node for `d` of true time (a stop-the-world pause, SIGSTOP): it neither ticks nor
+  /// reads messages, which wait for it; its clock keeps running.
+  void pause(NodeId id, std::chrono::nanoseconds d) {
+    node(id).paused_until = std::max(node(id).paused_until, now_ + d.count());
+  }
+  bool paused(NodeId id) { return node(id).paused_until > now_; }
+
+  /// A hash of every event so far (deliveries and ticks, with their content): two runs of the
+  /// same seed must agree on it.
+  std::uint64_t trace_hash() const noexcept { return trace_hash_; }
 
   /// Brings a crashed node back: a new group and a fresh state machine over the same storage,
   /// which re-applies the log from its hard state's commit index.
@@ -217,7 +237,13 @@ class SimCluster {
     n.machine = std::make_unique<Machine>();
     n.group = std::make_unique<Group>(c, n.clock, n.transport, n.storage, *n.machine);
     n.up = true;
+    n.paused_until = 0;
+    if (options_.on_node_start) {
+      options_.on_node_start(n);
+    }
   }
+
+  void mix(std::uint64_t v) noexcept { trace_hash_ = (trace_hash_ ^ v) * 0x100000001b3ull; }
 
   void run_until_time(std::int64_t end) {
     while (now_ < end || network_.next_delivery() <= now_) {
@@ -231,16 +257,24 @@ class SimCluster {
     if (next > now_) {
       advance_to(next);
     }
-    if (network_.deliver_next([&](const Message& m) { deliver(m); })) {
-      return;
-    }
-    if (now_ >= next_tick_) {
+    const bool delivered = network_.deliver_next(
+        [&](const Message& m) { deliver(m); },
+        [&](NodeId to) {
+          return to != kNoNode && to <= nodes_.size() ? node(to).paused_until : std::int64_t{0};
+        });
+    if (!delivered && now_ >= next_tick_) {
+      mix(static_cast<std::uint64_t>(now_));
       for (auto& n : nodes_) {
-        if (n->up) {
+        if (n->up && n->paused_until <= now_) {
           n->group->tick();
         }
       }
       next_tick_ += options_.tick_interval.count();
+    } else if (!delivered) {
+      return;
+    }
+    if (options_.on_event) {
+      options_.on_event();
     }
   }
 
@@ -258,6 +292,9 @@ class SimCluster {
       return;
     }
     Node& n = node(m.to);
+    mix(static_cast<std::uint64_t>(now_));
+    mix((m.from << 8) ^ m.to ^ (static_cast<std::uint64_t>(m.type) << 16));
+    mix(m.term ^ (m.index << 20) ^ (m.commit << 40) ^ m.entries.size());
     if (n.up) {
       n.group->step(m);
     }
@@ -270,6 +307,7 @@ class SimCluster {
   std::int64_t now_ = 0;
   std::int64_t next_tick_ = 0;
   std::uint64_t restarts_ = 0;
+  std::uint64_t trace_hash_ = 0xcbf29ce484222325ull;
 };
 
 }  // namespace tenure::raft::testing

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <raft/codec.hpp>
@@ -99,12 +100,25 @@ class SimNetwork {
   /// false when none is due. A message whose link became blocked while in flight is lost.
   template <class Deliver>
   bool deliver_next(Deliver&& deliver) {
+    return deliver_next(std::forward<Deliver>(deliver), [](NodeId) { return std::int64_t{0}; });
+  }
+
+  /// As above, but a message to a node for which `hold_until(to)` is in the future waits until
+  /// then (a paused process reads its socket only when it resumes).
+  template <class Deliver, class HoldUntil>
+  bool deliver_next(Deliver&& deliver, HoldUntil&& hold_until) {
     if (events_.empty() || events_.front().at > now_) {
       return false;
     }
     std::pop_heap(events_.begin(), events_.end(), Later{});
-    const Event e = events_.back();
+    Event e = events_.back();
     events_.pop_back();
+    if (const std::int64_t until = hold_until(e.to); until > now_) {
+      e.at = until;
+      events_.push_back(e);
+      std::push_heap(events_.begin(), events_.end(), Later{});
+      return true;
+    }
     if (blocked(e.from, e.to)) {
       ++stats_.blocked;
       release(e.frame);
