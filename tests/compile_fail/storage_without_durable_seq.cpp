@@ -33,4 +33,6 @@ struct Policies : tenure::raft::DefaultPolicies {
 };
 
 tenure::raft::RaftGroup<Policies>* instantiate = nullptr;
-int main() { return sizeof(*instantiate) > 0 ? 0 : 1; }
+int main() {
+  return sizeof(*instantiate) > 0 ? 0 : 1;
+}
