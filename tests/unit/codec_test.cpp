@@ -177,7 +177,7 @@ TEST_CASE("codec: every message type round-trips with every header field set") {
   }
 }
 
-TEST_CASE("codec: extreme values round-trip: all-ones fields, the most negative sent_at, zeros") {
+TEST_CASE("codec: extreme values round-trip: all-ones fields - the most negative sent_at - zeros") {
   Message sent;
   sent.type = MessageType::vote_response;
   sent.group = sent.from = sent.to = sent.term = sent.index = sent.log_term = kMax64;
@@ -242,7 +242,7 @@ TEST_CASE("codec: an append round-trips entries with empty and non-empty payload
   CHECK(received.value().entries[2].payload.size() == 300);
 }
 
-TEST_CASE("codec: decode is zero-copy: entries live in the scratch, payloads in the frame") {
+TEST_CASE("codec: decode is zero-copy: entries live in the scratch - payloads in the frame") {
   const SampleAppend sample;
   const std::vector<std::byte> frame = encode_to_vector(sample.message);
 
@@ -312,7 +312,7 @@ TEST_CASE("codec: a corrupted byte anywhere decodes to a valid message or fails 
   CHECK(refused > 0);
 }
 
-TEST_CASE("codec: an unknown version is unsupported_version, even when the rest is garbage") {
+TEST_CASE("codec: an unknown version is unsupported_version - even when the rest is garbage") {
   const SampleAppend sample;
   for (const std::uint8_t version : {0, 2, 0x81, 0xff}) {
     CAPTURE(static_cast<int>(version));
@@ -373,7 +373,7 @@ TEST_CASE("codec: malformed headers are refused with malformed_message") {
 }
 
 TEST_CASE(
-    "codec: an entry count is malformed if the frame cannot hold it, overloaded if only the "
+    "codec: an entry count is malformed if the frame cannot hold it - overloaded if only the "
     "scratch cannot") {
   const SampleAppend sample;
   const std::vector<std::byte> valid = encode_to_vector(sample.message);

@@ -101,7 +101,7 @@ TEST_CASE("tenure's codes fall into the documented ErrorClass") {
   }
 }
 
-TEST_CASE("generic transport errors are retryable, other generic errors are not") {
+TEST_CASE("generic transport errors are retryable - other generic errors are not") {
   CHECK(std::make_error_code(std::errc::connection_refused) == ErrorClass::retryable);
   CHECK(std::make_error_code(std::errc::timed_out) == ErrorClass::retryable);
   CHECK(std::error_code(ECONNRESET, std::system_category()) == ErrorClass::retryable);

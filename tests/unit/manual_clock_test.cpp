@@ -37,7 +37,7 @@ TEST_CASE("ManualClock starts at its offset") {
   CHECK(ahead.now() - behind.now() == 7s);
 }
 
-TEST_CASE("ManualClock drift is applied exactly, however time is sliced") {
+TEST_CASE("ManualClock drift is applied exactly - however time is sliced") {
   ManualClock fast;
   ManualClock slow;
   ManualClock fast_once;

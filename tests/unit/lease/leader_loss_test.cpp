@@ -24,7 +24,7 @@ auto ignore_exceptions = [](std::exception_ptr) {};
 
 }  // namespace
 
-TEST_CASE("callbacks run synchronously, in registration order, with the lost term") {
+TEST_CASE("callbacks run synchronously - in registration order - with the lost term") {
   std::vector<std::string> log;
   LeaderLossList list;
   auto record = [&](char who, Term t) {
@@ -46,7 +46,7 @@ TEST_CASE("callbacks run synchronously, in registration order, with the lost ter
   CHECK(log == std::vector<std::string>{"b8", "a8", "c8"});
 }
 
-TEST_CASE("a callback that throws is contained and reported; the rest still run") {
+TEST_CASE("a callback that throws is contained and reported - the rest still run") {
   std::vector<std::string> ran;
   std::vector<std::string> reported;
   LeaderLossList list;

@@ -61,7 +61,7 @@ struct Fixture {
 
 }  // namespace
 
-TEST_CASE("lesson 4: no lease without a quorum ack, and none once it is older than the lease") {
+TEST_CASE("lesson 4: no lease without a quorum ack - and none once it is older than the lease") {
   Fixture f;
   CHECK(f.coordinator.lease_read().code() == errc::lease_expired);
   const auto sent = f.clock.now();
@@ -75,7 +75,7 @@ TEST_CASE("lesson 4: no lease without a quorum ack, and none once it is older th
   CHECK(f.coordinator.lease_read().code() == errc::lease_expired);
 }
 
-TEST_CASE("lesson 4: only a leader of its current term serves, and a follower names the leader") {
+TEST_CASE("lesson 4: only a leader of its current term serves - and a follower names the leader") {
   Fixture f;
   f.provider.ack(2, f.clock.now());
   REQUIRE(f.coordinator.lease_read().has_value());
@@ -85,7 +85,7 @@ TEST_CASE("lesson 4: only a leader of its current term serves, and a follower na
   CHECK(r.leader_hint() == 3);
 }
 
-TEST_CASE("lesson 4: a new term starts with no lease, whatever the old term had") {
+TEST_CASE("lesson 4: a new term starts with no lease - whatever the old term had") {
   Fixture f;
   f.provider.ack(2, f.clock.now());
   REQUIRE(f.coordinator.lease_read().has_value());
@@ -254,7 +254,7 @@ TEST_CASE("lesson 6: a ReadIndex round that succeeded across a leader loss canno
 }
 
 TEST_CASE(
-    "lesson 7: coordinator callbacks run in order; one that throws is contained and reported") {
+    "lesson 7: coordinator callbacks run in order - one that throws is contained and reported") {
   struct CountingReporter {
     int* reports;
     void callback_threw(std::exception_ptr) noexcept { ++*reports; }
@@ -318,7 +318,7 @@ TEST_CASE("lesson 9: a storm of business failures leaves the lease warm") {
   CHECK(f.coordinator.lease_read().has_value());
 }
 
-TEST_CASE("lesson 9: leadership errors, tenure's or the user's own, invalidate the lease") {
+TEST_CASE("lesson 9: leadership errors - tenure's or the user's own - invalidate the lease") {
   for (auto ec : {make_error_code(errc::not_leader), make_error_code(errc::leadership_lost),
                   make_error_code(errc::transfer_in_progress), kv_error(KvError::shard_moved)}) {
     Fixture f;
@@ -368,7 +368,7 @@ TEST_CASE("the classifier is a compile-time policy the user can replace") {
   CHECK(coordinator.lease_read().code() == errc::lease_expired);
 }
 
-TEST_CASE("revoke: the lease is gone before a transfer's TimeoutNow leaves, for the whole term") {
+TEST_CASE("revoke: the lease is gone before a transfer's TimeoutNow leaves - for the whole term") {
   Fixture f;
   f.provider.ack(2, f.clock.now());
   f.coordinator.on_write_committed(f.coordinator.begin_write());
@@ -429,7 +429,7 @@ TEST_CASE("a destroyed coordinator deregisters itself from the provider") {
   CHECK(provider.callback_failures() == 0);
 }
 
-TEST_CASE("lease reads, reads, writes and errors allocate nothing") {
+TEST_CASE("lease reads - reads - writes and errors allocate nothing") {
   REQUIRE(tenure::raft::testing::allocation_counting_installed());
   Fixture f;
   ReadProbe probe;

@@ -62,7 +62,7 @@ struct TransferProbe {
 
 }  // namespace
 
-TEST_CASE("only a ready leader reports a leader term; followers name the leader") {
+TEST_CASE("only a ready leader reports a leader term - followers name the leader") {
   Cluster cluster(options(11));
   const NodeId leader = ready_leader(cluster);
   REQUIRE(leader != kNoNode);
@@ -108,7 +108,7 @@ TEST_CASE("a LeaseCoordinator over a RaftGroup serves lease reads on the leader 
   CHECK(f.leader_hint() == leader);
 }
 
-TEST_CASE("the lease goes cold when the leader is cut off, before anyone else can lead") {
+TEST_CASE("the lease goes cold when the leader is cut off - before anyone else can lead") {
   Cluster cluster(options(14));
   const NodeId leader = ready_leader(cluster);
   REQUIRE(leader != kNoNode);
@@ -135,7 +135,8 @@ TEST_CASE("the lease goes cold when the leader is cut off, before anyone else ca
   CHECK(!coordinator.lease_read().has_value());
 }
 
-TEST_CASE("leader-loss callbacks fire synchronously on step-down, while the old term still shows") {
+TEST_CASE(
+    "leader-loss callbacks fire synchronously on step-down - while the old term still shows") {
   Cluster cluster(options(15));
   const NodeId leader = ready_leader(cluster);
   REQUIRE(leader != kNoNode);
@@ -168,7 +169,7 @@ TEST_CASE("leader-loss callbacks fire at shutdown") {
   CHECK(cluster.group(leader).leader_term() == 0);
 }
 
-TEST_CASE("a transfer revokes the lease before TimeoutNow leaves, for the rest of the term") {
+TEST_CASE("a transfer revokes the lease before TimeoutNow leaves - for the rest of the term") {
   Cluster cluster(options(17));
   const NodeId leader = ready_leader(cluster);
   REQUIRE(leader != kNoNode);

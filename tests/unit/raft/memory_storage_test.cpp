@@ -47,7 +47,7 @@ TEST_CASE("MemoryStorage: an empty log") {
   CHECK(s.durable_seq() == 0);
 }
 
-TEST_CASE("MemoryStorage: append, read back, truncate, compact") {
+TEST_CASE("MemoryStorage: append - read back - truncate - compact") {
   MemoryStorage s;
   append(s, 1, "a");
   append(s, 1, "bb");
@@ -93,7 +93,7 @@ TEST_CASE("MemoryStorage: writes are durable at once by default") {
   CHECK(s.durable_seq() == s.last_seq());
 }
 
-TEST_CASE("MemoryStorage manual_sync: durability follows sync, crash loses the rest") {
+TEST_CASE("MemoryStorage manual_sync: durability follows sync - crash loses the rest") {
   MemoryStorage s(MemoryStorage::Options{true, 16, 256});
   append(s, 1, "one");
   append(s, 1, "two");

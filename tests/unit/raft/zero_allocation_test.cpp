@@ -232,7 +232,8 @@ class Workload {
 
 }  // namespace
 
-TEST_CASE("a warmed-up 3-node cluster commits, applies, heartbeats and reads without allocating") {
+TEST_CASE(
+    "a warmed-up 3-node cluster commits - applies - heartbeats and reads without allocating") {
   REQUIRE(tenure::raft::testing::allocation_counting_installed());
 
   const Cluster::Options options = cluster_options();

@@ -1,0 +1,25 @@
+# Fails when a doctest test case name would not survive the trip through CTest: doctest's
+# --test-case filter splits at commas (a test named "a, b" would silently run nothing), and
+# CMake's list syntax breaks on brackets, backslashes and semicolons.
+get_filename_component(name ${PROGRAM} NAME)
+set(listing ${CMAKE_CURRENT_BINARY_DIR}/${name}-test-cases.txt)
+execute_process(COMMAND ${PROGRAM} --list-test-cases --no-version
+  OUTPUT_FILE ${listing} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${PROGRAM} --list-test-cases failed (${rc})")
+endif()
+file(READ ${listing} raw)
+string(FIND "${raw}" ";" semicolon)
+if(NOT semicolon EQUAL -1)
+  message(FATAL_ERROR "a test case name contains ';' (see ${listing})")
+endif()
+file(STRINGS ${listing} lines)
+set(bad "")
+foreach(line IN LISTS lines)
+  if(line MATCHES "[],[\\\\]" AND NOT line MATCHES "^\\[doctest\\]")
+    string(APPEND bad "  ${line}\n")
+  endif()
+endforeach()
+if(bad)
+  message(FATAL_ERROR "test case names with , [ ] or \\ (rename them):\n${bad}")
+endif()
