@@ -452,9 +452,7 @@ class RaftGroup {
     bool awaiting_commit = false;
   };
 
-  static constexpr bool planted(PlantedBug bug) noexcept {
-    return Policies::planted_bugs::active(bug);
-  }
+  static bool planted(PlantedBug bug) noexcept { return Policies::planted_bugs::active(bug); }
 
   static const RaftConfig& checked(const RaftConfig& config) {
     if (const auto ec = config.validate(kMaxPeers)) {

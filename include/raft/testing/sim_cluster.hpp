@@ -75,7 +75,8 @@ class DigestStateMachine {
 ///
 /// Thread-safety: one thread. Allocation: at construction and restart; after warm-up, running
 /// allocates only what the groups and network do (nothing, in steady state).
-template <class Machine = DigestStateMachine, std::size_t MaxPeers = 7>
+template <class Machine = DigestStateMachine, std::size_t MaxPeers = 7,
+          class PlantedBugs = NoPlantedBugs>
 class SimCluster {
  public:
   struct Policies : DefaultPolicies {
@@ -84,6 +85,7 @@ class SimCluster {
     using storage_type = MemoryStorage;
     using state_machine_type = Machine;
     static constexpr std::size_t max_peers = MaxPeers;
+    using planted_bugs = PlantedBugs;
   };
   using Group = RaftGroup<Policies>;
 
@@ -98,6 +100,9 @@ class SimCluster {
     SimNetworkOptions network{};
     std::chrono::nanoseconds tick_interval{std::chrono::milliseconds(2)};
     MemoryStorage::Options storage{};
+    /// Each node's clock epoch (node i reads clock_offsets[i - 1] at time 0; missing: 0): no
+    /// two monotonic clocks need agree on their origin, and nothing may assume they do.
+    std::vector<std::chrono::nanoseconds> clock_offsets{};
     /// Called whenever a node's group is (re)created, e.g. to attach a LeaseCoordinator.
     std::function<void(Node&)> on_node_start;
     /// Called after every event (delivery or tick round), e.g. to check invariants.
@@ -122,8 +127,9 @@ class SimCluster {
     bool up = true;
     std::int64_t paused_until = 0;  // true time; the node neither ticks nor reads before it
 
-    Node(NodeId node, SimNetwork& network, const MemoryStorage::Options& storage_options)
-        : id(node), storage(storage_options), transport(network) {}
+    Node(NodeId node, SimNetwork& network, const MemoryStorage::Options& storage_options,
+         std::chrono::nanoseconds clock_offset)
+        : id(node), clock(clock_offset), storage(storage_options), transport(network) {}
   };
 
   explicit SimCluster(Options options) : options_(std::move(options)), network_(network_options()) {
@@ -134,7 +140,10 @@ class SimCluster {
       voters_.push_back(static_cast<NodeId>(i));
     }
     for (NodeId id : voters_) {
-      nodes_.push_back(std::make_unique<Node>(id, network_, options_.storage));
+      const std::size_t i = static_cast<std::size_t>(id - 1);
+      const auto offset = i < options_.clock_offsets.size() ? options_.clock_offsets[i]
+                                                            : std::chrono::nanoseconds::zero();
+      nodes_.push_back(std::make_unique<Node>(id, network_, options_.storage, offset));
       start(*nodes_.back());
     }
     next_tick_ = options_.tick_interval.count();

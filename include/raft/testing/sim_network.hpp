@@ -30,6 +30,9 @@ struct SimNetworkOptions {
   std::uint64_t seed = 1;
   /// The most entries one delivered append may carry (the decoder's scratch).
   std::size_t max_entries_per_message = 4096;
+  /// The most messages in flight at once; past it the network drops (a real one has finite
+  /// buffers, and a message storm must not exhaust the simulator's memory).
+  std::size_t max_in_flight = 200'000;
 };
 
 /// A network between nodes 1..64 that is deterministic from its seed: delays (hence
@@ -55,6 +58,7 @@ class SimNetwork {
     std::uint64_t duplicated = 0;   // delivered twice
     std::uint64_t blocked = 0;      // lost to a block or partition
     std::uint64_t undecodable = 0;  // must stay 0: a frame the codec refused
+    std::uint64_t overflowed = 0;   // lost because max_in_flight messages were in flight
   };
 
   static constexpr std::size_t kMaxNodes = 64;
@@ -81,6 +85,10 @@ class SimNetwork {
     }
     if (chance(options_.drop_rate)) {
       ++stats_.dropped;
+      return;
+    }
+    if (events_.size() >= options_.max_in_flight) {
+      ++stats_.overflowed;
       return;
     }
     const std::size_t frame = encode_frame(m);

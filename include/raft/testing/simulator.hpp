@@ -1,0 +1,819 @@
+// The seeded cluster simulator: a key-value store on N RaftGroups, clients, faults, invariant
+// checks after every event and a linearizability check of the history (docs/testing.md).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <lease/lease_coordinator.hpp>
+#include <raft/operations.hpp>
+#include <raft/policies.hpp>
+#include <raft/random.hpp>
+#include <raft/testing/invariants.hpp>
+#include <raft/testing/kv_history.hpp>
+#include <raft/testing/kv_state_machine.hpp>
+#include <raft/testing/linearizability.hpp>
+#include <raft/testing/sim_cluster.hpp>
+
+namespace tenure::raft::testing {
+
+/// The planted-bugs policy of simulations: which bugs are on is chosen per run, per thread (each
+/// simulation runs on one thread; several may run in parallel).
+struct SimPlantedBugs {
+  static inline thread_local std::uint32_t mask = 0;
+  static bool active(PlantedBug bug) noexcept {
+    return (mask & static_cast<std::uint32_t>(bug)) != 0;
+  }
+};
+
+/// The classes of fault a simulation can inject. Each run draws its own mix from its seed.
+enum class FaultClass : std::uint8_t {
+  loss,
+  duplication,
+  delay_reorder,
+  clogged_link,
+  symmetric_partition,
+  asymmetric_partition,
+  crash_restart,
+  pause,
+  clock_skew,
+  leadership_transfer,
+  flaky_links,
+};
+inline constexpr std::size_t kFaultClasses = 11;
+
+inline constexpr const char* to_string(FaultClass f) noexcept {
+  switch (f) {
+    case FaultClass::loss:
+      return "loss";
+    case FaultClass::duplication:
+      return "duplication";
+    case FaultClass::delay_reorder:
+      return "delay/reorder";
+    case FaultClass::clogged_link:
+      return "clogged link";
+    case FaultClass::symmetric_partition:
+      return "symmetric partition";
+    case FaultClass::asymmetric_partition:
+      return "asymmetric partition";
+    case FaultClass::crash_restart:
+      return "crash-restart";
+    case FaultClass::pause:
+      return "process pause";
+    case FaultClass::clock_skew:
+      return "clock drift/skew";
+    case FaultClass::leadership_transfer:
+      return "leadership transfer";
+    case FaultClass::flaky_links:
+      return "flaky links";
+  }
+  return "?";
+}
+
+/// What one simulation run does. Everything not given here derives from `seed`.
+struct SimulationOptions {
+  std::uint64_t seed = 1;
+  /// 0: 3 or 5, drawn from the seed.
+  std::size_t nodes = 0;
+  /// How long faults are injected (simulated time); then they heal and liveness is checked.
+  std::chrono::nanoseconds chaos{std::chrono::seconds(4)};
+  std::size_t clients = 4;
+  std::size_t keys = 4;
+  /// PlantedBug bits to switch on (teeth tests).
+  std::uint32_t planted_bugs = 0;
+  /// Plants the clock bug: nodes drift far beyond the configured max_clock_drift.
+  bool excessive_drift = false;
+  /// Restricts the faults drawn to these classes (bit i: FaultClass i); all by default.
+  std::uint32_t allowed_faults = ~std::uint32_t{0};
+  /// When set, a readable trace of the run (faults, leaders, operations) goes here.
+  std::ostream* trace = nullptr;
+};
+
+/// What a run found.
+struct SimulationReport {
+  std::uint64_t seed = 0;
+  bool ok = true;
+  std::string failure;  // the first invariant, linearizability or liveness failure
+  std::uint64_t trace_hash = 0;
+  std::array<bool, kFaultClasses> faults{};  // which fault classes fired
+  std::size_t nodes = 0;
+  std::uint64_t operations = 0, ok_operations = 0, failed_operations = 0, ambiguous_operations = 0;
+  std::uint64_t lease_reads = 0, lease_fast_path = 0;
+  Term max_term = 0;
+  std::int64_t liveness_ns = 0;  // from heal to the first committed write
+};
+
+namespace detail {
+
+class Simulation {
+ public:
+  using Cluster = SimCluster<KvStateMachine, 7, SimPlantedBugs>;
+  using Group = Cluster::Group;
+  using Coordinator = lease::LeaseCoordinator<Group>;
+
+  explicit Simulation(const SimulationOptions& options)
+      : options_(options), random_(options.seed * 0x9e3779b97f4a7c15ull + 17) {
+    report_.seed = options.seed;
+    report_.nodes = options.nodes != 0 ? options.nodes : (random_.below(2) == 0 ? 3 : 5);
+    checker_ = std::make_unique<InvariantChecker>(report_.nodes);
+    // Sized once: machines and coordinators keep pointers into these.
+    observers_.resize(report_.nodes + 1);
+    extras_.resize(report_.nodes + 1);
+    draw_faults();
+    cluster_ = std::make_unique<Cluster>(cluster_options());
+    for (NodeId id : cluster_->ids()) {
+      if (const auto ec = cluster_->clock(id).set_drift_ppm(drift_ppm(id))) {
+        throw std::system_error(ec, "simulation drift");
+      }
+    }
+    for (std::size_t c = 0; c < options_.clients; ++c) {
+      clients_.push_back(std::make_unique<Client>(this, c + 1));
+      clients_.back()->next_at = static_cast<std::int64_t>(random_.below(50'000'000));
+      clients_.back()->target = static_cast<NodeId>(1 + random_.below(report_.nodes));
+    }
+  }
+
+  SimulationReport run() {
+    SimPlantedBugs::mask = options_.planted_bugs;
+    const std::int64_t chaos_end = options_.chaos.count();
+    while (cluster_->now() < chaos_end && checker_->ok()) {
+      step(true);
+    }
+    if (checker_->ok()) {
+      heal_and_check_liveness();
+    }
+    // Let pending operations finish or time out, then stop clients and check the history.
+    const std::int64_t drain_end = cluster_->now() + 1'000'000'000;
+    stop_clients_ = true;
+    while (cluster_->now() < drain_end && checker_->ok() && busy_clients() != 0) {
+      step(false);
+    }
+    SimPlantedBugs::mask = 0;
+    finish();
+    return report_;
+  }
+
+ private:
+  static constexpr std::int64_t kStep = 1'000'000;  // 1 ms of true time per driver step
+  static constexpr std::int64_t kRhoPpm = 1000;     // the configured max_clock_drift
+
+  struct Client;
+
+  struct NodeExtras {
+    std::unique_ptr<Coordinator> coordinator;
+  };
+
+  // --- setup -----------------------------------------------------------------------------------
+
+  bool allowed(FaultClass f) const noexcept {
+    return (options_.allowed_faults >> static_cast<unsigned>(f) & 1u) != 0;
+  }
+
+  void draw_faults() {
+    for (std::size_t f = 0; f < kFaultClasses; ++f) {
+      enabled_[f] = allowed(static_cast<FaultClass>(f)) && random_.below(100) < 45;
+    }
+    // How fast the disks are: each millisecond a node syncs a random prefix of its pending
+    // writes with this chance (1 in 2 .. 1 in 40): slow disks hold acknowledgements back longer.
+    static constexpr std::uint64_t kSyncOdds[] = {2, 4, 10, 40};
+    sync_odds_ = kSyncOdds[random_.below(4)];
+    // How often a newly elected leader crashes within milliseconds (a crash loop): never, 1 in
+    // 4, or 3 in 4 of them.
+    static constexpr std::uint64_t kDoomPercent[] = {0, 25, 75};
+    doom_percent_ = kDoomPercent[random_.below(3)];
+    // How often a leader crashes right as its commit index advances, in 1/10000: a crash
+    // point between committing an entry and replicating the next one.
+    static constexpr std::uint64_t kCommitCrash[] = {0, 20, 200};
+    commit_crash_ = kCommitCrash[random_.below(3)];
+    if (options_.excessive_drift) {
+      enabled_[static_cast<std::size_t>(FaultClass::clock_skew)] = true;
+    }
+  }
+
+  bool enabled(FaultClass f) const noexcept { return enabled_[static_cast<std::size_t>(f)]; }
+  void fired(FaultClass f) noexcept { report_.faults[static_cast<std::size_t>(f)] = true; }
+
+  std::int64_t drift_ppm(NodeId) {
+    if (options_.excessive_drift) {
+      // Far beyond the configured bound: alternate fast and slow nodes by 5 to 9 %.
+      const auto magnitude = static_cast<std::int64_t>(50'000 + random_.below(40'000));
+      fired(FaultClass::clock_skew);
+      return random_.below(2) == 0 ? magnitude : -magnitude;
+    }
+    if (!enabled(FaultClass::clock_skew)) {
+      return 0;
+    }
+    fired(FaultClass::clock_skew);
+    return static_cast<std::int64_t>(random_.below(2 * kRhoPpm + 1)) - kRhoPpm;
+  }
+
+  Cluster::Options cluster_options() {
+    Cluster::Options o;
+    o.nodes = report_.nodes;
+    o.seed = options_.seed;
+    o.config.election_timeout_min = std::chrono::milliseconds(100);
+    o.config.election_timeout_max = std::chrono::milliseconds(200);
+    o.config.heartbeat_interval = std::chrono::milliseconds(20);
+    o.config.default_operation_timeout = std::chrono::milliseconds(500);
+    o.config.log_retention_entries = std::uint64_t{1} << 40;  // no compaction: restarts replay
+    o.config.max_pending_reads = 4096;
+    // Small appends split a new leader's catch-up from its no-op, which is where an entry of an
+    // earlier term can end up replicated on a majority before anything of the new term is.
+    static constexpr std::uint32_t kEntriesPerMessage[] = {1, 2, 8, 64, 4096};
+    o.config.max_entries_per_message = kEntriesPerMessage[random_.below(5)];
+    static constexpr std::uint32_t kInflight[] = {1, 4, 256};
+    o.config.max_inflight_messages = kInflight[random_.below(3)];
+    o.storage.manual_sync = true;
+    o.storage.initial_entries = 256;
+    o.storage.initial_bytes = 16 << 10;
+    o.tick_interval = std::chrono::milliseconds(2);
+    o.network.min_delay = std::chrono::microseconds(200);
+    o.network.max_delay = std::chrono::milliseconds(2);
+    if (enabled(FaultClass::delay_reorder)) {
+      o.network.max_delay =
+          std::chrono::milliseconds(2 + static_cast<std::int64_t>(random_.below(30)));
+    }
+    if (enabled(FaultClass::loss)) {
+      o.network.drop_rate = static_cast<double>(random_.below(301)) / 1000.0;
+    }
+    if (enabled(FaultClass::duplication)) {
+      o.network.duplicate_rate = static_cast<double>(random_.below(501)) / 1000.0;
+    }
+    if (enabled(FaultClass::clock_skew) || options_.excessive_drift) {
+      for (std::size_t i = 0; i < report_.nodes; ++i) {
+        o.clock_offsets.push_back(
+            std::chrono::seconds(static_cast<std::int64_t>(random_.below(100'000))));
+      }
+    }
+    o.on_node_start = [this](Cluster::Node& n) { node_started(n); };
+    o.on_event = [this] { check_invariants(); };
+    return o;
+  }
+
+  void node_started(Cluster::Node& n) {
+    checker_->node_started(n.id);
+    n.machine->set_observer(&Simulation::observe_apply, &observer_context(n.id));
+    lease::LeaseConfig lc;
+    lc.election_timeout_min = std::chrono::milliseconds(100);
+    lc.max_clock_drift_ppm = kRhoPpm;
+    lc.margin = std::chrono::microseconds(100);
+    lc.default_read_timeout = std::chrono::milliseconds(500);
+    extras_[n.id].coordinator.reset();
+    extras_[n.id].coordinator = std::make_unique<Coordinator>(*n.group, lc);
+  }
+
+  struct ObserverContext {
+    Simulation* simulation = nullptr;
+    NodeId node = kNoNode;
+  };
+  ObserverContext& observer_context(NodeId id) {
+    observers_[id] = ObserverContext{this, id};
+    return observers_[id];
+  }
+  static void observe_apply(void* context, LogIndex index, std::span<const std::byte> payload) {
+    auto& c = *static_cast<ObserverContext*>(context);
+    c.simulation->checker_->applied(c.node, index, payload);
+  }
+
+  // --- the run ---------------------------------------------------------------------------------
+
+  void step(bool chaos) {
+    chaos_ = chaos;
+    if (chaos) {
+      inject_faults();
+    }
+    sync_storage();
+    issue_client_operations();
+    cluster_->run_for(std::chrono::nanoseconds(kStep));
+  }
+
+  void check_invariants() {
+    checker_->check(*cluster_, [this](NodeId id) {
+      auto& n = cluster_->node(id);
+      return n.up && !cluster_->paused(id) && extras_[id].coordinator &&
+             extras_[id].coordinator->lease_read().has_value();
+    });
+    const NodeId leader = cluster_->leader();
+    if (leader != last_leader_ && options_.trace != nullptr) {
+      trace() << "leader " << leader << " (term "
+              << (leader != kNoNode ? cluster_->group(leader).term() : 0) << ")\n";
+    }
+    if (leader != last_leader_ && leader != kNoNode && chaos_ &&
+        enabled(FaultClass::crash_restart) && doomed_ == kNoNode &&
+        random_.below(100) < doom_percent_) {
+      // A leader that dies within a few milliseconds of its election, its no-op and first
+      // entries on a minority at most: how logs come to diverge across terms (Figure 8).
+      doomed_ = leader;
+      doomed_at_ = cluster_->now() + static_cast<std::int64_t>(random_.below(6'000'000));
+      fired(FaultClass::crash_restart);
+    }
+    if (leader != kNoNode && chaos_ && enabled(FaultClass::crash_restart) && doomed_ == kNoNode) {
+      const LogIndex commit = cluster_->group(leader).commit_index();
+      if (leader == last_leader_ && commit > last_leader_commit_ &&
+          random_.below(10'000) < commit_crash_) {
+        doomed_ = leader;
+        doomed_at_ = cluster_->now();
+        fired(FaultClass::crash_restart);
+      }
+      last_leader_commit_ = commit;
+    }
+    last_leader_ = leader;
+  }
+
+  std::ostream& trace() {
+    char stamp[32];
+    std::snprintf(stamp, sizeof stamp, "[%8.3f ms] ", static_cast<double>(cluster_->now()) / 1e6);
+    *options_.trace << stamp;
+    return *options_.trace;
+  }
+
+  // Random persistence points: each node's disk makes a random prefix of its pending writes
+  // durable every few milliseconds.
+  void sync_storage() {
+    for (NodeId id : cluster_->ids()) {
+      auto& n = cluster_->node(id);
+      if (!n.up || random_.below(sync_odds_) != 0) {
+        continue;
+      }
+      const WriteSeq durable = n.storage.durable_seq();
+      const WriteSeq last = n.storage.last_seq();
+      if (last > durable) {
+        n.storage.sync_through(durable + 1 + random_.below(last - durable));
+        if (!cluster_->paused(id)) {
+          n.group->on_persisted();
+        }
+      }
+    }
+  }
+
+  void inject_faults() {
+    const NodeId n = static_cast<NodeId>(1 + random_.below(report_.nodes));
+    const NodeId leader = cluster_->leader();
+    auto& net = cluster_->network();
+    if (heal_at_ != 0 && cluster_->now() >= heal_at_) {
+      net.heal();
+      heal_at_ = 0;
+    }
+    for (NodeId id : cluster_->ids()) {
+      if (restart_at_.size() > id && restart_at_[id] != 0 && cluster_->now() >= restart_at_[id]) {
+        restart_at_[id] = 0;
+        cluster_->restart(id);
+        if (options_.trace != nullptr) {
+          trace() << "fault: restart node " << id << "\n";
+        }
+      }
+    }
+    if (doomed_ != kNoNode && cluster_->now() >= doomed_at_) {
+      if (cluster_->node(doomed_).up) {
+        cluster_->crash(doomed_);
+        restart_at_[doomed_] =
+            cluster_->now() + 20'000'000 + static_cast<std::int64_t>(random_.below(150'000'000));
+        if (options_.trace != nullptr) {
+          trace() << "fault: crash new leader " << doomed_ << "\n";
+        }
+      }
+      doomed_ = kNoNode;
+    }
+    if (enabled(FaultClass::flaky_links) && random_.below(8) == 0) {
+      // Links that fail and recover every few milliseconds: elections and replication cut off
+      // halfway, entries left on minorities, logs that diverge across terms (Figure 8).
+      const NodeId to = static_cast<NodeId>(1 + random_.below(report_.nodes));
+      if (to != n) {
+        if (net.blocked(n, to)) {
+          net.unblock(n, to);
+        } else {
+          net.block(n, to);
+          if (heal_at_ == 0) {
+            heal_at_ = cluster_->now() + 100'000'000 +
+                       static_cast<std::int64_t>(random_.below(200'000'000));
+          }
+        }
+        fired(FaultClass::flaky_links);
+      }
+    }
+    // Roughly one fault decision every 50 ms of true time.
+    if (random_.below(50) != 0) {
+      return;
+    }
+    switch (static_cast<FaultClass>(random_.below(kFaultClasses))) {
+      case FaultClass::symmetric_partition:
+        if (enabled(FaultClass::symmetric_partition)) {
+          const NodeId victim = leader != kNoNode && random_.below(2) == 0 ? leader : n;
+          net.heal();
+          net.isolate(victim);
+          heal_at_ =
+              cluster_->now() + 50'000'000 + static_cast<std::int64_t>(random_.below(400'000'000));
+          fired(FaultClass::symmetric_partition);
+          if (options_.trace != nullptr) {
+            trace() << "fault: isolate node " << victim << "\n";
+          }
+        }
+        break;
+      case FaultClass::asymmetric_partition:
+        if (enabled(FaultClass::asymmetric_partition)) {
+          const NodeId to = static_cast<NodeId>(1 + random_.below(report_.nodes));
+          if (to != n) {
+            net.block(n, to);
+            heal_at_ = cluster_->now() + 50'000'000 +
+                       static_cast<std::int64_t>(random_.below(400'000'000));
+            fired(FaultClass::asymmetric_partition);
+            if (options_.trace != nullptr) {
+              trace() << "fault: block " << n << " -> " << to << "\n";
+            }
+          }
+        }
+        break;
+      case FaultClass::clogged_link:
+        if (enabled(FaultClass::clogged_link)) {
+          const NodeId to = static_cast<NodeId>(1 + random_.below(report_.nodes));
+          if (to != n) {
+            net.clog(n, to,
+                     std::chrono::milliseconds(10 + static_cast<std::int64_t>(random_.below(150))));
+            heal_at_ = cluster_->now() + 100'000'000 +
+                       static_cast<std::int64_t>(random_.below(400'000'000));
+            fired(FaultClass::clogged_link);
+            if (options_.trace != nullptr) {
+              trace() << "fault: clog " << n << " -> " << to << "\n";
+            }
+          }
+        }
+        break;
+      case FaultClass::crash_restart:
+        if (enabled(FaultClass::crash_restart)) {
+          // Leaders half the time: a leader that crashes with entries on a minority is where
+          // Figure 8 of the Raft paper begins.
+          const NodeId victim = leader != kNoNode && random_.below(2) == 0 ? leader : n;
+          if (cluster_->node(victim).up) {
+            cluster_->crash(victim);
+            restart_at_[victim] = cluster_->now() + 20'000'000 +
+                                  static_cast<std::int64_t>(random_.below(300'000'000));
+            fired(FaultClass::crash_restart);
+            if (options_.trace != nullptr) {
+              trace() << "fault: crash node " << victim << "\n";
+            }
+          }
+        }
+        break;
+      case FaultClass::pause:
+        if (enabled(FaultClass::pause) && cluster_->node(n).up) {
+          const NodeId victim = leader != kNoNode && random_.below(2) == 0 ? leader : n;
+          cluster_->pause(victim, std::chrono::milliseconds(
+                                      200 + static_cast<std::int64_t>(random_.below(300))));
+          fired(FaultClass::pause);
+          if (options_.trace != nullptr) {
+            trace() << "fault: pause node " << victim << "\n";
+          }
+        }
+        break;
+      case FaultClass::leadership_transfer:
+        if (enabled(FaultClass::leadership_transfer) && leader != kNoNode && !transfer_.pending() &&
+            !cluster_->paused(leader)) {
+          const NodeId target = leader % report_.nodes + 1;
+          transfer_done_ = std::nullopt;
+          cluster_->group(leader).transfer_leadership(
+              transfer_, target, cluster_->clock(leader).now() + std::chrono::milliseconds(300));
+          fired(FaultClass::leadership_transfer);
+          if (options_.trace != nullptr) {
+            trace() << "fault: transfer leadership " << leader << " -> " << target << "\n";
+          }
+        }
+        break;
+      case FaultClass::clock_skew:
+        if (enabled(FaultClass::clock_skew) && leader != kNoNode) {
+          // A leader's monotonic clock stepping forward only shortens its lease.
+          cluster_->clock(leader).jump(
+              std::chrono::milliseconds(1 + static_cast<std::int64_t>(random_.below(30))));
+          fired(FaultClass::clock_skew);
+        }
+        break;
+      case FaultClass::loss:
+      case FaultClass::duplication:
+      case FaultClass::delay_reorder:
+      case FaultClass::flaky_links:
+        break;  // standing faults
+    }
+    if (enabled(FaultClass::loss)) {
+      fired(FaultClass::loss);
+    }
+    if (enabled(FaultClass::duplication)) {
+      fired(FaultClass::duplication);
+    }
+    if (enabled(FaultClass::delay_reorder)) {
+      fired(FaultClass::delay_reorder);
+    }
+  }
+
+  void heal_and_check_liveness() {
+    auto& net = cluster_->network();
+    net.heal();
+    net.set_drop_rate(0);
+    net.set_duplicate_rate(0);
+    for (NodeId id : cluster_->ids()) {
+      if (!cluster_->node(id).up) {
+        cluster_->restart(id);
+      }
+    }
+    restart_at_.assign(restart_at_.size(), 0);
+    heal_at_ = 0;
+    if (options_.trace != nullptr) {
+      trace() << "healed: checking liveness\n";
+    }
+    // Liveness: a leader is elected and a write commits within 10 election timeouts (the
+    // slowest, election_timeout_max) of simulated time, once a majority is connected.
+    const std::int64_t start = cluster_->now();
+    const std::int64_t limit = start + 10 * 200'000'000;
+    std::optional<Result<ProposeResult>> outcome;
+    struct Probe {
+      std::optional<Result<ProposeResult>>* out;
+      static void done(void* self, Result<ProposeResult> r) noexcept {
+        *static_cast<Probe*>(self)->out = r;
+      }
+    } probe{&outcome};
+    ProposeOperation op(Completion<ProposeResult>{&Probe::done, &probe});
+    std::array<std::byte, kKvCommandSize> payload{};
+    encode_kv_command(KvCommand{KvOpKind::put, 1'000'000, 1, kAbsent, ~std::uint64_t{0}}, payload);
+    bool committed = false;
+    while (cluster_->now() < limit && checker_->ok()) {
+      const NodeId leader = cluster_->leader();
+      if (leader != kNoNode && !op.pending() && !cluster_->paused(leader)) {
+        if (outcome && outcome->has_value()) {
+          committed = true;
+          break;
+        }
+        outcome.reset();
+        cluster_->group(leader).propose(op, payload);
+        cluster_->group(leader).flush();
+      }
+      step(false);
+    }
+    if (outcome && outcome->has_value()) {
+      committed = true;
+    }
+    while (op.pending()) {  // it must complete before it goes out of scope
+      step(false);
+    }
+    report_.liveness_ns = cluster_->now() - start;
+    if (!committed && checker_->ok()) {
+      checker_->fail("liveness: no write committed within 10 election timeouts after healing");
+    }
+  }
+
+  // --- clients ---------------------------------------------------------------------------------
+
+  struct Client {
+    Simulation* sim;
+    std::uint64_t id;
+    NodeId target = 1;
+    std::int64_t next_at = 0;
+    bool busy = false;
+    bool in_call = false;
+    std::size_t record = 0;  // index in history_
+    NodeId at = kNoNode;     // the node the operation went to
+    std::int64_t counter = 0;
+    std::array<std::byte, kKvCommandSize> payload{};
+    ProposeOperation propose;
+    ReadIndexOperation read;
+    Coordinator::ReadOperation lease_read;
+
+    Client(Simulation* s, std::uint64_t client_id)
+        : sim(s),
+          id(client_id),
+          propose(Completion<ProposeResult>{&Client::on_propose, this}),
+          read(Completion<LogIndex>{&Client::on_read, this}),
+          lease_read(Completion<LogIndex>{&Client::on_read, this}) {}
+
+    static void on_propose(void* self, Result<ProposeResult> r) noexcept {
+      auto& c = *static_cast<Client*>(self);
+      c.sim->complete_write(c, r);
+    }
+    static void on_read(void* self, Result<LogIndex> r) noexcept {
+      auto& c = *static_cast<Client*>(self);
+      c.sim->complete_read(c, r);
+    }
+  };
+
+  std::size_t busy_clients() const {
+    std::size_t n = 0;
+    for (const auto& c : clients_) {
+      n += c->busy ? 1 : 0;
+    }
+    return n;
+  }
+
+  void issue_client_operations() {
+    if (stop_clients_) {
+      return;
+    }
+    for (auto& cp : clients_) {
+      Client& c = *cp;
+      if (c.busy || cluster_->now() < c.next_at) {
+        continue;
+      }
+      issue(c);
+    }
+  }
+
+  void issue(Client& c) {
+    const NodeId node = c.target;
+    auto& n = cluster_->node(node);
+    if (!n.up || cluster_->paused(node)) {
+      c.target = static_cast<NodeId>(1 + random_.below(report_.nodes));
+      c.next_at = cluster_->now() + 5'000'000;
+      return;  // the connection is refused: no operation was invoked
+    }
+    KvOperation op;
+    op.client = c.id;
+    op.key = random_.below(options_.keys);
+    op.call = cluster_->now();
+    const auto roll = random_.below(100);
+    op.kind = roll < 35   ? KvOpKind::put
+              : roll < 75 ? KvOpKind::get
+              : roll < 85 ? KvOpKind::del
+                          : KvOpKind::cas;
+    const auto deadline =
+        cluster_->clock(node).now() +
+        std::chrono::milliseconds(100 + static_cast<std::int64_t>(random_.below(400)));
+    c.busy = true;
+    c.at = node;
+    c.record = history_.size();
+    ++report_.operations;
+    if (op.kind == KvOpKind::get) {
+      const auto level = random_.below(100);
+      op.read_level = level < 40 ? 0 : level < 80 ? 1 : 2;
+      history_.push_back(op);
+      c.in_call = true;
+      if (op.read_level == 0) {
+        n.group->read_index(c.read, deadline);
+        n.group->flush();
+      } else if (op.read_level == 1) {
+        ++report_.lease_reads;
+        extras_[node].coordinator->read(c.lease_read, deadline);
+        if (c.lease_read.served_by_lease()) {
+          ++report_.lease_fast_path;
+        }
+        n.group->flush();
+      } else {
+        complete_read(c, Result<LogIndex>(n.machine->last_applied()));
+      }
+      c.in_call = false;
+      return;
+    }
+    op.value = static_cast<std::int64_t>(c.id * 1'000'000'000 + ++c.counter);
+    if (op.kind == KvOpKind::cas) {
+      // Expect the value this client saw last for the key, or a guess: both succeed and fail.
+      op.expected = random_.below(3) == 0 ? kAbsent : last_value_seen_;
+    }
+    history_.push_back(op);
+    encode_kv_command(KvCommand{op.kind, op.key, op.value, op.expected, c.id << 40 | c.counter},
+                      c.payload);
+    c.in_call = true;
+    n.group->propose(c.propose, c.payload, deadline);
+    n.group->flush();
+    c.in_call = false;
+  }
+
+  void client_done(Client& c, KvOutcome outcome) {
+    KvOperation& op = history_[c.record];
+    op.outcome = outcome;
+    op.ret = cluster_->now();
+    c.busy = false;
+    c.next_at = cluster_->now() + static_cast<std::int64_t>(random_.below(20'000'000));
+    switch (outcome) {
+      case KvOutcome::ok:
+        ++report_.ok_operations;
+        break;
+      case KvOutcome::failed:
+        ++report_.failed_operations;
+        break;
+      case KvOutcome::ambiguous:
+        ++report_.ambiguous_operations;
+        break;
+    }
+    if (options_.trace != nullptr) {
+      trace() << to_string(op) << " at node " << c.at << "\n";
+    }
+  }
+
+  void follow_hint(Client& c, const Error& e) {
+    if (e.code == errc::not_leader || e.code == errc::leadership_lost) {
+      c.target = e.leader_hint != kNoNode && e.leader_hint <= report_.nodes
+                     ? e.leader_hint
+                     : static_cast<NodeId>(1 + random_.below(report_.nodes));
+    }
+  }
+
+  void complete_write(Client& c, const Result<ProposeResult>& r) {
+    KvOperation& op = history_[c.record];
+    if (r) {
+      op.cas_succeeded = r.value().result == 1;
+      client_done(c, KvOutcome::ok);
+      return;
+    }
+    follow_hint(c, r.error());
+    // Refused inside the call: never appended. Afterwards: it may have been.
+    client_done(c, c.in_call ? KvOutcome::failed : KvOutcome::ambiguous);
+  }
+
+  void complete_read(Client& c, const Result<LogIndex>& r) {
+    KvOperation& op = history_[c.record];
+    if (!r) {
+      follow_hint(c, r.error());
+      client_done(c, KvOutcome::failed);
+      return;
+    }
+    op.observed = cluster_->machine(c.at).get(op.key);
+    if (op.observed != kAbsent) {
+      last_value_seen_ = op.observed;
+    }
+    client_done(c, KvOutcome::ok);
+  }
+
+  // --- the end ---------------------------------------------------------------------------------
+
+  void finish() {
+    report_.trace_hash = cluster_->trace_hash();
+    for (NodeId id : cluster_->ids()) {
+      if (cluster_->node(id).up) {
+        report_.max_term = std::max(report_.max_term, cluster_->group(id).term());
+      }
+    }
+    // Stop every group: what is still pending completes (a write: ambiguous), and nothing is
+    // left holding a client's operation.
+    for (NodeId id : cluster_->ids()) {
+      if (cluster_->node(id).up) {
+        cluster_->group(id).stop();
+      }
+    }
+    if (!checker_->ok()) {
+      report_.ok = false;
+      report_.failure = checker_->violation();
+    } else {
+      std::vector<KvOperation> checked;
+      checked.reserve(history_.size());
+      for (const KvOperation& op : history_) {
+        if (op.read_level != 2) {  // stale reads are not linearizable by design
+          checked.push_back(op);
+        }
+      }
+      const auto verdict = check_linearizability(checked);
+      if (!verdict.linearizable()) {
+        report_.ok = false;
+        report_.failure = "linearizability: " + to_string(verdict);
+      }
+    }
+  }
+
+  SimulationOptions options_;
+  Xoshiro256 random_;
+  SimulationReport report_;
+  std::array<bool, kFaultClasses> enabled_{};
+  std::unique_ptr<InvariantChecker> checker_;
+  std::vector<ObserverContext> observers_;
+  std::vector<NodeExtras> extras_;
+  std::vector<std::unique_ptr<Client>> clients_;
+  std::unique_ptr<Cluster> cluster_;
+  std::vector<KvOperation> history_;
+  std::vector<std::int64_t> restart_at_ = std::vector<std::int64_t>(8, 0);
+  std::int64_t heal_at_ = 0;
+  NodeId doomed_ = kNoNode;  // a new leader to crash at doomed_at_
+  std::uint64_t doom_percent_ = 0;
+  std::uint64_t commit_crash_ = 0;
+  LogIndex last_leader_commit_ = 0;
+  std::int64_t doomed_at_ = 0;
+  bool chaos_ = false;
+  std::uint64_t sync_odds_ = 3;
+  std::int64_t last_value_seen_ = kAbsent;
+  NodeId last_leader_ = kNoNode;
+  bool stop_clients_ = false;
+  TransferOperation transfer_{Completion<void>{&Simulation::on_transfer, this}};
+  std::optional<Result<void>> transfer_done_;
+
+  static void on_transfer(void* self, Result<void> r) noexcept {
+    static_cast<Simulation*>(self)->transfer_done_ = r;
+  }
+};
+
+}  // namespace detail
+
+/// Runs one simulation: a key-value store on 3 or 5 RaftGroups with LeaseCoordinators, clients
+/// issuing put / get (linearizable, lease, stale) / del / cas with deadlines, and the faults its
+/// seed draws. Checks every invariant after every event, liveness after the faults heal, and the
+/// client history for linearizability (stale reads excluded). The same options give the same
+/// report, trace hash included.
+inline SimulationReport run_simulation(const SimulationOptions& options) {
+  detail::Simulation simulation(options);
+  return simulation.run();
+}
+
+}  // namespace tenure::raft::testing
