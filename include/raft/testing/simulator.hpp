@@ -8,12 +8,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <lease/lease_coordinator.hpp>
@@ -50,8 +52,9 @@ enum class FaultClass : std::uint8_t {
   clock_skew,
   leadership_transfer,
   flaky_links,
+  divergence,
 };
-inline constexpr std::size_t kFaultClasses = 11;
+inline constexpr std::size_t kFaultClasses = 12;
 
 inline constexpr const char* to_string(FaultClass f) noexcept {
   switch (f) {
@@ -77,6 +80,8 @@ inline constexpr const char* to_string(FaultClass f) noexcept {
       return "leadership transfer";
     case FaultClass::flaky_links:
       return "flaky links";
+    case FaultClass::divergence:
+      return "divergence";
   }
   return "?";
 }
@@ -185,8 +190,8 @@ class Simulation {
       enabled_[f] = allowed(static_cast<FaultClass>(f)) && random_.below(100) < 45;
     }
     // How fast the disks are: each millisecond a node syncs a random prefix of its pending
-    // writes with this chance (1 in 2 .. 1 in 40): slow disks hold acknowledgements back longer.
-    static constexpr std::uint64_t kSyncOdds[] = {2, 4, 10, 40};
+    // writes with this chance (1 in 1 .. 1 in 12): slow disks hold acknowledgements back longer.
+    static constexpr std::uint64_t kSyncOdds[] = {1, 2, 4, 12};
     sync_odds_ = kSyncOdds[random_.below(4)];
     // How often a newly elected leader crashes within milliseconds (a crash loop): never, 1 in
     // 4, or 3 in 4 of them.
@@ -223,7 +228,11 @@ class Simulation {
     o.nodes = report_.nodes;
     o.seed = options_.seed;
     o.config.election_timeout_min = std::chrono::milliseconds(100);
-    o.config.election_timeout_max = std::chrono::milliseconds(200);
+    // Narrow ranges make split votes likely; wide ones make elections slow. Both happen.
+    static constexpr std::int64_t kElectionSpreadMs[] = {10, 50, 100};
+    o.config.election_timeout_max =
+        std::chrono::milliseconds(100 + kElectionSpreadMs[random_.below(3)]);
+    election_timeout_max_ = o.config.election_timeout_max.count();
     o.config.heartbeat_interval = std::chrono::milliseconds(20);
     o.config.default_operation_timeout = std::chrono::milliseconds(500);
     o.config.log_retention_entries = std::uint64_t{1} << 40;  // no compaction: restarts replay
@@ -318,17 +327,215 @@ class Simulation {
       doomed_at_ = cluster_->now() + static_cast<std::int64_t>(random_.below(6'000'000));
       fired(FaultClass::crash_restart);
     }
+    if (leader != last_leader_ && leader != kNoNode && chaos_ &&
+        (enabled(FaultClass::clock_skew) || options_.excessive_drift) && random_.below(2) == 0) {
+      redraw_drift(leader);  // the clock nemesis picks on every other new leader
+      fired(FaultClass::clock_skew);
+    }
+    if (chaos_ && (divergence_.phase == 2 || divergence_.phase == 4)) {
+      run_divergence(leader);  // at once, between events: no message of the new leader leaves
+    }
     if (leader != kNoNode && chaos_ && enabled(FaultClass::crash_restart) && doomed_ == kNoNode) {
       const LogIndex commit = cluster_->group(leader).commit_index();
       if (leader == last_leader_ && commit > last_leader_commit_ &&
           random_.below(10'000) < commit_crash_) {
-        doomed_ = leader;
-        doomed_at_ = cluster_->now();
+        // A crash point right after a commit, at once (we are between events). Half the time
+        // the most up-to-date follower goes down with it, as a rack would: the survivors must
+        // still never lose a committed entry.
+        crash_now(leader, "commit point");
+        if (random_.below(2) == 0) {
+          const NodeId best = most_up_to_date(kNoNode);
+          if (best != kNoNode) {
+            crash_now(best, "with it");
+          }
+        }
         fired(FaultClass::crash_restart);
       }
       last_leader_commit_ = commit;
     }
     last_leader_ = leader;
+  }
+
+  // The divergence nemesis: a scripted schedule, built from the same crashes and partitions as
+  // the random faults, that leaves logs diverging across three terms (the situation of Figure 8
+  // in the Raft paper) and then takes down exactly the nodes that carry the newest entries.
+  // 1. Cut the leader off with one follower; clients keep writing to it (entries on a
+  //    minority). 2. Crash both. 3. When the majority elects a leader, isolate it at once and
+  //    crash it (its no-op stays on it alone). 4. Heal and restart all but that one; the next
+  //    leader carries the minority's old entries. 5. As soon as its commit index moves, crash it
+  //    and the most up-to-date follower, and bring back the isolated one. A correct Raft loses
+  //    nothing; one that commits earlier-term entries by counting does.
+  struct Divergence {
+    int phase = 0;
+    std::vector<NodeId> minority;  // the leader first
+    NodeId lonely = kNoNode;       // the leader isolated in phase 3
+    NodeId next_leader = kNoNode;
+    LogIndex commit = 0;
+    std::int64_t until = 0;
+  };
+
+  void start_divergence(NodeId leader) {
+    auto& net = cluster_->network();
+    net.heal();
+    divergence_ = Divergence{};
+    // The largest minority, the leader in it: 1 of 3, 2 of 5.
+    std::vector<NodeId>& minority = divergence_.minority;
+    minority.push_back(leader);
+    for (NodeId id = leader % report_.nodes + 1; minority.size() < report_.nodes / 2;
+         id = id % report_.nodes + 1) {
+      minority.push_back(id);
+    }
+    std::vector<NodeId> majority;
+    for (NodeId id : cluster_->ids()) {
+      if (std::find(minority.begin(), minority.end(), id) == minority.end()) {
+        majority.push_back(id);
+      }
+    }
+    net.partition(minority, majority);
+    divergence_.phase = 1;
+    divergence_.until =
+        cluster_->now() + 20'000'000 + static_cast<std::int64_t>(random_.below(40'000'000));
+    fired(FaultClass::divergence);
+    if (options_.trace != nullptr) {
+      trace() << "nemesis: divergence, the leader and " << minority.size() - 1
+              << " follower(s) cut off\n";
+    }
+  }
+
+  void run_divergence(NodeId leader) {
+    Divergence& d = divergence_;
+    auto& net = cluster_->network();
+    const std::int64_t now = cluster_->now();
+    switch (d.phase) {
+      case 1:  // entries pile up on the minority
+        if (now >= d.until) {
+          for (NodeId id : d.minority) {
+            if (cluster_->node(id).up) {
+              crash_now(id, "divergence");
+              restart_at_[id] = 0;  // the script restarts them
+            }
+          }
+          d.phase = 2;
+          d.until = now + 1'500'000'000;
+        }
+        break;
+      case 2:  // the majority elects; isolate and crash its leader at once
+        if (leader != kNoNode &&
+            std::find(d.minority.begin(), d.minority.end(), leader) == d.minority.end()) {
+          net.isolate(leader);
+          d.lonely = leader;
+          d.phase = 3;
+          d.until = now + 1'000'000;
+        } else if (now >= d.until) {
+          end_divergence();
+        }
+        break;
+      case 3:
+        if (now >= d.until) {
+          if (cluster_->node(d.lonely).up) {
+            cluster_->node(d.lonely).storage.sync();  // its no-op reached its disk, nowhere else
+            crash_now(d.lonely, "divergence");
+            restart_at_[d.lonely] = 0;
+          }
+          net.heal();
+          for (NodeId id : d.minority) {
+            if (!cluster_->node(id).up) {
+              cluster_->restart(id);
+            }
+          }
+          d.phase = 4;
+          d.until = now + 1'500'000'000;
+        }
+        break;
+      case 4:  // wait for the next leader, then for its first commit
+        if (leader != kNoNode && d.next_leader != leader) {
+          d.next_leader = leader;
+          d.commit = cluster_->group(leader).commit_index();
+        } else if (leader != kNoNode && cluster_->group(leader).commit_index() > d.commit) {
+          if (options_.trace != nullptr) {
+            const auto& g = cluster_->group(leader);
+            const auto& st = cluster_->node(leader).storage;
+            const auto& lonely = cluster_->node(d.lonely).storage;
+            trace() << "nemesis: leader " << leader << " term " << g.term() << " committed "
+                    << g.commit_index() << " (term " << st.term_at(g.commit_index()).value()
+                    << "); node " << d.lonely << " last " << lonely.last_index() << " term "
+                    << lonely.term_at(lonely.last_index()).value() << "\n";
+          }
+          crash_now(leader, "divergence");
+          restart_at_[leader] = 0;
+          for (std::size_t i = 1; i < d.minority.size(); ++i) {  // and its best followers
+            const NodeId best = most_up_to_date(d.lonely);
+            if (best != kNoNode) {
+              crash_now(best, "divergence");
+              restart_at_[best] = 0;
+            }
+          }
+          cluster_->restart(d.lonely);
+          d.phase = 5;
+          d.until = now + 1'000'000'000;
+        } else if (now >= d.until) {
+          end_divergence();
+        }
+        break;
+      default:  // 5: let the survivors elect, then bring everyone back
+        if (now >= d.until) {
+          end_divergence();
+        }
+        break;
+    }
+  }
+
+  // The up node whose log is most up to date in the sense of section 5.4.1 (last term, then
+  // last index), other than `except`.
+  NodeId most_up_to_date(NodeId except) {
+    NodeId best = kNoNode;
+    auto rank = [&](NodeId id) {
+      const auto& st = cluster_->node(id).storage;
+      const LogIndex last = st.last_index();
+      const auto term = st.term_at(last);
+      return std::pair<Term, LogIndex>(term ? term.value() : 0, last);
+    };
+    for (NodeId id : cluster_->ids()) {
+      if (cluster_->node(id).up && id != except && (best == kNoNode || rank(id) > rank(best))) {
+        best = id;
+      }
+    }
+    return best;
+  }
+
+  void end_divergence() {
+    cluster_->network().heal();
+    for (NodeId id : cluster_->ids()) {
+      if (!cluster_->node(id).up) {
+        restart_at_[id] = cluster_->now() + static_cast<std::int64_t>(random_.below(50'000'000));
+      }
+    }
+    divergence_ = Divergence{};
+  }
+
+  // New clock rates for every node; with a `slow` node, adversarially: its clock slow and every
+  // other fast, the worst case for a lease held by `slow` (docs/lease.md), which must still be
+  // safe while the rates stay within max_clock_drift.
+  void redraw_drift(NodeId slow) {
+    const std::int64_t magnitude = std::abs(drift_ppm(slow));  // one rate: the widest skew
+    for (NodeId id : cluster_->ids()) {
+      std::int64_t ppm = drift_ppm(id);
+      if (slow != kNoNode) {
+        ppm = id == slow ? -magnitude : magnitude;
+      }
+      if (const auto ec = cluster_->clock(id).set_drift_ppm(ppm)) {
+        throw std::system_error(ec, "simulation drift");
+      }
+    }
+  }
+
+  void crash_now(NodeId id, const char* why) {
+    cluster_->crash(id);
+    restart_at_[id] =
+        cluster_->now() + 20'000'000 + static_cast<std::int64_t>(random_.below(150'000'000));
+    if (options_.trace != nullptr) {
+      trace() << "fault: crash node " << id << " (" << why << ")\n";
+    }
   }
 
   std::ostream& trace() {
@@ -361,6 +568,10 @@ class Simulation {
     const NodeId n = static_cast<NodeId>(1 + random_.below(report_.nodes));
     const NodeId leader = cluster_->leader();
     auto& net = cluster_->network();
+    if (divergence_.phase != 0) {
+      run_divergence(leader);
+      return;  // the script owns the faults while it runs
+    }
     if (heal_at_ != 0 && cluster_->now() >= heal_at_) {
       net.heal();
       heal_at_ = 0;
@@ -491,10 +702,20 @@ class Simulation {
         break;
       case FaultClass::clock_skew:
         if (enabled(FaultClass::clock_skew) && leader != kNoNode) {
-          // A leader's monotonic clock stepping forward only shortens its lease.
-          cluster_->clock(leader).jump(
-              std::chrono::milliseconds(1 + static_cast<std::int64_t>(random_.below(30))));
+          if (random_.below(2) == 0) {
+            // A leader's monotonic clock stepping forward only shortens its lease.
+            cluster_->clock(leader).jump(
+                std::chrono::milliseconds(1 + static_cast<std::int64_t>(random_.below(30))));
+          } else {
+            // Oscillators wander (temperature, load): every node draws a new rate.
+            redraw_drift(kNoNode);
+          }
           fired(FaultClass::clock_skew);
+        }
+        break;
+      case FaultClass::divergence:
+        if (enabled(FaultClass::divergence) && divergence_.phase == 0 && leader != kNoNode) {
+          start_divergence(leader);
         }
         break;
       case FaultClass::loss:
@@ -516,6 +737,8 @@ class Simulation {
 
   void heal_and_check_liveness() {
     auto& net = cluster_->network();
+    divergence_ = Divergence{};
+    doomed_ = kNoNode;
     net.heal();
     net.set_drop_rate(0);
     net.set_duplicate_rate(0);
@@ -532,7 +755,7 @@ class Simulation {
     // Liveness: a leader is elected and a write commits within 10 election timeouts (the
     // slowest, election_timeout_max) of simulated time, once a majority is connected.
     const std::int64_t start = cluster_->now();
-    const std::int64_t limit = start + 10 * 200'000'000;
+    const std::int64_t limit = start + 10 * election_timeout_max_;
     std::optional<Result<ProposeResult>> outcome;
     struct Probe {
       std::optional<Result<ProposeResult>>* out;
@@ -786,7 +1009,9 @@ class Simulation {
   std::vector<KvOperation> history_;
   std::vector<std::int64_t> restart_at_ = std::vector<std::int64_t>(8, 0);
   std::int64_t heal_at_ = 0;
+  std::int64_t election_timeout_max_ = 200'000'000;
   NodeId doomed_ = kNoNode;  // a new leader to crash at doomed_at_
+  Divergence divergence_;
   std::uint64_t doom_percent_ = 0;
   std::uint64_t commit_crash_ = 0;
   LogIndex last_leader_commit_ = 0;
