@@ -1,6 +1,8 @@
 #include <raft/testing/kv_history.hpp>
 #include <raft/testing/linearizability.hpp>
 
+#include "../support/seed.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -105,8 +107,8 @@ constexpr std::uint64_t kDefaultSeed = 20240917;
 
 // TENURE_SEED=<n> replays one seed; otherwise `count` seeds from the default run.
 std::vector<std::uint64_t> test_seeds(std::uint64_t count) {
-  if (const char* env = std::getenv("TENURE_SEED"); env != nullptr && *env != '\0') {
-    return {std::strtoull(env, nullptr, 0)};
+  if (const auto seed = tenure::testing::seed_override()) {
+    return {*seed};
   }
   std::vector<std::uint64_t> seeds;
   for (std::uint64_t i = 0; i < count; ++i) {
@@ -115,13 +117,7 @@ std::vector<std::uint64_t> test_seeds(std::uint64_t count) {
   return seeds;
 }
 
-std::string replay_command(std::uint64_t seed, const char* test_name) {
-  const doctest::ContextOptions* options = doctest::getContextOptions();
-  const std::string binary = options != nullptr && options->binary_name.size() > 0
-                                 ? options->binary_name.c_str()
-                                 : "build/debug/tests/tenure_unit_tests";
-  return "TENURE_SEED=" + std::to_string(seed) + " " + binary + " -tc=\"" + test_name + "\"";
-}
+using tenure::testing::replay_command;
 
 // --- generated linearizable histories --------------------------------------------------------
 
@@ -682,7 +678,7 @@ TEST_CASE(kExhaustiveTest) {
     REQUIRE(report.verdict == (expected ? kYes : kNo));
     (expected ? linearizable : not_linearizable) += 1;
   }
-  if (std::getenv("TENURE_SEED") == nullptr) {
+  if (!tenure::testing::seed_override()) {
     // Both verdicts were exercised in earnest.
     CHECK(linearizable > 1000);
     CHECK(not_linearizable > 1000);
@@ -750,7 +746,7 @@ TEST_CASE(kPerturbedTest) {
     REQUIRE(report.verdict == (expected ? kYes : kNo));
     (expected ? linearizable : not_linearizable) += 1;
   }
-  if (std::getenv("TENURE_SEED") == nullptr) {
+  if (!tenure::testing::seed_override()) {
     CHECK(linearizable > 1000);
     CHECK(not_linearizable > 300);
   }

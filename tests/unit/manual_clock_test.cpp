@@ -1,5 +1,7 @@
 #include <raft/manual_clock.hpp>
 
+#include "../support/seed.hpp"
+
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -101,8 +103,9 @@ TEST_CASE("ManualClock jump steps the local reading only") {
 }
 
 TEST_CASE("ManualClock stays monotonic under random advances and drift changes") {
-  const std::uint64_t seed = 20261127;
-  CAPTURE(seed);
+  const std::uint64_t seed = tenure::testing::test_seed(20261127);
+  INFO("replay: " << tenure::testing::replay_command(
+           seed, "ManualClock stays monotonic under random advances and drift changes"));
   std::mt19937_64 rng(seed);
   ManualClock clock;
   auto last = clock.now();

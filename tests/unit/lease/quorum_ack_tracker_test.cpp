@@ -9,6 +9,8 @@
 
 #include "../../support/scripted_provider.hpp"
 
+#include "../../support/seed.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -479,19 +481,10 @@ class Rng {
 constexpr std::uint64_t kDefaultSeed = 20240611;
 
 std::uint64_t test_seed() {
-  if (const char* env = std::getenv("TENURE_SEED"); env != nullptr && *env != '\0') {
-    return std::strtoull(env, nullptr, 0);
-  }
-  return kDefaultSeed;
+  return tenure::testing::test_seed(kDefaultSeed);
 }
 
-std::string replay_command(std::uint64_t seed, const char* test_name) {
-  const doctest::ContextOptions* options = doctest::getContextOptions();
-  const std::string binary = options != nullptr && options->binary_name.size() > 0
-                                 ? options->binary_name.c_str()
-                                 : "build/debug/tests/tenure_unit_tests";
-  return "TENURE_SEED=" + std::to_string(seed) + " " + binary + " -tc=\"" + test_name + "\"";
-}
+using tenure::testing::replay_command;
 
 std::string describe(const std::vector<NodeId>& set) {
   std::string s = "{";

@@ -1,6 +1,8 @@
 // MemoryStorage: the rings, compaction, and the manual durability model with crash().
 #include <raft/memory_storage.hpp>
 
+#include "../../support/seed.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -120,8 +122,9 @@ TEST_CASE("MemoryStorage manual_sync: durability follows sync - crash loses the 
 }
 
 TEST_CASE("MemoryStorage manual_sync: a crash keeps exactly the synced prefix") {
-  const std::uint64_t seed = 77;
-  CAPTURE(seed);
+  const std::uint64_t seed = tenure::testing::test_seed(77);
+  INFO("replay: " << tenure::testing::replay_command(
+           seed, "MemoryStorage manual_sync: a crash keeps exactly the synced prefix"));
   std::mt19937_64 rng(seed);
   for (int round = 0; round < 200; ++round) {
     MemoryStorage s(MemoryStorage::Options{true, 16, 128});
