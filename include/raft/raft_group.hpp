@@ -404,6 +404,13 @@ class RaftGroup {
   std::uint32_t pending_reads() const noexcept { return pending_reads_; }
   std::uint64_t uncommitted_bytes() const noexcept { return uncommitted_bytes_; }
   bool transferring() const noexcept { return transfer_ != nullptr; }
+  /// The earliest deadline of a pending operation, or time_point::max() when none. A runtime
+  /// arms a timer for it and calls tick() then, so that a caller's deadline is honoured exactly
+  /// rather than at the next periodic tick (lesson 1).
+  time_point next_deadline() const noexcept {
+    return deadlines_.empty() ? time_point::max()
+                              : from_nanos<clock_type>(deadlines_.begin()->deadline_);
+  }
   const Stats& stats() const noexcept { return stats_; }
   const RaftConfig& config() const noexcept { return config_; }
   const storage_type& storage() const noexcept { return storage_; }

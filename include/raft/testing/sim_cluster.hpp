@@ -260,11 +260,47 @@ class SimCluster {
     }
   }
 
-  // One event: the earliest of a delivery, a tick, or the end of the run.
+  // When node `n`'s earliest operation deadline falls, in true time (INT64_MAX: none). Its clock
+  // runs at (1 + drift) of true time; rounding up never wakes it before the deadline.
+  std::int64_t deadline_of(const Node& n) const {
+    if (!n.up || !n.group) {
+      return std::numeric_limits<std::int64_t>::max();
+    }
+    const auto deadline = n.group->next_deadline();
+    if (deadline == ManualClock::time_point::max()) {
+      return std::numeric_limits<std::int64_t>::max();
+    }
+    const std::int64_t local = (deadline - n.clock.now()).count();
+    if (local <= 0) {
+      return std::max(now_, n.paused_until);  // a paused node expires it when it resumes
+    }
+    const std::int64_t rate = 1'000'000 + n.clock.drift_ppm();
+    const std::int64_t true_ns = (local * 1'000'000 + rate - 1) / rate + 1;
+    return std::max(now_, std::max(n.paused_until, now_ + true_ns));
+  }
+
+  // One event: the earliest of a delivery, a tick, an operation deadline, or the end of the run.
   void step_once(std::int64_t end) {
-    const std::int64_t next = std::min({next_tick_, network_.next_delivery(), end});
+    std::int64_t next_deadline = std::numeric_limits<std::int64_t>::max();
+    for (const auto& n : nodes_) {
+      next_deadline = std::min(next_deadline, deadline_of(*n));
+    }
+    const std::int64_t next = std::min({next_tick_, network_.next_delivery(), next_deadline, end});
     if (next > now_) {
       advance_to(next);
+    }
+    if (next_deadline <= now_ && now_ < next_tick_ && network_.next_delivery() > now_) {
+      // A deadline falls between ticks: expire it now, exactly (lesson 1).
+      for (auto& n : nodes_) {
+        if (deadline_of(*n) <= now_ && n->paused_until <= now_) {
+          n->group->tick();
+        }
+      }
+      mix(static_cast<std::uint64_t>(now_) ^ 0x5555);
+      if (options_.on_event) {
+        options_.on_event();
+      }
+      return;
     }
     const bool delivered = network_.deliver_next(
         [&](const Message& m) { deliver(m); },

@@ -49,3 +49,32 @@ TEST_CASE("a 3-node simulated cluster elects a leader and commits a proposal") {
     CHECK(cluster.machine(id).digest_at(index) == cluster.machine(leader).digest_at(index));
   }
 }
+
+TEST_CASE("lesson 1: a deadline between two ticks is honoured exactly") {
+  Cluster::Options o;
+  o.seed = 9;
+  Cluster cluster(o);
+  const auto leader = cluster.wait_for_leader();
+  REQUIRE(leader != kNoNode);
+  // Cut the leader off so that its read cannot be confirmed and must end at its deadline.
+  cluster.network().isolate(leader);
+  auto& g = cluster.group(leader);
+  struct Probe {
+    std::optional<Result<tenure::raft::LogIndex>> outcome;
+    Cluster::Group::time_point at{};
+    Cluster* cluster = nullptr;
+    tenure::raft::NodeId node = kNoNode;
+    static void done(void* self, Result<tenure::raft::LogIndex> r) noexcept {
+      auto& p = *static_cast<Probe*>(self);
+      p.outcome = r;
+      p.at = p.cluster->clock(p.node).now();
+    }
+  } probe{std::nullopt, {}, &cluster, leader};
+  tenure::raft::ReadIndexOperation op({&Probe::done, &probe});
+  const auto deadline = cluster.clock(leader).now() + 7'654'321ns;  // not a multiple of a tick
+  g.read_index(op, deadline);
+  REQUIRE(cluster.run_until([&] { return probe.outcome.has_value(); }, 1s));
+  CHECK(probe.outcome->code() == tenure::raft::errc::timed_out);
+  CHECK(probe.at >= deadline);
+  CHECK(probe.at - deadline < 10ns);
+}
