@@ -137,6 +137,15 @@ class MemoryStorage {
   WriteSeq durable_seq() const noexcept { return durable_seq_.load(std::memory_order_acquire); }
   std::error_code error() const noexcept { return error_; }
 
+  /// Makes an empty log start after `index`, whose term was `term` (the point a snapshot or a
+  /// compaction left). For recovery; a no-op unless the log is empty.
+  void restore_start(LogIndex index, Term term) noexcept {
+    if (count_ == 0) {
+      first_index_ = index + 1;
+      compacted_term_ = term;
+    }
+  }
+
   // --- for tests and simulations --------------------------------------------------------------
   /// Makes every write so far durable (manual_sync mode; a no-op otherwise).
   void sync() noexcept { sync_through(last_seq_); }

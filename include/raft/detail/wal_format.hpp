@@ -1,0 +1,165 @@
+// The write-ahead log's record format (docs/storage.md): encoding and bounds-checked decoding.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include <raft/crc32c.hpp>
+#include <raft/message.hpp>
+#include <raft/storage.hpp>
+#include <raft/types.hpp>
+
+namespace tenure::raft::detail::wal {
+
+// Record layout, every field little-endian, every record a multiple of 8 bytes:
+//   0  u32 crc32c of bytes [4, 16 + length)
+//   4  u32 length of the payload
+//   8  u8  type
+//   9  7 bytes, zero
+//  16  payload, then zeros up to a multiple of 8
+inline constexpr std::size_t kHeaderSize = 16;
+inline constexpr std::uint64_t kMagic = 0x314c4157'45525554ull;  // "TENUREWAL1" folded
+inline constexpr std::uint32_t kVersion = 1;
+/// The largest payload a record may declare: anything larger is corruption, not data.
+inline constexpr std::uint32_t kMaxPayload = 256u << 20;
+
+enum class RecordType : std::uint8_t {
+  segment_header = 1,  // u64 magic, u32 version, u32 zero, u64 segment sequence
+  entry = 2,           // u64 term, u64 index, u8 entry type, 7 zero, data
+  hard_state = 3,      // u64 term, u64 vote, u64 commit
+  truncate = 4,        // u64 first index removed
+  compact = 5,         // u64 index, u64 term: entries up to index are gone
+  batch_end = 6,       // u64 write sequence of the batch's last write
+};
+
+inline constexpr std::size_t padded(std::size_t n) noexcept {
+  return (n + 7) & ~std::size_t{7};
+}
+
+inline void put_u32(std::byte* p, std::uint32_t v) noexcept {
+  for (int i = 0; i < 4; ++i) {
+    p[i] = static_cast<std::byte>(v >> (8 * i));
+  }
+}
+inline void put_u64(std::byte* p, std::uint64_t v) noexcept {
+  for (int i = 0; i < 8; ++i) {
+    p[i] = static_cast<std::byte>(v >> (8 * i));
+  }
+}
+inline std::uint32_t get_u32(const std::byte* p) noexcept {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) {
+    v |= static_cast<std::uint32_t>(p[i]) << (8 * i);
+  }
+  return v;
+}
+inline std::uint64_t get_u64(const std::byte* p) noexcept {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) {
+    v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+  }
+  return v;
+}
+
+/// Appends one record whose payload is `head` followed by `tail` (either may be empty).
+inline void append_record(std::vector<std::byte>& out, RecordType type,
+                          std::span<const std::byte> head, std::span<const std::byte> tail = {}) {
+  const std::size_t length = head.size() + tail.size();
+  const std::size_t at = out.size();
+  out.resize(at + kHeaderSize + padded(length));  // zero-filled: reserved bytes and padding
+  std::byte* r = out.data() + at;
+  put_u32(r + 4, static_cast<std::uint32_t>(length));
+  r[8] = static_cast<std::byte>(type);
+  if (!head.empty()) {
+    std::memcpy(r + kHeaderSize, head.data(), head.size());
+  }
+  if (!tail.empty()) {
+    std::memcpy(r + kHeaderSize + head.size(), tail.data(), tail.size());
+  }
+  put_u32(r, crc32c(std::span<const std::byte>(r + 4, kHeaderSize - 4 + length)));
+}
+
+inline void append_words(std::vector<std::byte>& out, RecordType type,
+                         std::initializer_list<std::uint64_t> words) {
+  std::byte head[32];
+  std::size_t n = 0;
+  for (std::uint64_t w : words) {
+    put_u64(head + n, w);
+    n += 8;
+  }
+  append_record(out, type, std::span<const std::byte>(head, n));
+}
+
+inline void append_entry(std::vector<std::byte>& out, const EntryView& e) {
+  std::byte head[24] = {};
+  put_u64(head, e.term);
+  put_u64(head + 8, e.index);
+  head[16] = static_cast<std::byte>(e.type);
+  append_record(out, RecordType::entry, head, e.payload);
+}
+
+inline void append_segment_header(std::vector<std::byte>& out, std::uint64_t sequence) {
+  std::byte head[24] = {};
+  put_u64(head, kMagic);
+  put_u32(head + 8, kVersion);
+  put_u64(head + 16, sequence);
+  append_record(out, RecordType::segment_header, head);
+}
+
+/// One record as read back: its type and payload, a view into the segment's bytes.
+struct Record {
+  RecordType type;
+  std::span<const std::byte> payload;
+  std::size_t size;  // bytes the record occupies, padding included
+};
+
+/// Reads the record at `offset` of `bytes`, or nullopt when the bytes there are not a whole,
+/// valid record (too short, a length past the end, a CRC mismatch, an unknown type, non-zero
+/// reserved bytes or padding). Never reads out of bounds.
+inline std::optional<Record> read_record(std::span<const std::byte> bytes,
+                                         std::size_t offset) noexcept {
+  if (offset > bytes.size() || bytes.size() - offset < kHeaderSize) {
+    return std::nullopt;
+  }
+  const std::byte* r = bytes.data() + offset;
+  const std::uint32_t length = get_u32(r + 4);
+  if (length > kMaxPayload || bytes.size() - offset - kHeaderSize < padded(length)) {
+    return std::nullopt;
+  }
+  const auto type = static_cast<std::uint8_t>(r[8]);
+  if (type < 1 || type > static_cast<std::uint8_t>(RecordType::batch_end)) {
+    return std::nullopt;
+  }
+  for (std::size_t i = 9; i < kHeaderSize; ++i) {
+    if (r[i] != std::byte{0}) {
+      return std::nullopt;
+    }
+  }
+  for (std::size_t i = kHeaderSize + length; i < kHeaderSize + padded(length); ++i) {
+    if (r[i] != std::byte{0}) {
+      return std::nullopt;
+    }
+  }
+  if (crc32c(std::span<const std::byte>(r + 4, kHeaderSize - 4 + length)) != get_u32(r)) {
+    return std::nullopt;
+  }
+  return Record{static_cast<RecordType>(type), std::span<const std::byte>(r + kHeaderSize, length),
+                kHeaderSize + padded(length)};
+}
+
+/// Whether any valid record starts at an 8-byte boundary at or after `offset`: what tells a
+/// torn tail (nothing valid follows) from corruption in the middle (something does).
+inline bool valid_record_after(std::span<const std::byte> bytes, std::size_t offset) noexcept {
+  for (std::size_t at = padded(offset); at + kHeaderSize <= bytes.size(); at += 8) {
+    if (read_record(bytes, at)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace tenure::raft::detail::wal

@@ -1,0 +1,659 @@
+// FileStorage: the durable Storage policy. A segmented write-ahead log with CRC-32C records,
+// group commit on a thread of its own, torn-tail recovery and snapshots by atomic rename.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <raft/crc32c.hpp>
+#include <raft/detail/wal_format.hpp>
+#include <raft/errc.hpp>
+#include <raft/file_system.hpp>
+#include <raft/memory_storage.hpp>
+#include <raft/message.hpp>
+#include <raft/result.hpp>
+#include <raft/storage.hpp>
+#include <raft/types.hpp>
+
+namespace tenure::raft {
+
+/// How a FileStorage lays out and syncs its log.
+struct FileStorageOptions {
+  /// The directory of the log and snapshots; created when missing.
+  std::string directory;
+  /// A segment is closed and a new one started once it holds this many bytes.
+  std::uint64_t segment_bytes = std::uint64_t{64} << 20;
+  /// true: a thread owned by the storage writes and syncs each batch of pending writes (group
+  /// commit: one fdatasync per batch, however many proposals it holds), so the group's thread
+  /// never waits for the disk. false: nothing is written until the owner calls sync_now()
+  /// (simulations and tests drive persistence points by hand).
+  bool background_sync = true;
+  /// Called after each batch becomes durable, on the sync thread (background_sync) or inside
+  /// sync_now(). A runtime posts RaftGroup::on_persisted() to the group's executor from here.
+  std::function<void()> on_durable;
+};
+
+/// What recovery found and did, for logs and tests.
+struct RecoveryReport {
+  std::size_t segments = 0;
+  std::uint64_t records = 0;
+  /// Bytes of a torn tail cut off the last segment (a write that never became durable).
+  std::uint64_t torn_bytes = 0;
+  /// The snapshot recovery started from (0: none).
+  LogIndex snapshot_index = 0;
+};
+
+/// A durable log and hard state in a directory, laid out as documented in docs/storage.md.
+///
+/// Writes change the in-memory view at once and queue records; the storage's own thread (or
+/// sync_now()) appends each batch to the current segment followed by a batch-end record and
+/// calls fdatasync once, then advances durable_seq() and calls on_durable. A failed write or
+/// sync is fail-stop: error() turns non-zero for good and durable_seq() never moves again.
+///
+/// Recovery (in the constructor) replays every segment. The records after the last valid one
+/// that nothing valid follows are a torn tail (a batch that never became durable) and are cut
+/// off. An invalid record with a valid record after it, or anywhere in an earlier segment, is
+/// corruption: the constructor throws std::system_error with errc::corrupt_storage and a message
+/// naming the file and offset, rather than silently drop data that may have been acknowledged.
+/// An I/O error throws errc::storage_failure.
+///
+/// Thread-safety: the Storage members run on the group's thread; durable_seq() and error() are
+/// atomic loads from any thread; the sync thread only touches the pending queue (under a mutex)
+/// and the files. Allocation: queue buffers grow to the largest batch and are reused; the
+/// in-memory log is a MemoryStorage.
+template <FileSystem Fs = PosixFileSystem>
+class FileStorage {
+ public:
+  FileStorage(FileStorageOptions options, Fs& fs)
+      : options_(std::move(options)), fs_(fs), memory_(MemoryStorage::Options{}) {
+    recover();
+    if (options_.background_sync) {
+      thread_ = std::thread([this] { sync_loop(); });
+    }
+  }
+
+  FileStorage(const FileStorage&) = delete;
+  FileStorage& operator=(const FileStorage&) = delete;
+
+  /// Writes and syncs what is pending, then stops the sync thread and closes the segment.
+  ~FileStorage() {
+    if (thread_.joinable()) {
+      {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+      }
+      wake_.notify_one();
+      thread_.join();
+    } else {
+      sync_now();
+    }
+    if (segment_open_) {
+      fs_.close(segment_);
+    }
+  }
+
+  // --- Storage: reading (group's thread) -------------------------------------------------------
+  LogIndex first_index() const noexcept { return memory_.first_index(); }
+  LogIndex last_index() const noexcept { return memory_.last_index(); }
+  Result<Term> term_at(LogIndex index) const noexcept { return memory_.term_at(index); }
+  EntryView entry(LogIndex index) const noexcept { return memory_.entry(index); }
+  HardState hard_state() const noexcept { return memory_.hard_state(); }
+
+  // --- Storage: writing (group's thread) -------------------------------------------------------
+  WriteSeq append(std::span<const EntryView> entries) {
+    (void)memory_.append(entries);
+    std::lock_guard lock(mutex_);
+    for (const EntryView& e : entries) {
+      detail::wal::append_entry(pending_, e);
+    }
+    if (!entries.empty()) {
+      pending_last_entry_ = std::max(pending_last_entry_, entries.back().index);
+    }
+    return queued();
+  }
+
+  WriteSeq truncate_suffix(LogIndex from) {
+    (void)memory_.truncate_suffix(from);
+    std::lock_guard lock(mutex_);
+    detail::wal::append_words(pending_, detail::wal::RecordType::truncate, {from});
+    return queued();
+  }
+
+  WriteSeq save_hard_state(const HardState& hs) {
+    (void)memory_.save_hard_state(hs);
+    std::lock_guard lock(mutex_);
+    queued_hard_state_ = hs;
+    detail::wal::append_words(pending_, detail::wal::RecordType::hard_state,
+                              {hs.term, hs.vote, hs.commit});
+    return queued();
+  }
+
+  /// Forgets entries up to `through` in memory and records the compaction point. Segment files
+  /// are removed only once a durable snapshot covers them (save_snapshot): without one, the
+  /// log on disk is what rebuilds the state machine.
+  void compact(LogIndex through) {
+    if (through < memory_.first_index()) {
+      return;
+    }
+    through = std::min(through, memory_.last_index());
+    const auto term = memory_.term_at(through);
+    memory_.compact(through);
+    std::lock_guard lock(mutex_);
+    detail::wal::append_words(pending_, detail::wal::RecordType::compact,
+                              {through, term ? term.value() : 0});
+    // Not a write the group waits for; it rides with the next batch.
+  }
+
+  WriteSeq durable_seq() const noexcept { return durable_seq_.load(std::memory_order_acquire); }
+
+  std::error_code error() const noexcept {
+    std::lock_guard lock(error_mutex_);
+    return error_;
+  }
+
+  // --- beyond the Storage concept --------------------------------------------------------------
+
+  /// Writes and syncs every pending write now, on this thread (background_sync = false; with a
+  /// sync thread it waits for that thread to catch up instead). Returns the first error.
+  std::error_code sync_now() {
+    if (thread_.joinable()) {
+      std::unique_lock lock(mutex_);
+      const WriteSeq target = last_seq_;
+      wake_.notify_one();
+      done_.wait(lock, [&] { return durable_seq() >= target || failed_.load(); });
+      return error();
+    }
+    std::vector<std::byte> batch;
+    Batch meta;
+    {
+      std::lock_guard lock(mutex_);
+      if (pending_.empty()) {
+        return error();
+      }
+      meta = take_batch(batch);
+    }
+    write_batch(batch, meta);
+    return error();
+  }
+
+  /// Saves a snapshot of the state machine as of `index` (whose term is `term`): written to a
+  /// temporary file, synced, renamed into place, directory synced. Only then are older
+  /// snapshots and the segments it makes unnecessary removed. Call with no sync in flight from
+  /// another thread on the same segment (background_sync: it waits for the thread to drain).
+  std::error_code save_snapshot(LogIndex index, Term term, std::span<const std::byte> data) {
+    if (const auto ec = sync_now()) {
+      return ec;
+    }
+    std::vector<std::byte> file;
+    std::byte head[32] = {};
+    detail::wal::put_u64(head, detail::wal::kMagic);
+    detail::wal::put_u64(head + 8, index);
+    detail::wal::put_u64(head + 16, term);
+    detail::wal::put_u64(head + 24, data.size());
+    file.insert(file.end(), head, head + 32);
+    file.insert(file.end(), data.begin(), data.end());
+    std::byte crc[4];
+    detail::wal::put_u32(crc, crc32c(file));
+    file.insert(file.end(), crc, crc + 4);
+    const std::string tmp = path(snapshot_name(index) + ".tmp");
+    const std::string final_path = path(snapshot_name(index));
+    typename Fs::handle h{};
+    std::error_code ec = fs_.open_append(tmp, h);
+    if (!ec) {
+      ec = fs_.truncate(h, 0);
+      if (!ec) {
+        ec = fs_.append(h, file);
+      }
+      if (!ec) {
+        ec = fs_.sync(h);
+      }
+      fs_.close(h);
+    }
+    if (!ec) {
+      ec = fs_.rename(tmp, final_path);
+    }
+    if (!ec) {
+      ec = fs_.sync_dir(options_.directory);
+    }
+    if (ec) {
+      fail(ec);
+      return make_error_code(errc::storage_failure);
+    }
+    snapshot_index_ = index;
+    remove_obsolete(index);
+    return {};
+  }
+
+  /// The newest durable snapshot found at recovery or saved since: its index, term and bytes.
+  struct Snapshot {
+    LogIndex index = 0;
+    Term term = 0;
+    std::vector<std::byte> data;
+  };
+  const std::optional<Snapshot>& recovered_snapshot() const noexcept { return snapshot_; }
+
+  const RecoveryReport& recovery() const noexcept { return report_; }
+  const std::string& directory() const noexcept { return options_.directory; }
+
+ private:
+  using RecordType = detail::wal::RecordType;
+
+  std::string path(const std::string& name) const { return options_.directory + "/" + name; }
+
+  static std::string segment_name(std::uint64_t sequence) {
+    char name[32];
+    std::snprintf(name, sizeof name, "wal-%016llx.log", static_cast<unsigned long long>(sequence));
+    return name;
+  }
+  static std::string snapshot_name(LogIndex index) {
+    char name[40];
+    std::snprintf(name, sizeof name, "snap-%016llx.snap", static_cast<unsigned long long>(index));
+    return name;
+  }
+  static bool parse_hex(const std::string& name, const char* prefix, const char* suffix,
+                        std::uint64_t& value) {
+    const std::string p = prefix;
+    const std::string s = suffix;
+    if (name.size() != p.size() + 16 + s.size() || name.compare(0, p.size(), p) != 0 ||
+        name.compare(name.size() - s.size(), s.size(), s) != 0) {
+      return false;
+    }
+    value = 0;
+    for (std::size_t i = p.size(); i < p.size() + 16; ++i) {
+      const char c = name[i];
+      const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (digit < 0) {
+        return false;
+      }
+      value = value << 4 | static_cast<std::uint64_t>(digit);
+    }
+    return true;
+  }
+
+  WriteSeq queued() {
+    ++last_seq_;
+    if (thread_.joinable()) {
+      wake_.notify_one();
+    }
+    return last_seq_;
+  }
+
+  void fail(std::error_code ec) {
+    {
+      std::lock_guard lock(error_mutex_);
+      if (!error_) {
+        error_ = ec;
+      }
+    }
+    failed_.store(true);
+    done_.notify_all();
+  }
+
+  [[noreturn]] void refuse(errc code, const std::string& what) {
+    throw std::system_error(make_error_code(code), what);
+  }
+
+  // --- writing batches -------------------------------------------------------------------------
+
+  // What a batch carries besides its bytes. Taken under mutex_.
+  struct Batch {
+    WriteSeq last = 0;              // the write sequence it makes durable
+    HardState hard_state_before{};  // the hard state as of the previous batch
+    LogIndex last_entry = 0;        // the highest entry index it holds (0: none)
+  };
+
+  Batch take_batch(std::vector<std::byte>& batch) {
+    batch.clear();
+    batch.swap(pending_);  // pending_ keeps the old batch's capacity for the next one
+    Batch b{last_seq_, batched_hard_state_, pending_last_entry_};
+    batched_hard_state_ = queued_hard_state_;
+    pending_last_entry_ = 0;
+    return b;
+  }
+
+  void sync_loop() {
+    std::vector<std::byte> batch;
+    for (;;) {
+      Batch meta;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+        if (pending_.empty()) {
+          return;  // stopping with nothing left
+        }
+        meta = take_batch(batch);
+      }
+      write_batch(batch, meta);
+      if (failed_.load()) {
+        return;  // fail-stop: never retried
+      }
+    }
+  }
+
+  // Appends one batch and its batch-end record to the current segment, rotating first when it
+  // is full, and makes it durable with one fdatasync.
+  void write_batch(std::vector<std::byte>& batch, const Batch& meta) {
+    if (failed_.load()) {
+      return;
+    }
+    detail::wal::append_words(batch, RecordType::batch_end, {meta.last});
+    std::error_code ec;
+    bool new_segment = false;
+    if (!segment_open_ || segment_size_ >= options_.segment_bytes) {
+      ec = open_next_segment(batch, meta.hard_state_before);
+      new_segment = true;
+    }
+    if (!ec) {
+      ec = fs_.append(segment_, batch);
+    }
+    if (!ec) {
+      ec = fs_.sync(segment_);
+    }
+    if (!ec && new_segment) {
+      ec = fs_.sync_dir(options_.directory);  // the new file's name is durable too
+    }
+    if (ec) {
+      fail(ec);
+      return;
+    }
+    segment_size_ += batch.size();
+    {
+      std::lock_guard lock(mutex_);
+      if (meta.last_entry != 0) {
+        note_segment_entry(segment_sequence_, meta.last_entry);
+      }
+      durable_seq_.store(meta.last, std::memory_order_release);
+    }
+    done_.notify_all();
+    if (options_.on_durable) {
+      options_.on_durable();
+    }
+  }
+
+  // Starts the next segment: its header, then the current hard state and compaction point, so
+  // that every segment can stand alone once older ones are removed. The prefix goes in front of
+  // `batch`.
+  std::error_code open_next_segment(std::vector<std::byte>& batch, const HardState& hs) {
+    if (segment_open_) {
+      fs_.close(segment_);
+      segment_open_ = false;
+    }
+    ++segment_sequence_;
+    std::vector<std::byte> prefix;
+    detail::wal::append_segment_header(prefix, segment_sequence_);
+    detail::wal::append_words(prefix, RecordType::hard_state, {hs.term, hs.vote, hs.commit});
+    batch.insert(batch.begin(), prefix.begin(), prefix.end());
+    segment_size_ = 0;
+    const std::error_code ec = fs_.open_append(path(segment_name(segment_sequence_)), segment_);
+    segment_open_ = !ec;
+    return ec;
+  }
+
+  void remove_obsolete(LogIndex snapshot_index) {
+    std::vector<std::string> names;
+    if (fs_.list(options_.directory, names)) {
+      return;
+    }
+    for (const std::string& name : names) {
+      std::uint64_t n = 0;
+      if (parse_hex(name, "snap-", ".snap", n) && n < snapshot_index) {
+        (void)fs_.remove(path(name));
+      }
+    }
+    // Segments whose every entry the snapshot covers, except the one being written.
+    std::vector<std::uint64_t> obsolete;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [sequence, last_entry] : segment_last_entry_) {
+        if (sequence != segment_sequence_ && last_entry <= snapshot_index) {
+          obsolete.push_back(sequence);
+        }
+      }
+      std::erase_if(segment_last_entry_, [&](const auto& s) {
+        return s.first != segment_sequence_ && s.second <= snapshot_index;
+      });
+    }
+    for (const std::uint64_t sequence : obsolete) {
+      (void)fs_.remove(path(segment_name(sequence)));
+    }
+    (void)fs_.sync_dir(options_.directory);
+  }
+
+  // --- recovery --------------------------------------------------------------------------------
+
+  void recover() {
+    if (const auto ec = fs_.make_dir(options_.directory)) {
+      refuse(errc::storage_failure, "cannot create " + options_.directory + ": " + ec.message());
+    }
+    std::vector<std::string> names;
+    if (const auto ec = fs_.list(options_.directory, names)) {
+      refuse(errc::storage_failure, "cannot list " + options_.directory + ": " + ec.message());
+    }
+    std::vector<std::uint64_t> segments;
+    std::uint64_t newest_snapshot = 0;
+    bool have_snapshot = false;
+    for (const std::string& name : names) {
+      std::uint64_t n = 0;
+      if (parse_hex(name, "wal-", ".log", n)) {
+        segments.push_back(n);
+      } else if (parse_hex(name, "snap-", ".snap", n)) {
+        newest_snapshot = std::max(newest_snapshot, n);
+        have_snapshot = true;
+      } else if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
+        (void)fs_.remove(path(name));  // a snapshot that never completed its rename
+      }
+    }
+    std::sort(segments.begin(), segments.end());
+    if (have_snapshot) {
+      load_snapshot(newest_snapshot);
+    }
+    std::vector<std::byte> bytes;
+    for (std::size_t i = 0; i < segments.size(); ++i) {
+      const bool last = i + 1 == segments.size();
+      const std::string name = path(segment_name(segments[i]));
+      if (const auto ec = fs_.read_all(name, bytes)) {
+        refuse(errc::storage_failure, "cannot read " + name + ": " + ec.message());
+      }
+      const std::size_t valid = replay_segment(name, segments[i], bytes, last);
+      ++report_.segments;
+      segment_sequence_ = segments[i];
+      if (last) {
+        if (const auto ec = fs_.open_append(name, segment_)) {
+          refuse(errc::storage_failure, "cannot open " + name + ": " + ec.message());
+        }
+        segment_open_ = true;
+        if (valid < bytes.size()) {
+          report_.torn_bytes = bytes.size() - valid;
+          if (auto ec = fs_.truncate(segment_, valid); !ec) {
+            ec = fs_.sync(segment_);
+            if (ec) {
+              refuse(errc::storage_failure, "cannot truncate " + name + ": " + ec.message());
+            }
+          } else {
+            refuse(errc::storage_failure, "cannot truncate " + name + ": " + ec.message());
+          }
+        }
+        segment_size_ = valid;
+      }
+    }
+    queued_hard_state_ = batched_hard_state_ = memory_.hard_state();
+  }
+
+  // Under mutex_ (or during recovery, before the sync thread starts).
+  void note_segment_entry(std::uint64_t sequence, LogIndex index) {
+    for (auto& [s, last] : segment_last_entry_) {
+      if (s == sequence) {
+        last = std::max(last, index);
+        return;
+      }
+    }
+    segment_last_entry_.emplace_back(sequence, index);
+  }
+
+  void load_snapshot(LogIndex index) {
+    const std::string name = path(snapshot_name(index));
+    std::vector<std::byte> bytes;
+    if (const auto ec = fs_.read_all(name, bytes)) {
+      refuse(errc::storage_failure, "cannot read " + name + ": " + ec.message());
+    }
+    if (bytes.size() < 36 || detail::wal::get_u64(bytes.data()) != detail::wal::kMagic ||
+        detail::wal::get_u64(bytes.data() + 8) != index ||
+        detail::wal::get_u64(bytes.data() + 24) != bytes.size() - 36 ||
+        crc32c(std::span<const std::byte>(bytes.data(), bytes.size() - 4)) !=
+            detail::wal::get_u32(bytes.data() + bytes.size() - 4)) {
+      refuse(errc::corrupt_storage, name + ": snapshot fails validation");
+    }
+    Snapshot s;
+    s.index = index;
+    s.term = detail::wal::get_u64(bytes.data() + 16);
+    s.data.assign(bytes.begin() + 32, bytes.end() - 4);
+    memory_.restore_start(s.index, s.term);
+    snapshot_index_ = index;
+    report_.snapshot_index = index;
+    snapshot_ = std::move(s);
+  }
+
+  // Replays one segment into memory_ and returns how many of its bytes are valid.
+  std::size_t replay_segment(const std::string& name, std::uint64_t sequence,
+                             std::span<const std::byte> bytes, bool last) {
+    std::size_t offset = 0;
+    bool first = true;
+    while (offset < bytes.size()) {
+      const auto record = detail::wal::read_record(bytes, offset);
+      if (!record) {
+        if (last && !detail::wal::valid_record_after(bytes, offset + 8)) {
+          return offset;  // a torn tail: the batch it belonged to never became durable
+        }
+        refuse(errc::corrupt_storage,
+               name + ": invalid record at offset " + std::to_string(offset));
+      }
+      if (first) {
+        if (record->type != RecordType::segment_header || record->payload.size() != 24 ||
+            detail::wal::get_u64(record->payload.data()) != detail::wal::kMagic ||
+            detail::wal::get_u64(record->payload.data() + 16) != sequence) {
+          refuse(errc::corrupt_storage, name + ": bad segment header");
+        }
+        if (detail::wal::get_u32(record->payload.data() + 8) != detail::wal::kVersion) {
+          refuse(errc::corrupt_storage, name + ": unsupported log version");
+        }
+        first = false;
+      } else {
+        apply_record(name, sequence, offset, *record);
+      }
+      ++report_.records;
+      offset += record->size;
+    }
+    return offset;
+  }
+
+  void apply_record(const std::string& name, std::uint64_t sequence, std::size_t offset,
+                    const detail::wal::Record& r) {
+    using detail::wal::get_u64;
+    const auto bad = [&](const char* what) {
+      refuse(errc::corrupt_storage,
+             name + ": " + what + " in the record at offset " + std::to_string(offset));
+    };
+    const std::byte* p = r.payload.data();
+    switch (r.type) {
+      case RecordType::entry: {
+        if (r.payload.size() < 24) {
+          bad("a short entry");
+        }
+        const EntryView e{get_u64(p), get_u64(p + 8), static_cast<EntryType>(p[16]),
+                          r.payload.subspan(24)};
+        if (e.index <= snapshot_index_) {
+          break;  // the snapshot already holds it
+        }
+        if (e.index != memory_.last_index() + 1) {
+          bad("an entry out of sequence");
+        }
+        (void)memory_.append(std::span<const EntryView>(&e, 1));
+        note_segment_entry(sequence, e.index);
+        break;
+      }
+      case RecordType::hard_state:
+        if (r.payload.size() != 24) {
+          bad("a malformed hard state");
+        }
+        (void)memory_.save_hard_state(HardState{get_u64(p), get_u64(p + 8), get_u64(p + 16)});
+        break;
+      case RecordType::truncate: {
+        if (r.payload.size() != 8) {
+          bad("a malformed truncation");
+        }
+        const LogIndex from = get_u64(p);
+        if (from > snapshot_index_ && from >= memory_.first_index() &&
+            from <= memory_.last_index()) {
+          (void)memory_.truncate_suffix(from);
+        }
+        break;
+      }
+      case RecordType::compact: {
+        if (r.payload.size() != 16) {
+          bad("a malformed compaction point");
+        }
+        const LogIndex index = get_u64(p);
+        if (index >= memory_.first_index() && index <= memory_.last_index()) {
+          memory_.compact(index);
+        } else if (index > memory_.last_index()) {
+          memory_.restore_start(index, get_u64(p + 8));
+        }
+        break;
+      }
+      case RecordType::batch_end:
+        break;
+      case RecordType::segment_header:
+        bad("a second segment header");
+    }
+  }
+
+  FileStorageOptions options_;
+  Fs& fs_;
+  MemoryStorage memory_;  // the in-memory view of the log; group's thread
+
+  // Pending writes, shared with the sync thread.
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  std::vector<std::byte> pending_;
+  WriteSeq last_seq_ = 0;
+  bool stopping_ = false;
+  std::atomic<WriteSeq> durable_seq_{0};
+  std::atomic<bool> failed_{false};
+  mutable std::mutex error_mutex_;
+  std::error_code error_;
+
+  // The segment being written; the sync thread's (or sync_now's caller's) after recovery.
+  typename Fs::handle segment_{};
+  bool segment_open_ = false;
+  std::uint64_t segment_sequence_ = 0;
+  std::uint64_t segment_size_ = 0;
+  // Guarded by mutex_: the hard state as last queued, and as of the end of the last batch taken
+  // (what a new segment's prefix records); the highest entry of the pending batch; the highest
+  // entry in each segment, for removal once a snapshot covers it.
+  HardState queued_hard_state_;
+  HardState batched_hard_state_;
+  LogIndex pending_last_entry_ = 0;
+  std::vector<std::pair<std::uint64_t, LogIndex>> segment_last_entry_;
+  LogIndex snapshot_index_ = 0;
+  std::optional<Snapshot> snapshot_;
+  RecoveryReport report_;
+
+  std::thread thread_;  // last: started after everything above is ready
+};
+
+}  // namespace tenure::raft
