@@ -189,9 +189,11 @@ int run_one(const Args& a) {
   }
   const SimulationReport r = run_simulation(o);
   std::printf(
-      "seed %llu: %s, %zu nodes, %llu operations (%llu ok, %llu failed, %llu ambiguous), "
-      "%llu lease reads (%llu from memory), max term %llu, liveness %.1f ms, trace %016llx\n",
+      "seed %llu: %s, %zu nodes on %s, %llu operations (%llu ok, %llu failed, %llu ambiguous), "
+      "%llu lease reads (%llu from memory), max term %llu, liveness %.1f ms, %llu torn syncs, "
+      "%llu corruptions detected, trace %016llx\n",
       static_cast<unsigned long long>(r.seed), r.ok ? "passed" : "FAILED", r.nodes,
+      r.file_storage ? "FileStorage" : "MemoryStorage",
       static_cast<unsigned long long>(r.operations),
       static_cast<unsigned long long>(r.ok_operations),
       static_cast<unsigned long long>(r.failed_operations),
@@ -199,6 +201,8 @@ int run_one(const Args& a) {
       static_cast<unsigned long long>(r.lease_reads),
       static_cast<unsigned long long>(r.lease_fast_path),
       static_cast<unsigned long long>(r.max_term), static_cast<double>(r.liveness_ns) / 1e6,
+      static_cast<unsigned long long>(r.torn_syncs),
+      static_cast<unsigned long long>(r.corruptions_detected),
       static_cast<unsigned long long>(r.trace_hash));
   if (!r.ok) {
     std::printf("  %s\n", r.failure.c_str());
@@ -216,6 +220,7 @@ int run_many(const Args& a) {
   std::uint64_t first_failure = 0;
   std::array<std::uint64_t, kFaultClasses> fired{};
   std::uint64_t operations = 0;
+  std::uint64_t file_runs = 0, torn_syncs = 0, corruptions = 0;
   const auto started = std::chrono::steady_clock::now();
   const bool stop_at_first = a.expect_failure;
   std::atomic<bool> stop{false};
@@ -229,6 +234,9 @@ int run_many(const Args& a) {
       std::lock_guard lock(mutex);
       ++done;
       operations += r.operations;
+      file_runs += r.file_storage ? 1 : 0;
+      torn_syncs += r.torn_syncs;
+      corruptions += r.corruptions_detected;
       for (std::size_t f = 0; f < kFaultClasses; ++f) {
         fired[f] += r.faults[f] ? 1 : 0;
       }
@@ -268,6 +276,11 @@ int run_many(const Args& a) {
               static_cast<unsigned long long>(failures),
               static_cast<unsigned long long>(operations));
   if (!a.expect_failure) {
+    std::printf(
+        "%llu runs on FileStorage over a simulated disk: %llu torn syncs recovered, %llu "
+        "corrupted disks refused at recovery\n",
+        static_cast<unsigned long long>(file_runs), static_cast<unsigned long long>(torn_syncs),
+        static_cast<unsigned long long>(corruptions));
     std::printf("fault classes (seeds in which each fired):\n");
     for (std::size_t f = 0; f < kFaultClasses; ++f) {
       std::printf(

@@ -64,9 +64,10 @@ struct RecoveryReport {
 /// calls fdatasync once, then advances durable_seq() and calls on_durable. A failed write or
 /// sync is fail-stop: error() turns non-zero for good and durable_seq() never moves again.
 ///
-/// Recovery (in the constructor) replays every segment. The records after the last valid one
-/// that nothing valid follows are a torn tail (a batch that never became durable) and are cut
-/// off. An invalid record with a valid record after it, or anywhere in an earlier segment, is
+/// Recovery (in the constructor) replays every segment up to the end of its last complete batch
+/// (its batch_end record). What follows in the last segment is a torn tail (a batch whose sync
+/// never completed) and is cut off, as long as no complete batch follows an invalid record. An
+/// invalid record with a complete batch after it, or anywhere in an earlier segment, is
 /// corruption: the constructor throws std::system_error with errc::corrupt_storage and a message
 /// naming the file and offset, rather than silently drop data that may have been acknowledged.
 /// An I/O error throws errc::storage_failure.
@@ -89,7 +90,8 @@ class FileStorage {
   FileStorage(const FileStorage&) = delete;
   FileStorage& operator=(const FileStorage&) = delete;
 
-  /// Writes and syncs what is pending, then stops the sync thread and closes the segment.
+  /// Writes and syncs what is pending (unless abandon()ed), then stops the sync thread and
+  /// closes the segment.
   ~FileStorage() {
     if (thread_.joinable()) {
       {
@@ -142,20 +144,13 @@ class FileStorage {
     return queued();
   }
 
-  /// Forgets entries up to `through` in memory and records the compaction point. Segment files
-  /// are removed only once a durable snapshot covers them (save_snapshot): without one, the
-  /// log on disk is what rebuilds the state machine.
+  /// Forgets entries up to `through` in memory only. The log on disk keeps them until a durable
+  /// snapshot covers them (save_snapshot): without one, they are what rebuilds the state
+  /// machine after a restart, which therefore replays them.
   void compact(LogIndex through) {
-    if (through < memory_.first_index()) {
-      return;
+    if (through >= memory_.first_index()) {
+      memory_.compact(std::min(through, memory_.last_index()));
     }
-    through = std::min(through, memory_.last_index());
-    const auto term = memory_.term_at(through);
-    memory_.compact(through);
-    std::lock_guard lock(mutex_);
-    detail::wal::append_words(pending_, detail::wal::RecordType::compact,
-                              {through, term ? term.value() : 0});
-    // Not a write the group waits for; it rides with the next batch.
   }
 
   WriteSeq durable_seq() const noexcept { return durable_seq_.load(std::memory_order_acquire); }
@@ -166,6 +161,13 @@ class FileStorage {
   }
 
   // --- beyond the Storage concept --------------------------------------------------------------
+
+  /// Drops every pending write, as a process killed before its next sync would: the
+  /// destructor then writes nothing. For simulations and tests of crashes.
+  void abandon() {
+    std::lock_guard lock(mutex_);
+    pending_.clear();
+  }
 
   /// Writes and syncs every pending write now, on this thread (background_sync = false; with a
   /// sync thread it waits for that thread to catch up instead). Returns the first error.
@@ -234,11 +236,12 @@ class FileStorage {
       return make_error_code(errc::storage_failure);
     }
     snapshot_index_ = index;
+    snapshot_ = Snapshot{index, term, std::vector<std::byte>(data.begin(), data.end())};
     remove_obsolete(index);
     return {};
   }
 
-  /// The newest durable snapshot found at recovery or saved since: its index, term and bytes.
+  /// The newest durable snapshot: found at recovery, or saved since. Its index, term and bytes.
   struct Snapshot {
     LogIndex index = 0;
     Term term = 0;
@@ -354,8 +357,17 @@ class FileStorage {
     std::error_code ec;
     bool new_segment = false;
     if (!segment_open_ || segment_size_ >= options_.segment_bytes) {
-      ec = open_next_segment(batch, meta.hard_state_before);
+      ec = open_next_segment();
       new_segment = true;
+    }
+    if (!ec && header_pending_) {
+      // Every segment starts with its header and the hard state as of the batch before, so
+      // that it can stand alone once older segments are removed.
+      std::vector<std::byte> prefix;
+      detail::wal::append_segment_header(prefix, segment_sequence_);
+      const HardState& hs = meta.hard_state_before;
+      detail::wal::append_words(prefix, RecordType::hard_state, {hs.term, hs.vote, hs.commit});
+      batch.insert(batch.begin(), prefix.begin(), prefix.end());
     }
     if (!ec) {
       ec = fs_.append(segment_, batch);
@@ -371,6 +383,7 @@ class FileStorage {
       return;
     }
     segment_size_ += batch.size();
+    header_pending_ = false;
     {
       std::lock_guard lock(mutex_);
       if (meta.last_entry != 0) {
@@ -384,20 +397,19 @@ class FileStorage {
     }
   }
 
-  // Starts the next segment: its header, then the current hard state and compaction point, so
-  // that every segment can stand alone once older ones are removed. The prefix goes in front of
-  // `batch`.
-  std::error_code open_next_segment(std::vector<std::byte>& batch, const HardState& hs) {
+  // Creates the next segment file; its first batch writes the header (header_pending_).
+  std::error_code open_next_segment() {
     if (segment_open_) {
       fs_.close(segment_);
       segment_open_ = false;
     }
-    ++segment_sequence_;
-    std::vector<std::byte> prefix;
-    detail::wal::append_segment_header(prefix, segment_sequence_);
-    detail::wal::append_words(prefix, RecordType::hard_state, {hs.term, hs.vote, hs.commit});
-    batch.insert(batch.begin(), prefix.begin(), prefix.end());
+    {
+      std::lock_guard lock(mutex_);
+      ++segment_sequence_;
+      note_segment_entry(segment_sequence_, 0);
+    }
     segment_size_ = 0;
+    header_pending_ = true;
     const std::error_code ec = fs_.open_append(path(segment_name(segment_sequence_)), segment_);
     segment_open_ = !ec;
     return ec;
@@ -414,18 +426,21 @@ class FileStorage {
         (void)fs_.remove(path(name));
       }
     }
-    // Segments whose every entry the snapshot covers, except the one being written.
+    // The oldest segments, in order, while every entry in them is covered by the snapshot, never
+    // the one being written. In order: a later segment may truncate entries of an earlier one,
+    // so removing it alone could bring those entries back.
     std::vector<std::uint64_t> obsolete;
     {
       std::lock_guard lock(mutex_);
-      for (const auto& [sequence, last_entry] : segment_last_entry_) {
-        if (sequence != segment_sequence_ && last_entry <= snapshot_index) {
-          obsolete.push_back(sequence);
-        }
+      std::sort(segment_last_entry_.begin(), segment_last_entry_.end());
+      std::size_t n = 0;
+      while (n < segment_last_entry_.size() && segment_last_entry_[n].first != segment_sequence_ &&
+             segment_last_entry_[n].second <= snapshot_index) {
+        obsolete.push_back(segment_last_entry_[n].first);
+        ++n;
       }
-      std::erase_if(segment_last_entry_, [&](const auto& s) {
-        return s.first != segment_sequence_ && s.second <= snapshot_index;
-      });
+      segment_last_entry_.erase(segment_last_entry_.begin(),
+                                segment_last_entry_.begin() + static_cast<std::ptrdiff_t>(n));
     }
     for (const std::uint64_t sequence : obsolete) {
       (void)fs_.remove(path(segment_name(sequence)));
@@ -471,6 +486,7 @@ class FileStorage {
       const std::size_t valid = replay_segment(name, segments[i], bytes, last);
       ++report_.segments;
       segment_sequence_ = segments[i];
+      note_segment_entry(segments[i], 0);
       if (last) {
         if (const auto ec = fs_.open_append(name, segment_)) {
           refuse(errc::storage_failure, "cannot open " + name + ": " + ec.message());
@@ -478,16 +494,20 @@ class FileStorage {
         segment_open_ = true;
         if (valid < bytes.size()) {
           report_.torn_bytes = bytes.size() - valid;
-          if (auto ec = fs_.truncate(segment_, valid); !ec) {
-            ec = fs_.sync(segment_);
-            if (ec) {
-              refuse(errc::storage_failure, "cannot truncate " + name + ": " + ec.message());
-            }
-          } else {
+          if (const auto ec = fs_.truncate(segment_, valid)) {
             refuse(errc::storage_failure, "cannot truncate " + name + ": " + ec.message());
           }
         }
+        // What was read may still sit in the page cache only (the previous process died before
+        // its fdatasync): make it durable before anything is built on it, and the directory
+        // with it.
+        if (auto ec = fs_.sync(segment_); ec || (ec = fs_.sync_dir(options_.directory))) {
+          refuse(errc::storage_failure, "cannot sync " + name + ": " + ec.message());
+        }
         segment_size_ = valid;
+        // A segment whose very first batch was torn has no header left: the next batch
+        // writes it again.
+        header_pending_ = valid == 0;
       }
     }
     queued_hard_state_ = batched_hard_state_ = memory_.hard_state();
@@ -527,21 +547,38 @@ class FileStorage {
     snapshot_ = std::move(s);
   }
 
-  // Replays one segment into memory_ and returns how many of its bytes are valid.
+  // Replays one segment into memory_ and returns how many of its bytes are durable: up to the
+  // end of its last complete batch (the last batch_end record). Records after it belong to a
+  // batch whose sync never completed; recovery cuts them off.
   std::size_t replay_segment(const std::string& name, std::uint64_t sequence,
                              std::span<const std::byte> bytes, bool last) {
+    // Pass 1: find where the complete batches end, and tell a torn tail from corruption.
     std::size_t offset = 0;
-    bool first = true;
+    std::size_t batches_end = 0;
     while (offset < bytes.size()) {
       const auto record = detail::wal::read_record(bytes, offset);
       if (!record) {
-        if (last && !detail::wal::valid_record_after(bytes, offset + 8)) {
-          return offset;  // a torn tail: the batch it belonged to never became durable
+        if (last && !detail::wal::complete_batch_after(bytes, offset + 8)) {
+          break;  // a torn tail: the batch it belonged to never became durable
         }
         refuse(errc::corrupt_storage,
                name + ": invalid record at offset " + std::to_string(offset));
       }
-      if (first) {
+      offset += record->size;
+      if (record->type == RecordType::batch_end) {
+        batches_end = offset;
+      }
+    }
+    if (!last && batches_end != bytes.size()) {
+      // A closed segment ends with a complete batch; anything else was damaged.
+      refuse(errc::corrupt_storage, name + ": incomplete batch at offset " +
+                                        std::to_string(batches_end) + " of a closed segment");
+    }
+    // Pass 2: replay the complete batches.
+    offset = 0;
+    while (offset < batches_end) {
+      const auto record = detail::wal::read_record(bytes, offset);  // valid: pass 1 said so
+      if (offset == 0) {
         if (record->type != RecordType::segment_header || record->payload.size() != 24 ||
             detail::wal::get_u64(record->payload.data()) != detail::wal::kMagic ||
             detail::wal::get_u64(record->payload.data() + 16) != sequence) {
@@ -550,14 +587,13 @@ class FileStorage {
         if (detail::wal::get_u32(record->payload.data() + 8) != detail::wal::kVersion) {
           refuse(errc::corrupt_storage, name + ": unsupported log version");
         }
-        first = false;
       } else {
         apply_record(name, sequence, offset, *record);
       }
       ++report_.records;
       offset += record->size;
     }
-    return offset;
+    return batches_end;
   }
 
   void apply_record(const std::string& name, std::uint64_t sequence, std::size_t offset,
@@ -602,18 +638,13 @@ class FileStorage {
         }
         break;
       }
-      case RecordType::compact: {
+      case RecordType::compact:
+        // Written by earlier versions; compaction is in memory only (entries stay on disk
+        // until a snapshot covers them), so there is nothing to replay.
         if (r.payload.size() != 16) {
           bad("a malformed compaction point");
         }
-        const LogIndex index = get_u64(p);
-        if (index >= memory_.first_index() && index <= memory_.last_index()) {
-          memory_.compact(index);
-        } else if (index > memory_.last_index()) {
-          memory_.restore_start(index, get_u64(p + 8));
-        }
         break;
-      }
       case RecordType::batch_end:
         break;
       case RecordType::segment_header:
@@ -642,6 +673,7 @@ class FileStorage {
   bool segment_open_ = false;
   std::uint64_t segment_sequence_ = 0;
   std::uint64_t segment_size_ = 0;
+  bool header_pending_ = false;  // the open segment still needs its header
   // Guarded by mutex_: the hard state as last queued, and as of the end of the last batch taken
   // (what a new segment's prefix records); the highest entry of the pending batch; the highest
   // entry in each segment, for removal once a snapshot covers it.
@@ -655,5 +687,7 @@ class FileStorage {
 
   std::thread thread_;  // last: started after everything above is ready
 };
+
+static_assert(detail::check_storage<FileStorage<PosixFileSystem>>());
 
 }  // namespace tenure::raft

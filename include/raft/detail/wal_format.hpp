@@ -151,12 +151,19 @@ inline std::optional<Record> read_record(std::span<const std::byte> bytes,
                 kHeaderSize + padded(length)};
 }
 
-/// Whether any valid record starts at an 8-byte boundary at or after `offset`: what tells a
-/// torn tail (nothing valid follows) from corruption in the middle (something does).
-inline bool valid_record_after(std::span<const std::byte> bytes, std::size_t offset) noexcept {
-  for (std::size_t at = padded(offset); at + kHeaderSize <= bytes.size(); at += 8) {
-    if (read_record(bytes, at)) {
-      return true;
+/// Whether a complete batch follows `offset`: a chain of valid records, starting at some 8-byte
+/// boundary at or after it, that reaches a batch_end record. This is what tells a torn tail
+/// (the last batch, cut short: nothing complete can follow) from corruption in the middle (the
+/// batches after it are still whole). A payload that merely contains the image of a record
+/// does not make a complete batch.
+inline bool complete_batch_after(std::span<const std::byte> bytes, std::size_t offset) noexcept {
+  for (std::size_t start = padded(offset); start + kHeaderSize <= bytes.size(); start += 8) {
+    std::size_t at = start;
+    while (const auto record = read_record(bytes, at)) {
+      if (record->type == RecordType::batch_end) {
+        return true;
+      }
+      at += record->size;
     }
   }
   return false;

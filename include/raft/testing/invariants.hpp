@@ -80,7 +80,7 @@ class InvariantChecker {
       if (!n.up) {
         continue;
       }
-      check_node(id, *n.group, n.storage);
+      check_node(id, *n.group, n.storage());
       if (!ok()) {
         return;
       }

@@ -19,6 +19,7 @@
 #include <raft/policies.hpp>
 #include <raft/raft_group.hpp>
 #include <raft/testing/sim_network.hpp>
+#include <raft/testing/sim_storage.hpp>
 #include <raft/types.hpp>
 
 namespace tenure::raft::testing {
@@ -76,13 +77,13 @@ class DigestStateMachine {
 /// Thread-safety: one thread. Allocation: at construction and restart; after warm-up, running
 /// allocates only what the groups and network do (nothing, in steady state).
 template <class Machine = DigestStateMachine, std::size_t MaxPeers = 7,
-          class PlantedBugs = NoPlantedBugs>
+          class PlantedBugs = NoPlantedBugs, class Storage = MemoryStorage>
 class SimCluster {
  public:
   struct Policies : DefaultPolicies {
     using clock_type = ManualClock;
     using transport_type = SimTransport;
-    using storage_type = MemoryStorage;
+    using storage_type = Storage;
     using state_machine_type = Machine;
     static constexpr std::size_t max_peers = MaxPeers;
     using planted_bugs = PlantedBugs;
@@ -99,7 +100,7 @@ class SimCluster {
     RaftConfig config = default_config();
     SimNetworkOptions network{};
     std::chrono::nanoseconds tick_interval{std::chrono::milliseconds(2)};
-    MemoryStorage::Options storage{};
+    typename SimStorage<Storage>::Options storage{};
     /// Each node's clock epoch (node i reads clock_offsets[i - 1] at time 0; missing: 0): no
     /// two monotonic clocks need agree on their origin, and nothing may assume they do.
     std::vector<std::chrono::nanoseconds> clock_offsets{};
@@ -120,16 +121,20 @@ class SimCluster {
   struct Node {
     NodeId id;
     ManualClock clock;
-    MemoryStorage storage;
+    SimStorage<Storage> disk;
     SimTransport transport;
     std::unique_ptr<Machine> machine;
     std::unique_ptr<Group> group;
     bool up = true;
     std::int64_t paused_until = 0;  // true time; the node neither ticks nor reads before it
 
-    Node(NodeId node, SimNetwork& network, const MemoryStorage::Options& storage_options,
+    Node(NodeId node, SimNetwork& network,
+         const typename SimStorage<Storage>::Options& storage_options,
          std::chrono::nanoseconds clock_offset)
-        : id(node), clock(clock_offset), storage(storage_options), transport(network) {}
+        : id(node), clock(clock_offset), disk(storage_options), transport(network) {}
+
+    Storage& storage() noexcept { return disk.get(); }
+    const Storage& storage() const noexcept { return disk.get(); }
   };
 
   explicit SimCluster(Options options) : options_(std::move(options)), network_(network_options()) {
@@ -204,10 +209,10 @@ class SimCluster {
   /// Stops a node as a crash would: its group stops (pending operations fail with stopped) and
   /// it receives nothing until restart(). Storage in manual_sync mode loses every write that
   /// was not yet durable; with durable-at-once storage nothing written is lost.
-  void crash(NodeId id) {
+  void crash(NodeId id, std::uint64_t entropy = 0) {
     Node& n = node(id);
     n.group->stop();
-    n.storage.crash();
+    n.disk.crash(entropy);
     n.up = false;
   }
 
@@ -222,12 +227,18 @@ class SimCluster {
   /// same seed must agree on it.
   std::uint64_t trace_hash() const noexcept { return trace_hash_; }
 
-  /// Brings a crashed node back: a new group and a fresh state machine over the same storage,
-  /// which re-applies the log from its hard state's commit index.
-  void restart(NodeId id) {
+  /// Brings a crashed node back: its storage recovers, then a new group and a fresh state
+  /// machine re-apply the log from the hard state's commit index. Returns false, leaving the
+  /// node down, when recovery refuses (corrupt storage): node(id).disk.last_failure() says why.
+  bool restart(NodeId id) {
     Node& n = node(id);
     n.group.reset();
+    if (!n.disk.recover()) {
+      n.up = false;
+      return false;
+    }
     start(n);
+    return true;
   }
 
  private:
@@ -244,7 +255,7 @@ class SimCluster {
     c.voters = voters_;
     c.random_seed = (options_.seed * 1000003) ^ (n.id * 0x9e3779b97f4a7c15ull) ^ ++restarts_;
     n.machine = std::make_unique<Machine>();
-    n.group = std::make_unique<Group>(c, n.clock, n.transport, n.storage, *n.machine);
+    n.group = std::make_unique<Group>(c, n.clock, n.transport, n.disk.get(), *n.machine);
     n.up = true;
     n.paused_until = 0;
     if (options_.on_node_start) {

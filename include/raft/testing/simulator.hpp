@@ -15,6 +15,7 @@
 #include <ostream>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -27,6 +28,8 @@
 #include <raft/testing/kv_state_machine.hpp>
 #include <raft/testing/linearizability.hpp>
 #include <raft/testing/sim_cluster.hpp>
+#include <raft/testing/sim_file_system.hpp>
+#include <raft/testing/sim_storage.hpp>
 
 namespace tenure::raft::testing {
 
@@ -53,8 +56,9 @@ enum class FaultClass : std::uint8_t {
   leadership_transfer,
   flaky_links,
   divergence,
+  disk_faults,
 };
-inline constexpr std::size_t kFaultClasses = 12;
+inline constexpr std::size_t kFaultClasses = 13;
 
 inline constexpr const char* to_string(FaultClass f) noexcept {
   switch (f) {
@@ -82,6 +86,8 @@ inline constexpr const char* to_string(FaultClass f) noexcept {
       return "flaky links";
     case FaultClass::divergence:
       return "divergence";
+    case FaultClass::disk_faults:
+      return "disk faults";
   }
   return "?";
 }
@@ -103,6 +109,10 @@ struct SimulationOptions {
   std::uint32_t allowed_faults = ~std::uint32_t{0};
   /// When set, a readable trace of the run (faults, leaders, operations) goes here.
   std::ostream* trace = nullptr;
+  /// Which Storage the nodes run on: FileStorage over a simulated disk (its log format,
+  /// recovery, torn writes and bit flips) or MemoryStorage. By default, drawn from the seed.
+  enum class StorageKind : std::uint8_t { drawn, memory, file };
+  StorageKind storage = StorageKind::drawn;
 };
 
 /// What a run found.
@@ -113,6 +123,9 @@ struct SimulationReport {
   std::uint64_t trace_hash = 0;
   std::array<bool, kFaultClasses> faults{};  // which fault classes fired
   std::size_t nodes = 0;
+  bool file_storage = false;               // the nodes ran FileStorage over a simulated disk
+  std::uint64_t torn_syncs = 0;            // power failures in the middle of an fdatasync
+  std::uint64_t corruptions_detected = 0;  // nodes whose recovery refused a flipped bit
   std::uint64_t operations = 0, ok_operations = 0, failed_operations = 0, ambiguous_operations = 0;
   std::uint64_t lease_reads = 0, lease_fast_path = 0;
   Term max_term = 0;
@@ -121,9 +134,10 @@ struct SimulationReport {
 
 namespace detail {
 
+template <class Storage>
 class Simulation {
  public:
-  using Cluster = SimCluster<KvStateMachine, 7, SimPlantedBugs>;
+  using Cluster = SimCluster<KvStateMachine, 7, SimPlantedBugs, Storage>;
   using Group = Cluster::Group;
   using Coordinator = lease::LeaseCoordinator<Group>;
 
@@ -189,6 +203,11 @@ class Simulation {
     for (std::size_t f = 0; f < kFaultClasses; ++f) {
       enabled_[f] = allowed(static_cast<FaultClass>(f)) && random_.below(100) < 45;
     }
+    if constexpr (!std::is_same_v<Storage, MemoryStorage>) {
+      // Disk faults need a disk: the runs on FileStorage get them more often.
+      enabled_[static_cast<std::size_t>(FaultClass::disk_faults)] =
+          allowed(FaultClass::disk_faults) && random_.below(100) < 75;
+    }
     // How fast the disks are: each millisecond a node syncs a random prefix of its pending
     // writes with this chance (1 in 1 .. 1 in 12): slow disks hold acknowledgements back longer.
     static constexpr std::uint64_t kSyncOdds[] = {1, 2, 4, 12};
@@ -223,8 +242,8 @@ class Simulation {
     return static_cast<std::int64_t>(random_.below(2 * kRhoPpm + 1)) - kRhoPpm;
   }
 
-  Cluster::Options cluster_options() {
-    Cluster::Options o;
+  typename Cluster::Options cluster_options() {
+    typename Cluster::Options o;
     o.nodes = report_.nodes;
     o.seed = options_.seed;
     o.config.election_timeout_min = std::chrono::milliseconds(100);
@@ -243,9 +262,14 @@ class Simulation {
     o.config.max_entries_per_message = kEntriesPerMessage[random_.below(5)];
     static constexpr std::uint32_t kInflight[] = {1, 4, 256};
     o.config.max_inflight_messages = kInflight[random_.below(3)];
-    o.storage.manual_sync = true;
-    o.storage.initial_entries = 256;
-    o.storage.initial_bytes = 16 << 10;
+    if constexpr (std::is_same_v<Storage, MemoryStorage>) {
+      o.storage.manual_sync = true;
+      o.storage.initial_entries = 256;
+      o.storage.initial_bytes = 16 << 10;
+    } else {
+      static constexpr std::uint64_t kSegmentBytes[] = {4 << 10, 16 << 10, 256 << 10};
+      o.storage.segment_bytes = kSegmentBytes[random_.below(3)];
+    }
     o.tick_interval = std::chrono::milliseconds(2);
     o.network.min_delay = std::chrono::microseconds(200);
     o.network.max_delay = std::chrono::milliseconds(2);
@@ -265,12 +289,12 @@ class Simulation {
             std::chrono::seconds(static_cast<std::int64_t>(random_.below(100'000))));
       }
     }
-    o.on_node_start = [this](Cluster::Node& n) { node_started(n); };
+    o.on_node_start = [this](typename Cluster::Node& n) { node_started(n); };
     o.on_event = [this] { check_invariants(); };
     return o;
   }
 
-  void node_started(Cluster::Node& n) {
+  void node_started(typename Cluster::Node& n) {
     checker_->node_started(n.id);
     n.machine->set_observer(&Simulation::observe_apply, &observer_context(n.id));
     lease::LeaseConfig lc;
@@ -433,14 +457,14 @@ class Simulation {
       case 3:
         if (now >= d.until) {
           if (cluster_->node(d.lonely).up) {
-            cluster_->node(d.lonely).storage.sync();  // its no-op reached its disk, nowhere else
+            cluster_->node(d.lonely).disk.persist_all();  // its no-op reached its disk alone
             crash_now(d.lonely, "divergence");
             restart_at_[d.lonely] = 0;
           }
           net.heal();
           for (NodeId id : d.minority) {
             if (!cluster_->node(id).up) {
-              cluster_->restart(id);
+              restart_node(id);
             }
           }
           d.phase = 4;
@@ -454,8 +478,8 @@ class Simulation {
         } else if (leader != kNoNode && cluster_->group(leader).commit_index() > d.commit) {
           if (options_.trace != nullptr) {
             const auto& g = cluster_->group(leader);
-            const auto& st = cluster_->node(leader).storage;
-            const auto& lonely = cluster_->node(d.lonely).storage;
+            const auto& st = cluster_->node(leader).storage();
+            const auto& lonely = cluster_->node(d.lonely).storage();
             trace() << "nemesis: leader " << leader << " term " << g.term() << " committed "
                     << g.commit_index() << " (term " << st.term_at(g.commit_index()).value()
                     << "); node " << d.lonely << " last " << lonely.last_index() << " term "
@@ -470,7 +494,7 @@ class Simulation {
               restart_at_[best] = 0;
             }
           }
-          cluster_->restart(d.lonely);
+          restart_node(d.lonely);
           d.phase = 5;
           d.until = now + 1'000'000'000;
         } else if (now >= d.until) {
@@ -490,7 +514,7 @@ class Simulation {
   NodeId most_up_to_date(NodeId except) {
     NodeId best = kNoNode;
     auto rank = [&](NodeId id) {
-      const auto& st = cluster_->node(id).storage;
+      const auto& st = cluster_->node(id).storage();
       const LogIndex last = st.last_index();
       const auto term = st.term_at(last);
       return std::pair<Term, LogIndex>(term ? term.value() : 0, last);
@@ -529,8 +553,47 @@ class Simulation {
     }
   }
 
-  void crash_now(NodeId id, const char* why) {
-    cluster_->crash(id);
+  // Media corruption while a node is down: one bit of one of its files. At most one node per
+  // run, so that a majority can always come back (recovery will refuse to start that node).
+  void maybe_corrupt(NodeId id) {
+    auto& n = cluster_->node(id);
+    if (!chaos_ || !enabled(FaultClass::disk_faults) || !n.disk.supports_media_faults() ||
+        corrupted_ != kNoNode || random_.below(4) != 0) {
+      return;
+    }
+    if (n.disk.corrupt(random_.next())) {
+      corrupted_ = id;
+      fired(FaultClass::disk_faults);
+      if (options_.trace != nullptr) {
+        trace() << "fault: flip a bit on node " << id << "'s disk\n";
+      }
+    }
+  }
+
+  // Restarts a node; a recovery that refuses to start (corruption detected) leaves it down.
+  bool restart_node(NodeId id) {
+    if (cluster_->restart(id)) {
+      if (options_.trace != nullptr) {
+        trace() << "fault: restart node " << id << "\n";
+      }
+      return true;
+    }
+    if (id != corrupted_) {
+      checker_->fail("node " + std::to_string(id) + " refused to start without corruption: " +
+                     cluster_->node(id).disk.last_failure());
+    } else if (!corruption_counted_) {
+      corruption_counted_ = true;
+      ++report_.corruptions_detected;
+    }
+    if (options_.trace != nullptr) {
+      trace() << "node " << id << " refuses to start: " << cluster_->node(id).disk.last_failure()
+              << "\n";
+    }
+    return false;
+  }
+
+  void crash_now(NodeId id, const char* why, std::uint64_t entropy = 0) {
+    cluster_->crash(id, entropy);
     restart_at_[id] =
         cluster_->now() + 20'000'000 + static_cast<std::int64_t>(random_.below(150'000'000));
     if (options_.trace != nullptr) {
@@ -553,13 +616,20 @@ class Simulation {
       if (!n.up || random_.below(sync_odds_) != 0) {
         continue;
       }
-      const WriteSeq durable = n.storage.durable_seq();
-      const WriteSeq last = n.storage.last_seq();
-      if (last > durable) {
-        n.storage.sync_through(durable + 1 + random_.below(last - durable));
-        if (!cluster_->paused(id)) {
-          n.group->on_persisted();
-        }
+      if (chaos_ && enabled(FaultClass::disk_faults) && n.disk.supports_media_faults() &&
+          random_.below(200) == 0) {
+        // Power fails in the middle of this fdatasync: the batch is written, not durable; the
+        // crash keeps a prefix of it torn at a sector boundary.
+        const std::uint64_t entropy = random_.next();
+        n.disk.fail_sync(entropy);
+        ++report_.torn_syncs;
+        fired(FaultClass::disk_faults);
+        crash_now(id, "power failure during fdatasync", entropy);
+        continue;
+      }
+      n.disk.persist(random_.next());
+      if (!cluster_->paused(id)) {
+        n.group->on_persisted();
       }
     }
   }
@@ -579,10 +649,8 @@ class Simulation {
     for (NodeId id : cluster_->ids()) {
       if (restart_at_.size() > id && restart_at_[id] != 0 && cluster_->now() >= restart_at_[id]) {
         restart_at_[id] = 0;
-        cluster_->restart(id);
-        if (options_.trace != nullptr) {
-          trace() << "fault: restart node " << id << "\n";
-        }
+        maybe_corrupt(id);
+        restart_node(id);
       }
     }
     if (doomed_ != kNoNode && cluster_->now() >= doomed_at_) {
@@ -722,7 +790,8 @@ class Simulation {
       case FaultClass::duplication:
       case FaultClass::delay_reorder:
       case FaultClass::flaky_links:
-        break;  // standing faults
+      case FaultClass::disk_faults:
+        break;  // standing faults, or injected at persistence points and restarts
     }
     if (enabled(FaultClass::loss)) {
       fired(FaultClass::loss);
@@ -744,7 +813,7 @@ class Simulation {
     net.set_duplicate_rate(0);
     for (NodeId id : cluster_->ids()) {
       if (!cluster_->node(id).up) {
-        cluster_->restart(id);
+        restart_node(id);
       }
     }
     restart_at_.assign(restart_at_.size(), 0);
@@ -807,7 +876,7 @@ class Simulation {
     std::array<std::byte, kKvCommandSize> payload{};
     ProposeOperation propose;
     ReadIndexOperation read;
-    Coordinator::ReadOperation lease_read;
+    typename Coordinator::ReadOperation lease_read;
 
     Client(Simulation* s, std::uint64_t client_id)
         : sim(s),
@@ -1010,7 +1079,9 @@ class Simulation {
   std::vector<std::int64_t> restart_at_ = std::vector<std::int64_t>(8, 0);
   std::int64_t heal_at_ = 0;
   std::int64_t election_timeout_max_ = 200'000'000;
-  NodeId doomed_ = kNoNode;  // a new leader to crash at doomed_at_
+  NodeId doomed_ = kNoNode;     // a new leader to crash at doomed_at_
+  NodeId corrupted_ = kNoNode;  // the node whose disk got a flipped bit
+  bool corruption_counted_ = false;
   Divergence divergence_;
   std::uint64_t doom_percent_ = 0;
   std::uint64_t commit_crash_ = 0;
@@ -1037,7 +1108,17 @@ class Simulation {
 /// client history for linearizability (stale reads excluded). The same options give the same
 /// report, trace hash included.
 inline SimulationReport run_simulation(const SimulationOptions& options) {
-  detail::Simulation simulation(options);
+  bool file = options.storage == SimulationOptions::StorageKind::file;
+  if (options.storage == SimulationOptions::StorageKind::drawn) {
+    file = Xoshiro256(options.seed ^ 0x5f0e5f0e5f0e5f0eull).below(2) == 0;
+  }
+  if (file) {
+    detail::Simulation<FileStorage<SimFileSystem>> simulation(options);
+    SimulationReport report = simulation.run();
+    report.file_storage = true;
+    return report;
+  }
+  detail::Simulation<MemoryStorage> simulation(options);
   return simulation.run();
 }
 

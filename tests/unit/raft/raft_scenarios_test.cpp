@@ -782,9 +782,9 @@ void sync_some(Cluster& c, Xoshiro256& random) {
     if (!n.up || random.below(3) != 0) {
       continue;
     }
-    const auto durable = n.storage.durable_seq();
-    const auto last = n.storage.last_seq();
-    n.storage.sync_through(durable + random.below(last - durable + 1));
+    const auto durable = n.storage().durable_seq();
+    const auto last = n.storage().last_seq();
+    n.storage().sync_through(durable + random.below(last - durable + 1));
     n.group->on_persisted();
   }
 }
@@ -837,7 +837,7 @@ TEST_CASE(
     c.network().set_duplicate_rate(0);
     for (int step = 0; step < 1000; ++step) {
       for (NodeId id : c.ids()) {
-        c.node(id).storage.sync();
+        c.node(id).storage().sync();
         c.group(id).on_persisted();
       }
       c.run_until(
