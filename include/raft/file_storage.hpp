@@ -12,6 +12,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <span>
 #include <string>
 #include <system_error>
@@ -25,6 +26,7 @@
 #include <raft/file_system.hpp>
 #include <raft/memory_storage.hpp>
 #include <raft/message.hpp>
+#include <raft/random.hpp>
 #include <raft/result.hpp>
 #include <raft/storage.hpp>
 #include <raft/types.hpp>
@@ -45,6 +47,9 @@ struct FileStorageOptions {
   /// Called after each batch becomes durable, on the sync thread (background_sync) or inside
   /// sync_now(). A runtime posts RaftGroup::on_persisted() to the group's executor from here.
   std::function<void()> on_durable;
+  /// Seeds the salts of new segments. 0: drawn from std::random_device. Simulations set it,
+  /// so that a run replays byte for byte.
+  std::uint64_t salt_seed = 0;
 };
 
 /// What recovery found and did, for logs and tests.
@@ -80,7 +85,10 @@ template <FileSystem Fs = PosixFileSystem>
 class FileStorage {
  public:
   FileStorage(FileStorageOptions options, Fs& fs)
-      : options_(std::move(options)), fs_(fs), memory_(MemoryStorage::Options{}) {
+      : options_(std::move(options)),
+        fs_(fs),
+        memory_(MemoryStorage::Options{}),
+        salts_(options_.salt_seed != 0 ? options_.salt_seed : random_seed()) {
     recover();
     if (options_.background_sync) {
       thread_ = std::thread([this] { sync_loop(); });
@@ -108,6 +116,13 @@ class FileStorage {
     }
   }
 
+ private:
+  static std::uint64_t random_seed() {
+    std::random_device device;
+    return (static_cast<std::uint64_t>(device()) << 32) ^ device() ^ 0x9e3779b97f4a7c15ull;
+  }
+
+ public:
   // --- Storage: reading (group's thread) -------------------------------------------------------
   LogIndex first_index() const noexcept { return memory_.first_index(); }
   LogIndex last_index() const noexcept { return memory_.last_index(); }
@@ -353,6 +368,7 @@ class FileStorage {
     if (failed_.load()) {
       return;
     }
+    const std::size_t batch_bytes = batch.size();
     detail::wal::append_words(batch, RecordType::batch_end, {meta.last});
     std::error_code ec;
     bool new_segment = false;
@@ -360,13 +376,20 @@ class FileStorage {
       ec = open_next_segment();
       new_segment = true;
     }
+    (void)batch_bytes;
+    if (!ec) {
+      detail::wal::seal(batch, segment_salt_);
+    }
     if (!ec && header_pending_) {
       // Every segment starts with its header and the hard state as of the batch before, so
       // that it can stand alone once older segments are removed.
       std::vector<std::byte> prefix;
-      detail::wal::append_segment_header(prefix, segment_sequence_);
+      detail::wal::append_segment_header(prefix, segment_sequence_, segment_salt_);
+      const std::size_t header_size = prefix.size();
       const HardState& hs = meta.hard_state_before;
       detail::wal::append_words(prefix, RecordType::hard_state, {hs.term, hs.vote, hs.commit});
+      detail::wal::seal(std::span<std::byte>(prefix).first(header_size), 0);
+      detail::wal::seal(std::span<std::byte>(prefix).subspan(header_size), segment_salt_);
       batch.insert(batch.begin(), prefix.begin(), prefix.end());
     }
     if (!ec) {
@@ -410,6 +433,7 @@ class FileStorage {
     }
     segment_size_ = 0;
     header_pending_ = true;
+    segment_salt_ = static_cast<std::uint32_t>(salts_.next() >> 32);
     const std::error_code ec = fs_.open_append(path(segment_name(segment_sequence_)), segment_);
     segment_open_ = !ec;
     return ec;
@@ -505,6 +529,8 @@ class FileStorage {
           refuse(errc::storage_failure, "cannot sync " + name + ": " + ec.message());
         }
         segment_size_ = valid;
+        const auto salt = detail::wal::segment_salt(bytes);
+        segment_salt_ = salt ? *salt : static_cast<std::uint32_t>(salts_.next() >> 32);
         // A segment whose very first batch was torn has no header left: the next batch
         // writes it again.
         header_pending_ = valid == 0;
@@ -552,13 +578,24 @@ class FileStorage {
   // batch whose sync never completed; recovery cuts them off.
   std::size_t replay_segment(const std::string& name, std::uint64_t sequence,
                              std::span<const std::byte> bytes, bool last) {
-    // Pass 1: find where the complete batches end, and tell a torn tail from corruption.
+    // Pass 1: find where the complete batches end, and tell a torn tail from corruption. The
+    // header carries the salt every other record's CRC is seeded with.
+    const std::optional<std::uint32_t> salt = detail::wal::segment_salt(bytes);
+    if (!salt && !bytes.empty()) {
+      // No readable header. In the last segment that is its first batch, torn, unless complete
+      // batches follow, sealed with the salt the header holds (or held before one of its bits
+      // flipped): then the header was damaged after the fact.
+      if (!last || header_damaged(bytes)) {
+        refuse(errc::corrupt_storage, name + ": bad segment header at offset 0");
+      }
+      return 0;
+    }
     std::size_t offset = 0;
     std::size_t batches_end = 0;
-    while (offset < bytes.size()) {
-      const auto record = detail::wal::read_record(bytes, offset);
+    while (offset < bytes.size() && salt) {
+      const auto record = detail::wal::read_record(bytes, offset, offset == 0 ? 0 : *salt);
       if (!record) {
-        if (last && !detail::wal::complete_batch_after(bytes, offset + 8)) {
+        if (last && !detail::wal::complete_batch_after(bytes, offset + 8, *salt)) {
           break;  // a torn tail: the batch it belonged to never became durable
         }
         refuse(errc::corrupt_storage,
@@ -577,15 +614,16 @@ class FileStorage {
     // Pass 2: replay the complete batches.
     offset = 0;
     while (offset < batches_end) {
-      const auto record = detail::wal::read_record(bytes, offset);  // valid: pass 1 said so
+      const auto record =
+          detail::wal::read_record(bytes, offset, offset == 0 ? 0 : *salt);  // pass 1: valid
       if (offset == 0) {
         if (record->type != RecordType::segment_header || record->payload.size() != 24 ||
             detail::wal::get_u64(record->payload.data()) != detail::wal::kMagic ||
             detail::wal::get_u64(record->payload.data() + 16) != sequence) {
-          refuse(errc::corrupt_storage, name + ": bad segment header");
+          refuse(errc::corrupt_storage, name + ": bad segment header at offset 0");
         }
         if (detail::wal::get_u32(record->payload.data() + 8) != detail::wal::kVersion) {
-          refuse(errc::corrupt_storage, name + ": unsupported log version");
+          refuse(errc::corrupt_storage, name + ": unsupported log version at offset 0");
         }
       } else {
         apply_record(name, sequence, offset, *record);
@@ -594,6 +632,24 @@ class FileStorage {
       offset += record->size;
     }
     return batches_end;
+  }
+
+  // Whether complete batches follow an unreadable segment header: tried with the salt as the
+  // header's bytes say, and with each single bit of it flipped back.
+  static bool header_damaged(std::span<const std::byte> bytes) noexcept {
+    if (bytes.size() < 64) {
+      return false;
+    }
+    const std::uint32_t raw = detail::wal::get_u32(bytes.data() + detail::wal::kHeaderSize + 12);
+    if (detail::wal::complete_batch_after(bytes, 40, raw)) {
+      return true;
+    }
+    for (int bit = 0; bit < 32; ++bit) {
+      if (detail::wal::complete_batch_after(bytes, 40, raw ^ (1u << bit))) {
+        return true;
+      }
+    }
+    return false;
   }
 
   void apply_record(const std::string& name, std::uint64_t sequence, std::size_t offset,
@@ -631,9 +687,10 @@ class FileStorage {
         if (r.payload.size() != 8) {
           bad("a malformed truncation");
         }
-        const LogIndex from = get_u64(p);
-        if (from > snapshot_index_ && from >= memory_.first_index() &&
-            from <= memory_.last_index()) {
+        // A truncation at or below the snapshot still removes the stale entries above it that
+        // an older segment holds.
+        const LogIndex from = std::max(get_u64(p), memory_.first_index());
+        if (from <= memory_.last_index()) {
           (void)memory_.truncate_suffix(from);
         }
         break;
@@ -673,7 +730,9 @@ class FileStorage {
   bool segment_open_ = false;
   std::uint64_t segment_sequence_ = 0;
   std::uint64_t segment_size_ = 0;
-  bool header_pending_ = false;  // the open segment still needs its header
+  bool header_pending_ = false;     // the open segment still needs its header
+  std::uint32_t segment_salt_ = 0;  // the open segment's CRC salt
+  Xoshiro256 salts_;                // draws new segments' salts
   // Guarded by mutex_: the hard state as last queued, and as of the end of the last batch taken
   // (what a new segment's prefix records); the highest entry of the pending batch; the highest
   // entry in each segment, for removal once a snapshot covers it.

@@ -16,7 +16,9 @@
 namespace tenure::raft::detail::wal {
 
 // Record layout, every field little-endian, every record a multiple of 8 bytes:
-//   0  u32 crc32c of bytes [4, 16 + length)
+//   0  u32 crc32c of bytes [4, 16 + length), seeded with the segment's salt (0 for the
+//      segment header itself): a record is valid only in the segment it was written to, so a
+//      payload that holds the image of records cannot pass for them
 //   4  u32 length of the payload
 //   8  u8  type
 //   9  7 bytes, zero
@@ -28,7 +30,7 @@ inline constexpr std::uint32_t kVersion = 1;
 inline constexpr std::uint32_t kMaxPayload = 256u << 20;
 
 enum class RecordType : std::uint8_t {
-  segment_header = 1,  // u64 magic, u32 version, u32 zero, u64 segment sequence
+  segment_header = 1,  // u64 magic, u32 version, u32 salt, u64 segment sequence
   entry = 2,           // u64 term, u64 index, u8 entry type, 7 zero, data
   hard_state = 3,      // u64 term, u64 vote, u64 commit
   truncate = 4,        // u64 first index removed
@@ -40,6 +42,13 @@ inline constexpr std::size_t padded(std::size_t n) noexcept {
   return (n + 7) & ~std::size_t{7};
 }
 
+inline std::uint32_t get_u32_unchecked(const std::byte* p) noexcept {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) {
+    v |= static_cast<std::uint32_t>(p[i]) << (8 * i);
+  }
+  return v;
+}
 inline void put_u32(std::byte* p, std::uint32_t v) noexcept {
   for (int i = 0; i < 4; ++i) {
     p[i] = static_cast<std::byte>(v >> (8 * i));
@@ -65,7 +74,8 @@ inline std::uint64_t get_u64(const std::byte* p) noexcept {
   return v;
 }
 
-/// Appends one record whose payload is `head` followed by `tail` (either may be empty).
+/// Appends one record whose payload is `head` followed by `tail` (either may be empty). Its CRC
+/// is left zero: seal() fills it in once the segment (and its salt) is known.
 inline void append_record(std::vector<std::byte>& out, RecordType type,
                           std::span<const std::byte> head, std::span<const std::byte> tail = {}) {
   const std::size_t length = head.size() + tail.size();
@@ -80,7 +90,17 @@ inline void append_record(std::vector<std::byte>& out, RecordType type,
   if (!tail.empty()) {
     std::memcpy(r + kHeaderSize + head.size(), tail.data(), tail.size());
   }
-  put_u32(r, crc32c(std::span<const std::byte>(r + 4, kHeaderSize - 4 + length)));
+}
+
+/// Fills in the CRC of every record in `records` (whole records, back to back), seeded with
+/// `salt`.
+inline void seal(std::span<std::byte> records, std::uint32_t salt) noexcept {
+  for (std::size_t at = 0; at + kHeaderSize <= records.size();) {
+    std::byte* r = records.data() + at;
+    const std::uint32_t length = get_u32_unchecked(r + 4);
+    put_u32(r, crc32c(std::span<const std::byte>(r + 4, kHeaderSize - 4 + length), salt));
+    at += kHeaderSize + padded(length);
+  }
 }
 
 inline void append_words(std::vector<std::byte>& out, RecordType type,
@@ -102,10 +122,12 @@ inline void append_entry(std::vector<std::byte>& out, const EntryView& e) {
   append_record(out, RecordType::entry, head, e.payload);
 }
 
-inline void append_segment_header(std::vector<std::byte>& out, std::uint64_t sequence) {
+inline void append_segment_header(std::vector<std::byte>& out, std::uint64_t sequence,
+                                  std::uint32_t salt) {
   std::byte head[24] = {};
   put_u64(head, kMagic);
   put_u32(head + 8, kVersion);
+  put_u32(head + 12, salt);
   put_u64(head + 16, sequence);
   append_record(out, RecordType::segment_header, head);
 }
@@ -120,8 +142,8 @@ struct Record {
 /// Reads the record at `offset` of `bytes`, or nullopt when the bytes there are not a whole,
 /// valid record (too short, a length past the end, a CRC mismatch, an unknown type, non-zero
 /// reserved bytes or padding). Never reads out of bounds.
-inline std::optional<Record> read_record(std::span<const std::byte> bytes,
-                                         std::size_t offset) noexcept {
+inline std::optional<Record> read_record(std::span<const std::byte> bytes, std::size_t offset,
+                                         std::uint32_t salt = 0) noexcept {
   if (offset > bytes.size() || bytes.size() - offset < kHeaderSize) {
     return std::nullopt;
   }
@@ -144,7 +166,7 @@ inline std::optional<Record> read_record(std::span<const std::byte> bytes,
       return std::nullopt;
     }
   }
-  if (crc32c(std::span<const std::byte>(r + 4, kHeaderSize - 4 + length)) != get_u32(r)) {
+  if (crc32c(std::span<const std::byte>(r + 4, kHeaderSize - 4 + length), salt) != get_u32(r)) {
     return std::nullopt;
   }
   return Record{static_cast<RecordType>(type), std::span<const std::byte>(r + kHeaderSize, length),
@@ -156,10 +178,11 @@ inline std::optional<Record> read_record(std::span<const std::byte> bytes,
 /// (the last batch, cut short: nothing complete can follow) from corruption in the middle (the
 /// batches after it are still whole). A payload that merely contains the image of a record
 /// does not make a complete batch.
-inline bool complete_batch_after(std::span<const std::byte> bytes, std::size_t offset) noexcept {
+inline bool complete_batch_after(std::span<const std::byte> bytes, std::size_t offset,
+                                 std::uint32_t salt) noexcept {
   for (std::size_t start = padded(offset); start + kHeaderSize <= bytes.size(); start += 8) {
     std::size_t at = start;
-    while (const auto record = read_record(bytes, at)) {
+    while (const auto record = read_record(bytes, at, salt)) {
       if (record->type == RecordType::batch_end) {
         return true;
       }
@@ -167,6 +190,15 @@ inline bool complete_batch_after(std::span<const std::byte> bytes, std::size_t o
     }
   }
   return false;
+}
+
+/// The salt of a segment whose first record is a valid segment header, or nullopt.
+inline std::optional<std::uint32_t> segment_salt(std::span<const std::byte> segment) noexcept {
+  const auto header = read_record(segment, 0, 0);
+  if (!header || header->type != RecordType::segment_header || header->payload.size() != 24) {
+    return std::nullopt;
+  }
+  return get_u32(header->payload.data() + 12);
 }
 
 }  // namespace tenure::raft::detail::wal

@@ -84,6 +84,7 @@ class SimStorage<FileStorage<SimFileSystem>> {
       o.directory = "/node";
       o.segment_bytes = options_.segment_bytes;
       o.background_sync = false;
+      o.salt_seed = ++salt_seed_;  // deterministic: a run replays byte for byte
       storage_ = std::make_unique<FileStorage<SimFileSystem>>(o, fs_);
       return true;
     } catch (const std::system_error& e) {
@@ -159,6 +160,7 @@ class SimStorage<FileStorage<SimFileSystem>> {
   SimFileSystem fs_;
   std::unique_ptr<FileStorage<SimFileSystem>> storage_;
   std::string failure_;
+  std::uint64_t salt_seed_ = 0x5a17;
 };
 
 }  // namespace tenure::raft::testing

@@ -64,8 +64,9 @@ TEST_CASE("FileStorage: a crash loses exactly the writes that were not synced") 
   put(*s, 1, "one");
   REQUIRE(!s->sync_now());
   put(*s, 1, "two");
-  fs.crash();   // power fails before the second batch is synced
-  s.release();  // a crashed process runs no destructor
+  s->abandon();  // the process dies before its next sync...
+  fs.crash();    // ...and the power fails
+  s.reset();
   FileStorage<SimFileSystem> r(manual(), fs);
   CHECK(r.last_index() == 1);
   CHECK(text(r.entry(1)) == "one");
@@ -104,7 +105,7 @@ TEST_CASE("FileStorage: a failed sync is fail-stop") {
   CHECK(s.durable_seq() == 0);
 }
 
-TEST_CASE("FileStorage: a flipped bit before the tail refuses to start, naming file and offset") {
+TEST_CASE("FileStorage: a flipped bit before the tail refuses to start and names file and offset") {
   SimFileSystem fs;
   {
     FileStorage<SimFileSystem> s(manual(), fs);
