@@ -1,5 +1,6 @@
 # Runs the benchmark program briefly with JSON output and checks the result: every required
-# benchmark is present, none reported an error, and every allocs_per_op is 0.
+# benchmark is present, none reported an error, every one reports allocs_per_op, and it is 0 for
+# those listed as zero-allocation.
 #   cmake -DBENCHMARK=<program> -DOUTPUT=<json file> -P check_smoke.cmake
 cmake_minimum_required(VERSION 3.21)  # string(JSON)
 
@@ -22,7 +23,8 @@ if(NOT status EQUAL 0)
 endif()
 file(READ ${OUTPUT} json)
 
-set(required
+# The hot paths that must not allocate: allocs_per_op must be 0.
+set(zero_allocation
   BM_QuorumAckTracker_Record/3
   BM_QuorumAckTracker_Record/5
   BM_QuorumAckTracker_Record/7
@@ -34,6 +36,13 @@ set(required
   BM_SimCluster_Commit/5/64
   BM_SimCluster_Commit/5/1024
   BM_SimCluster_ReadIndex)
+# Every benchmark that must be present. FileStorage's batches are vectors: its allocs_per_op is
+# reported, not required to be 0.
+set(required ${zero_allocation}
+  BM_FileStorage_Append/1/real_time
+  BM_FileStorage_Append/16/real_time
+  BM_FileStorage_Append/256/real_time
+  BM_RawFdatasync/real_time)
 
 set(seen "")
 set(problems "")
@@ -54,7 +63,7 @@ foreach(i RANGE ${last})
   string(JSON allocs ERROR_VARIABLE missing GET "${json}" benchmarks ${i} allocs_per_op)
   if(missing)
     list(APPEND problems "${name}: no allocs_per_op counter")
-  elseif(NOT allocs EQUAL 0)
+  elseif(name IN_LIST zero_allocation AND NOT allocs EQUAL 0)
     list(APPEND problems "${name}: allocs_per_op = ${allocs}, must be 0")
   endif()
 endforeach()
@@ -70,4 +79,4 @@ if(problems)
   list(JOIN problems "\n  " text)
   message(FATAL_ERROR "benchmark smoke check failed:\n  ${text}")
 endif()
-message(STATUS "benchmark smoke check: ${count} benchmarks, all present, none allocates")
+message(STATUS "benchmark smoke check: ${count} benchmarks, all present, zero-allocation ones at 0")

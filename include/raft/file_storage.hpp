@@ -188,22 +188,25 @@ class FileStorage {
   /// sync thread it waits for that thread to catch up instead). Returns the first error.
   std::error_code sync_now() {
     if (thread_.joinable()) {
-      std::unique_lock lock(mutex_);
-      const WriteSeq target = last_seq_;
+      WriteSeq target = 0;
+      {
+        std::lock_guard lock(mutex_);
+        target = last_seq_;
+      }
       wake_.notify_one();
+      std::unique_lock lock(mutex_);
       done_.wait(lock, [&] { return durable_seq() >= target || failed_.load(); });
       return error();
     }
-    std::vector<std::byte> batch;
     Batch meta;
     {
       std::lock_guard lock(mutex_);
       if (pending_.empty()) {
         return error();
       }
-      meta = take_batch(batch);
+      meta = take_batch(spare_);  // the buffers trade places: neither allocates once grown
     }
-    write_batch(batch, meta);
+    write_batch(spare_, meta);
     return error();
   }
 
@@ -343,10 +346,31 @@ class FileStorage {
     return b;
   }
 
+  // Spins for up to 50 microseconds until `ready()`; returns whether it became true.
+  template <class Ready>
+  static bool spin_until(Ready&& ready) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+    do {
+      if (ready()) {
+        return true;
+      }
+      std::this_thread::yield();
+    } while (std::chrono::steady_clock::now() < until);
+    return ready();
+  }
+
+  bool has_pending() {
+    std::lock_guard lock(mutex_);
+    return stopping_ || !pending_.empty();
+  }
+
   void sync_loop() {
     std::vector<std::byte> batch;
     for (;;) {
       Batch meta;
+      // The next batch usually follows within microseconds of the last one's sync: look for it
+      // briefly before sleeping (a sleep and a wake-up would cost more than the wait).
+      spin_until([&] { return has_pending(); });
       {
         std::unique_lock lock(mutex_);
         wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
@@ -516,11 +540,22 @@ class FileStorage {
           refuse(errc::storage_failure, "cannot open " + name + ": " + ec.message());
         }
         segment_open_ = true;
+        segment_size_ = valid;
         if (valid < bytes.size()) {
           report_.torn_bytes = bytes.size() - valid;
           if (const auto ec = fs_.truncate(segment_, valid)) {
             refuse(errc::storage_failure, "cannot truncate " + name + ": " + ec.message());
           }
+        }
+        if (repair_batch_end_) {
+          std::vector<std::byte> end;
+          detail::wal::append_words(end, RecordType::batch_end, {0});
+          const auto salt = detail::wal::segment_salt(bytes);
+          detail::wal::seal(end, salt ? *salt : 0);
+          if (const auto ec = fs_.append(segment_, end)) {
+            refuse(errc::storage_failure, "cannot repair " + name + ": " + ec.message());
+          }
+          segment_size_ += end.size();
         }
         // What was read may still sit in the page cache only (the previous process died before
         // its fdatasync): make it durable before anything is built on it, and the directory
@@ -528,7 +563,6 @@ class FileStorage {
         if (auto ec = fs_.sync(segment_); ec || (ec = fs_.sync_dir(options_.directory))) {
           refuse(errc::storage_failure, "cannot sync " + name + ": " + ec.message());
         }
-        segment_size_ = valid;
         const auto salt = detail::wal::segment_salt(bytes);
         segment_salt_ = salt ? *salt : static_cast<std::uint32_t>(salts_.next() >> 32);
         // A segment whose very first batch was torn has no header left: the next batch
@@ -595,6 +629,14 @@ class FileStorage {
     while (offset < bytes.size() && salt) {
       const auto record = detail::wal::read_record(bytes, offset, offset == 0 ? 0 : *salt);
       if (!record) {
+        if (last && offset > batches_end && bytes.size() - offset == detail::wal::kHeaderSize + 8) {
+          // Exactly a batch end's worth of bytes after whole records: that batch was written to
+          // its end, and its end record got damaged (or torn in its last sector). Keeping the
+          // batch loses nothing acknowledged; cutting it could. Its end is written afresh.
+          repair_batch_end_ = true;
+          batches_end = offset;
+          break;
+        }
         if (last && !detail::wal::complete_batch_after(bytes, offset + 8, *salt)) {
           break;  // a torn tail: the batch it belonged to never became durable
         }
@@ -718,6 +760,7 @@ class FileStorage {
   std::condition_variable wake_;
   std::condition_variable done_;
   std::vector<std::byte> pending_;
+  std::vector<std::byte> spare_;  // sync_now()'s batch buffer, traded with pending_
   WriteSeq last_seq_ = 0;
   bool stopping_ = false;
   std::atomic<WriteSeq> durable_seq_{0};
@@ -731,6 +774,7 @@ class FileStorage {
   std::uint64_t segment_sequence_ = 0;
   std::uint64_t segment_size_ = 0;
   bool header_pending_ = false;     // the open segment still needs its header
+  bool repair_batch_end_ = false;   // recovery: the last batch's damaged end is rewritten
   std::uint32_t segment_salt_ = 0;  // the open segment's CRC salt
   Xoshiro256 salts_;                // draws new segments' salts
   // Guarded by mutex_: the hard state as last queued, and as of the end of the last batch taken

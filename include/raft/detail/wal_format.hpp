@@ -179,14 +179,25 @@ inline std::optional<Record> read_record(std::span<const std::byte> bytes, std::
 /// batches after it are still whole). A payload that merely contains the image of a record
 /// does not make a complete batch.
 inline bool complete_batch_after(std::span<const std::byte> bytes, std::size_t offset,
-                                 std::uint32_t salt) noexcept {
+                                 std::uint32_t salt) {
+  // Chains that meet end the same way: each 8-byte slot is followed at most once, so the scan
+  // is linear in the tail's length however many candidate starts it tries.
+  std::vector<bool> visited((bytes.size() + 7) / 8, false);
   for (std::size_t start = padded(offset); start + kHeaderSize <= bytes.size(); start += 8) {
     std::size_t at = start;
-    while (const auto record = read_record(bytes, at, salt)) {
+    while (!visited[at / 8]) {
+      visited[at / 8] = true;
+      const auto record = read_record(bytes, at, salt);
+      if (!record) {
+        break;
+      }
       if (record->type == RecordType::batch_end) {
         return true;
       }
       at += record->size;
+      if (at + kHeaderSize > bytes.size()) {
+        break;
+      }
     }
   }
   return false;
