@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <raft/config.hpp>
@@ -299,12 +300,24 @@ class SimCluster {
     const std::int64_t next = std::min({next_tick_, network_.next_delivery(), next_deadline, end});
     if (next > now_) {
       advance_to(next);
+      steps_at_now_ = 0;
+    } else if (++steps_at_now_ > kMaxStepsAtOneInstant) {
+      // Something keeps scheduling work for the same instant: a runtime would spin on it.
+      throw std::logic_error("simulated time stopped at " + std::to_string(now_) +
+                             " ns: next tick " + std::to_string(next_tick_) + ", delivery " +
+                             std::to_string(network_.next_delivery()) + ", deadline " +
+                             std::to_string(next_deadline));
     }
     if (next_deadline <= now_ && now_ < next_tick_ && network_.next_delivery() > now_) {
       // A deadline falls between ticks: expire it now, exactly (lesson 1).
       for (auto& n : nodes_) {
         if (deadline_of(*n) <= now_ && n->paused_until <= now_) {
           n->group->tick();
+          if (deadline_of(*n) <= now_) {
+            // A deadline that a tick does not expire would spin a runtime (and this loop).
+            throw std::logic_error("node " + std::to_string(n->id) +
+                                   ": a tick left an expired operation deadline pending");
+          }
         }
       }
       mix(static_cast<std::uint64_t>(now_) ^ 0x5555);
@@ -333,6 +346,9 @@ class SimCluster {
       options_.on_event();
     }
   }
+
+  static constexpr std::uint64_t kMaxStepsAtOneInstant = 10'000'000;
+  std::uint64_t steps_at_now_ = 0;  // events since simulated time last moved
 
   void advance_to(std::int64_t t) {
     const std::chrono::nanoseconds dt(t - now_);

@@ -230,8 +230,8 @@ class Simulation {
 
   std::int64_t drift_ppm(NodeId) {
     if (options_.excessive_drift) {
-      // Far beyond the configured bound: alternate fast and slow nodes by 5 to 9 %.
-      const auto magnitude = static_cast<std::int64_t>(50'000 + random_.below(40'000));
+      // Far beyond the configured bound: alternate fast and slow nodes by 7 to 10 %.
+      const auto magnitude = static_cast<std::int64_t>(70'000 + random_.below(30'001));
       fired(FaultClass::clock_skew);
       return random_.below(2) == 0 ? magnitude : -magnitude;
     }
@@ -355,6 +355,13 @@ class Simulation {
         (enabled(FaultClass::clock_skew) || options_.excessive_drift) && random_.below(2) == 0) {
       redraw_drift(leader);  // the clock nemesis picks on every other new leader
       fired(FaultClass::clock_skew);
+      if (random_.below(2) == 0) {
+        // And then cuts it off: its lease, timed by the slow clock, must still end before a
+        // follower's fast clock lets it campaign (lesson 9).
+        slow_victim_ = leader;
+        isolate_slow_at_ =
+            cluster_->now() + 30'000'000 + static_cast<std::int64_t>(random_.below(300'000'000));
+      }
     }
     if (chaos_ && (divergence_.phase == 2 || divergence_.phase == 4)) {
       run_divergence(leader);  // at once, between events: no message of the new leader leaves
@@ -646,6 +653,18 @@ class Simulation {
       net.heal();
       heal_at_ = 0;
     }
+    if (isolate_slow_at_ != 0 && cluster_->now() >= isolate_slow_at_) {
+      isolate_slow_at_ = 0;
+      if (slow_victim_ == leader) {
+        net.heal();
+        net.isolate(slow_victim_);
+        heal_at_ =
+            cluster_->now() + 300'000'000 + static_cast<std::int64_t>(random_.below(400'000'000));
+        if (options_.trace != nullptr) {
+          trace() << "fault: isolate slow-clocked leader " << slow_victim_ << "\n";
+        }
+      }
+    }
     for (NodeId id : cluster_->ids()) {
       if (restart_at_.size() > id && restart_at_[id] != 0 && cluster_->now() >= restart_at_[id]) {
         restart_at_[id] = 0;
@@ -766,6 +785,24 @@ class Simulation {
           if (options_.trace != nullptr) {
             trace() << "fault: transfer leadership " << leader << " -> " << target << "\n";
           }
+          // Half the time the old leader then hears everything late: the new leader is elected
+          // and commits while the old one has not yet learned of the new term and its quorum
+          // evidence still looks fresh. Only the lease revoke at the transfer keeps its lease
+          // reads from going stale in that window (lesson 6).
+          if (random_.below(2) == 0) {
+            const auto lag =
+                std::chrono::milliseconds(40 + static_cast<std::int64_t>(random_.below(160)));
+            for (NodeId from : cluster_->ids()) {
+              if (from != leader) {
+                net.clog(from, leader, lag);
+              }
+            }
+            heal_at_ = cluster_->now() + 100'000'000 +
+                       static_cast<std::int64_t>(random_.below(300'000'000));
+            if (options_.trace != nullptr) {
+              trace() << "fault: messages to node " << leader << " lag " << lag.count() << " ms\n";
+            }
+          }
         }
         break;
       case FaultClass::clock_skew:
@@ -818,6 +855,7 @@ class Simulation {
     }
     restart_at_.assign(restart_at_.size(), 0);
     heal_at_ = 0;
+    isolate_slow_at_ = 0;
     if (options_.trace != nullptr) {
       trace() << "healed: checking liveness\n";
     }
@@ -1002,6 +1040,9 @@ class Simulation {
       c.target = e.leader_hint != kNoNode && e.leader_hint <= report_.nodes
                      ? e.leader_hint
                      : static_cast<NodeId>(1 + random_.below(report_.nodes));
+    } else if (e.code == errc::timed_out && random_.below(2) == 0) {
+      // Real clients give up on a node that does not answer, and try another.
+      c.target = static_cast<NodeId>(1 + random_.below(report_.nodes));
     }
   }
 
@@ -1078,6 +1119,8 @@ class Simulation {
   std::vector<KvOperation> history_;
   std::vector<std::int64_t> restart_at_ = std::vector<std::int64_t>(8, 0);
   std::int64_t heal_at_ = 0;
+  NodeId slow_victim_ = kNoNode;      // a leader the clock nemesis made slow...
+  std::int64_t isolate_slow_at_ = 0;  // ...and when it is to be cut off
   std::int64_t election_timeout_max_ = 200'000'000;
   NodeId doomed_ = kNoNode;     // a new leader to crash at doomed_at_
   NodeId corrupted_ = kNoNode;  // the node whose disk got a flipped bit
