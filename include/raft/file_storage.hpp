@@ -186,7 +186,8 @@ class FileStorage {
 
   /// Writes and syncs every pending write now, on this thread (background_sync = false; with a
   /// sync thread it waits for that thread to catch up instead, spinning for up to 400 us before
-  /// it sleeps: a wake-up costs more than most of an fdatasync). Returns the first error.
+  /// it sleeps: a wake-up costs more than most of an fdatasync). When it returns without error,
+  /// on_durable has been called for every write made before the call. Returns the first error.
   std::error_code sync_now() {
     if (thread_.joinable()) {
       WriteSeq target = 0;
@@ -195,12 +196,14 @@ class FileStorage {
         target = last_seq_;
       }
       wake_.notify_one();
-      if (spin_until([&] { return durable_seq() >= target || failed_.load(); },
-                     std::chrono::microseconds(400))) {
+      const auto reported = [&] {
+        return reported_seq_.load(std::memory_order_acquire) >= target || failed_.load();
+      };
+      if (spin_until(reported, std::chrono::microseconds(400))) {
         return error();
       }
       std::unique_lock lock(mutex_);
-      done_.wait(lock, [&] { return durable_seq() >= target || failed_.load(); });
+      done_.wait(lock, reported);
       return error();
     }
     Batch meta;
@@ -444,10 +447,15 @@ class FileStorage {
       }
       durable_seq_.store(meta.last, std::memory_order_release);
     }
-    done_.notify_all();
     if (options_.on_durable) {
       options_.on_durable();
     }
+    {
+      // sync_now() returns only once on_durable has reported its writes.
+      std::lock_guard lock(mutex_);
+      reported_seq_.store(meta.last, std::memory_order_release);
+    }
+    done_.notify_all();
   }
 
   // Creates the next segment file; its first batch writes the header (header_pending_).
@@ -770,6 +778,7 @@ class FileStorage {
   WriteSeq last_seq_ = 0;
   bool stopping_ = false;
   std::atomic<WriteSeq> durable_seq_{0};
+  std::atomic<WriteSeq> reported_seq_{0};  // durable, and on_durable has been called for it
   std::atomic<bool> failed_{false};
   mutable std::mutex error_mutex_;
   std::error_code error_;
