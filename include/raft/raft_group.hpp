@@ -367,6 +367,16 @@ class RaftGroup {
     }
   }
 
+  /// Withdraws a pending operation: it completes at once with errc::cancelled (with the leader
+  /// hint). As after timed_out, a cancelled proposal's entry may still commit: its outcome is
+  /// unknown. An operation that is not pending is left alone, so a cancel that races with the
+  /// completion is harmless. O(log n); no allocation.
+  void cancel(detail::OperationBase& op) {
+    if (op.pending()) {
+      complete_with_error(op, Error(errc::cancelled, leader_));
+    }
+  }
+
   /// Stops the group for good: leader-loss callbacks run if it was leader, and every pending
   /// operation completes with errc::stopped. Idempotent.
   void stop() { stop_with(errc::stopped); }

@@ -1007,3 +1007,48 @@ TEST_CASE("a 3-node cluster with one follower down still commits") {
         3s));
   }
 }
+
+TEST_CASE("cancel completes a pending proposal or read at once with cancelled and frees its slot") {
+  const std::uint64_t seed = 21;
+  CAPTURE(seed);
+  Cluster::Options o = options(seed, 3);
+  o.config.max_pending_reads = 1;
+  Cluster c(o);
+  const NodeId leader = c.wait_for_leader();
+  REQUIRE(leader != kNoNode);
+  REQUIRE(c.run_until([&] { return c.group(leader).leader_term() != 0; }, 1s));
+  auto& g = c.group(leader);
+  for (NodeId id : c.ids()) {
+    if (id != leader) {
+      c.network().isolate(id);  // nothing can commit or confirm: both stay pending
+    }
+  }
+  TrackedPropose p(&c.clock(leader));
+  TrackedRead r(&c.clock(leader));
+  g.propose(p.op, bytes_of("x"));
+  g.read_index(r.op);
+  g.flush();
+  c.run_for(10ms);
+  REQUIRE_FALSE(p.completed());
+  REQUIRE_FALSE(r.completed());
+  TrackedRead refused(&c.clock(leader));
+  g.read_index(refused.op);
+  CHECK(refused.code() == errc::overloaded);  // the one read slot is taken
+
+  g.cancel(p.op);
+  g.cancel(r.op);
+  CHECK(p.code() == errc::cancelled);
+  CHECK(r.code() == errc::cancelled);
+  CHECK(p.leader_hint() == leader);
+  g.cancel(p.op);  // no longer pending: nothing happens
+  CHECK(p.calls() == 1);
+  CHECK(r.calls() == 1);
+  CHECK(g.pending_reads() == 0);
+  TrackedRead again(&c.clock(leader));
+  g.read_index(again.op);
+  CHECK_FALSE(again.completed());  // the slot was freed
+  c.network().heal();
+  REQUIRE(c.run_until([&] { return again.completed(); }, 2s));
+  CHECK(again.succeeded());
+  CHECK(p.calls() == 1);  // the entry may commit, but the completion never runs twice
+}

@@ -1,0 +1,390 @@
+// AsioGroup: one RaftGroup (and its LeaseCoordinator) run on a Boost.Asio strand, with
+// asynchronous operations that take Asio completion tokens.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <utility>
+
+#include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <lease/lease_config.hpp>
+#include <lease/lease_coordinator.hpp>
+#include <raft/config.hpp>
+#include <raft/errc.hpp>
+#include <raft/message.hpp>
+#include <raft/operations.hpp>
+#include <raft/raft_group.hpp>
+#include <raft/result.hpp>
+#include <raft/types.hpp>
+
+namespace tenure::raft::asio {
+
+/// How a read is served (design.md, "Reads, three levels").
+enum class ReadLevel : std::uint8_t {
+  /// ReadIndex: one heartbeat round, batched with every read waiting for it. Linearizable.
+  linearizable,
+  /// From the leader's lease when it holds (no round trip), else ReadIndex. Linearizable while
+  /// clocks drift less than max_clock_drift (docs/lease.md).
+  lease,
+  /// The local applied state, on any node, at once. Possibly stale.
+  stale,
+};
+
+/// What a successful read reports: read the state machine at (at least) `index`, on the
+/// group's strand; `from_lease` tells whether the lease served it without a round trip.
+struct ReadResult {
+  LogIndex index = 0;
+  bool from_lease = false;
+};
+
+/// Options of the runtime around one group.
+struct AsioGroupOptions {
+  /// How often the group's timers are checked. Operation deadlines are honoured exactly anyway
+  /// (the runtime also wakes at RaftGroup::next_deadline()).
+  std::chrono::nanoseconds tick_interval{std::chrono::milliseconds(10)};
+  /// The lease layer's configuration; its election_timeout_min must match the group's.
+  lease::LeaseConfig lease;
+};
+
+/// Runs one RaftGroup on a strand of an io_context: timers become tick()s, received messages
+/// become step()s (the transport calls step() on executor()), the storage's durability
+/// notifications become on_persisted(), and proposals, reads and transfers are asynchronous
+/// operations that take any Asio completion token (a callback, use_future, use_awaitable). Many
+/// AsioGroups share one io_context and one transport (multi-raft).
+///
+/// Completion signatures carry a Result, so that a not_leader error keeps its leader hint:
+/// - async_propose: void(Result<ProposeResult>)
+/// - async_read: void(Result<ReadResult>)
+/// - async_transfer_leadership: void(Result<void>)
+/// Every operation has a deadline (its timeout from the moment it reaches the strand) and
+/// completes exactly once: with its result, timed_out, an error of the group (not_leader,
+/// leadership_lost, overloaded, ...), or stopped once stop() has run. The handler runs on its
+/// associated executor (the strand when it has none). A propose payload must stay valid until
+/// the handler runs, as a buffer for async_write must.
+///
+/// Thread-safety: the async_* functions, notify_persisted() and stop() may be called from any
+/// thread. step(), group() and lease() belong to the strand. Allocation: each asynchronous
+/// operation allocates its state with the handler's associated allocator (one allocation per
+/// call, as Asio's own operations do); the group itself allocates nothing in steady state.
+template <class Policies>
+class AsioGroup {
+ public:
+  using group_type = RaftGroup<Policies>;
+  using coordinator_type = lease::LeaseCoordinator<group_type>;
+  using executor_type = ::boost::asio::strand<::boost::asio::io_context::executor_type>;
+  using clock_type = typename group_type::clock_type;
+  using transport_type = typename group_type::transport_type;
+  using storage_type = typename group_type::storage_type;
+  using state_machine_type = typename group_type::state_machine_type;
+  using time_point = typename group_type::time_point;
+  using duration = typename group_type::duration;
+
+  /// Builds the group (recovering from `storage`) and its lease coordinator. Nothing runs until
+  /// start(). Throws std::system_error (invalid_config) for a bad configuration.
+  AsioGroup(::boost::asio::io_context& io, const RaftConfig& config,
+            const AsioGroupOptions& options, clock_type& clock, transport_type& transport,
+            storage_type& storage, state_machine_type& machine)
+      : strand_(::boost::asio::make_strand(io)),
+        timer_(strand_),
+        options_(options),
+        clock_(clock),
+        group_(config, clock, transport, storage, machine),
+        lease_(group_, options.lease) {}
+
+  AsioGroup(const AsioGroup&) = delete;
+  AsioGroup& operator=(const AsioGroup&) = delete;
+
+  /// The strand everything of this group runs on.
+  executor_type executor() const noexcept { return strand_; }
+
+  /// Starts the timers. Any thread.
+  void start() {
+    ::boost::asio::post(strand_, [this] {
+      next_tick_ = clock_.now() + options_.tick_interval;
+      rearm();
+    });
+  }
+
+  /// Stops the group: every pending operation completes with stopped, later ones fail with
+  /// stopped at once, the timer stops. Any thread; idempotent. The io_context may then run out
+  /// of work once every connection of the transport is closed too.
+  void stop() {
+    ::boost::asio::post(strand_, [this] {
+      stopped_ = true;
+      group_.stop();
+      timer_.cancel();
+    });
+  }
+
+  /// A message from the transport. Strand only.
+  void step(const Message& m) {
+    group_.step(m);
+    rearm();
+  }
+
+  /// The storage made writes durable. Any thread (FileStorage's on_durable calls it from its
+  /// sync thread). Coalesced: at most one notification waits on the strand at a time.
+  void notify_persisted() {
+    if (!persist_posted_.exchange(true, std::memory_order_acq_rel)) {
+      ::boost::asio::post(strand_, [this] {
+        persist_posted_.store(false, std::memory_order_release);
+        group_.on_persisted();
+        rearm();
+      });
+    }
+  }
+
+  /// The group itself, for inspection. Strand only (its LeaseProvider accessors: any thread).
+  group_type& group() noexcept { return group_; }
+  const group_type& group() const noexcept { return group_; }
+  /// The lease coordinator (lease_read() is lock-free from any thread).
+  coordinator_type& lease() noexcept { return lease_; }
+
+  /// Proposes `payload`; completes with where it committed and what the state machine returned.
+  /// A write that fails with timed_out or leadership_lost after it was appended may still
+  /// commit: its outcome is unknown (docs/raft.md).
+  template <class CompletionToken>
+  auto async_propose(std::span<const std::byte> payload, duration timeout,
+                     CompletionToken&& token) {
+    return ::boost::asio::async_initiate<CompletionToken, void(Result<ProposeResult>)>(
+        [this, payload, timeout](auto handler) {
+          using Handler = decltype(handler);
+          auto* op = make_op<ProposeOp<Handler>>(std::move(handler), this);
+          ::boost::asio::post(strand_, [this, op, payload, timeout] {
+            if (stopped_) {
+              op->complete(Result<ProposeResult>(errc::stopped));
+              return;
+            }
+            op->anchor = lease_.begin_write();
+            group_.propose(op->raft_op, payload, clock_.now() + timeout);
+            group_.flush();
+            rearm();
+          });
+        },
+        token);
+  }
+
+  /// Reads at `level`; completes with the index to read the state machine at.
+  template <class CompletionToken>
+  auto async_read(ReadLevel level, duration timeout, CompletionToken&& token) {
+    return ::boost::asio::async_initiate<CompletionToken, void(Result<ReadResult>)>(
+        [this, level, timeout](auto handler) {
+          using Handler = decltype(handler);
+          auto* op = make_op<ReadOp<Handler>>(std::move(handler), this);
+          ::boost::asio::post(strand_, [this, op, level, timeout] {
+            if (stopped_) {
+              op->complete(Result<ReadResult>(errc::stopped));
+              return;
+            }
+            const time_point deadline = clock_.now() + timeout;
+            switch (level) {
+              case ReadLevel::stale:
+                op->complete(Result<ReadResult>(ReadResult{group_.applied_index(), false}));
+                return;
+              case ReadLevel::lease:
+                op->via_lease = true;
+                lease_.read(op->lease_op, deadline);
+                break;
+              case ReadLevel::linearizable:
+                group_.read_index(op->raft_op, deadline);
+                break;
+            }
+            group_.flush();
+            rearm();
+          });
+        },
+        token);
+  }
+
+  /// Hands leadership to `target` (TimeoutNow); completes once it has taken over.
+  template <class CompletionToken>
+  auto async_transfer_leadership(NodeId target, duration timeout, CompletionToken&& token) {
+    return ::boost::asio::async_initiate<CompletionToken, void(Result<void>)>(
+        [this, target, timeout](auto handler) {
+          using Handler = decltype(handler);
+          auto* op = make_op<TransferOp<Handler>>(std::move(handler), this);
+          ::boost::asio::post(strand_, [this, op, target, timeout] {
+            if (stopped_) {
+              op->complete(Result<void>(errc::stopped));
+              return;
+            }
+            group_.transfer_leadership(op->raft_op, target, clock_.now() + timeout);
+            rearm();
+          });
+        },
+        token);
+  }
+
+ private:
+  // The state of one asynchronous operation: the caller-owned node the core links into its
+  // queues, the handler, and a work guard on the handler's executor. Freed (with the handler's
+  // allocator) before the handler is invoked, as Asio requires.
+  template <class Handler, class T>
+  struct OpBase {
+    using allocator_type = typename std::allocator_traits<
+        ::boost::asio::associated_allocator_t<Handler>>::template rebind_alloc<std::byte>;
+    using handler_executor = ::boost::asio::associated_executor_t<Handler, executor_type>;
+
+    OpBase(Handler&& h, AsioGroup* g)
+        : handler(std::move(h)),
+          work(::boost::asio::get_associated_executor(handler, g->strand_)),
+          owner(g) {}
+
+    Handler handler;
+    ::boost::asio::executor_work_guard<handler_executor> work;
+    AsioGroup* owner;
+  };
+
+  template <class Op, class Handler>
+  Op* make_op(Handler&& handler, AsioGroup* self) {
+    using Alloc = typename std::allocator_traits<
+        ::boost::asio::associated_allocator_t<Handler>>::template rebind_alloc<Op>;
+    Alloc alloc(::boost::asio::get_associated_allocator(handler));
+    Op* op = std::allocator_traits<Alloc>::allocate(alloc, 1);
+    try {
+      std::allocator_traits<Alloc>::construct(alloc, op, std::move(handler), self);
+    } catch (...) {
+      std::allocator_traits<Alloc>::deallocate(alloc, op, 1);
+      throw;
+    }
+    return op;
+  }
+
+  // Moves the handler out, frees `op`, and dispatches the handler with `result` to its
+  // executor.
+  template <class Op, class R>
+  static void finish(Op* op, R result) {
+    using Handler = decltype(op->handler);
+    using Alloc = typename std::allocator_traits<
+        ::boost::asio::associated_allocator_t<Handler>>::template rebind_alloc<Op>;
+    Handler handler(std::move(op->handler));
+    auto work = std::move(op->work);
+    Alloc alloc(::boost::asio::get_associated_allocator(handler));
+    std::allocator_traits<Alloc>::destroy(alloc, op);
+    std::allocator_traits<Alloc>::deallocate(alloc, op, 1);
+    auto executor = work.get_executor();
+    ::boost::asio::dispatch(executor, [h = std::move(handler), r = std::move(result)]() mutable {
+      std::move(h)(std::move(r));
+    });
+    work.reset();
+  }
+
+  template <class Handler>
+  struct ProposeOp : OpBase<Handler, ProposeResult> {
+    ProposeOp(Handler&& h, AsioGroup* g)
+        : OpBase<Handler, ProposeResult>(std::move(h), g),
+          raft_op(Completion<ProposeResult>{&on_done, this}) {}
+
+    static void on_done(void* self, Result<ProposeResult> r) noexcept {
+      auto* op = static_cast<ProposeOp*>(self);
+      if (r) {
+        op->owner->lease_.on_write_committed(op->anchor);  // lesson 5
+      } else {
+        op->owner->lease_.on_error(r.code());
+      }
+      op->complete(std::move(r));
+    }
+    void complete(Result<ProposeResult> r) { finish(this, std::move(r)); }
+
+    ProposeOperation raft_op;
+    typename coordinator_type::WriteAnchor anchor{};
+  };
+
+  template <class Handler>
+  struct ReadOp : OpBase<Handler, ReadResult> {
+    ReadOp(Handler&& h, AsioGroup* g)
+        : OpBase<Handler, ReadResult>(std::move(h), g),
+          raft_op(Completion<LogIndex>{&on_done, this}),
+          lease_op(Completion<LogIndex>{&on_done, this}) {}
+
+    static void on_done(void* self, Result<LogIndex> r) noexcept {
+      auto* op = static_cast<ReadOp*>(self);
+      if (!r) {
+        op->complete(Result<ReadResult>(r.error()));
+        return;
+      }
+      const bool from_lease = op->via_lease && op->lease_op.served_by_lease();
+      op->complete(Result<ReadResult>(ReadResult{r.value(), from_lease}));
+    }
+    void complete(Result<ReadResult> r) { finish(this, std::move(r)); }
+
+    ReadIndexOperation raft_op;
+    typename coordinator_type::ReadOperation lease_op;
+    bool via_lease = false;
+  };
+
+  template <class Handler>
+  struct TransferOp : OpBase<Handler, void> {
+    TransferOp(Handler&& h, AsioGroup* g)
+        : OpBase<Handler, void>(std::move(h), g), raft_op(Completion<void>{&on_done, this}) {}
+
+    static void on_done(void* self, Result<void> r) noexcept {
+      static_cast<TransferOp*>(self)->complete(std::move(r));
+    }
+    void complete(Result<void> r) { finish(this, std::move(r)); }
+
+    TransferOperation raft_op;
+  };
+
+  // Sets the timer for the earlier of the next tick and the group's next operation deadline.
+  void rearm() {
+    if (stopped_) {
+      return;
+    }
+    time_point wake = next_tick_;
+    const time_point deadline = group_.next_deadline();
+    if (deadline < wake) {
+      wake = deadline;
+    }
+    if (armed_ && wake >= armed_for_) {
+      return;  // already set for an earlier instant
+    }
+    armed_ = true;
+    armed_for_ = wake;
+    const auto delay = wake - clock_.now();
+    timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        delay.count() > 0 ? delay : duration::zero()));
+    timer_.async_wait([this](const ::boost::system::error_code& ec) {
+      if (ec == ::boost::asio::error::operation_aborted) {
+        return;  // re-armed for an earlier instant, or stopped; that wait took over
+      }
+      armed_ = false;
+      if (stopped_) {
+        return;
+      }
+      const time_point now = clock_.now();
+      if (now >= next_tick_) {
+        next_tick_ = now + options_.tick_interval;
+      }
+      group_.tick();  // fires timers and expires every operation deadline that has passed
+      rearm();
+    });
+  }
+
+  executor_type strand_;
+  ::boost::asio::steady_timer timer_;
+  AsioGroupOptions options_;
+  clock_type& clock_;
+  group_type group_;
+  coordinator_type lease_;
+  std::atomic<bool> persist_posted_{false};
+  time_point next_tick_{};
+  time_point armed_for_{};
+  bool armed_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace tenure::raft::asio

@@ -1,0 +1,241 @@
+// AsioGroup: three groups on one io_context, joined by an in-process transport that passes
+// encoded frames between strands. Real time (SteadyClock) with short timeouts; every wait is
+// bounded by a deadline and polls the io_context, never sleeps.
+#include <raft/asio/asio_group.hpp>
+#include <raft/codec.hpp>
+#include <raft/memory_storage.hpp>
+#include <raft/policies.hpp>
+#include <raft/steady_clock.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <doctest/doctest.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "../../support/raft_harness.hpp"
+
+using namespace std::chrono_literals;
+using tenure::raft::errc;
+using tenure::raft::kNoNode;
+using tenure::raft::NodeId;
+using tenure::raft::ProposeResult;
+using tenure::raft::Result;
+using tenure::raft::asio::ReadLevel;
+using tenure::raft::asio::ReadResult;
+
+namespace {
+
+class LocalTransport;
+
+struct Policies : tenure::raft::DefaultPolicies {
+  using transport_type = LocalTransport;
+  using storage_type = tenure::raft::MemoryStorage;
+  using state_machine_type = tenure::testing::RecordingStateMachine;
+};
+using Group = tenure::raft::asio::AsioGroup<Policies>;
+
+// Copies each message into a frame and steps it into the receiver on the receiver's strand.
+class LocalTransport {
+ public:
+  explicit LocalTransport(std::array<Group*, 4>& nodes) : nodes_(nodes) {}
+  void send(const tenure::raft::Message& m) {
+    if (m.to == kNoNode || m.to >= nodes_.size() || nodes_[m.to] == nullptr || cut_[m.to] ||
+        cut_[m.from]) {
+      return;
+    }
+    auto frame = std::make_shared<std::vector<std::byte>>(tenure::raft::encoded_size(m));
+    if (!tenure::raft::encode(m, *frame)) {
+      return;
+    }
+    Group* to = nodes_[m.to];
+    ::boost::asio::post(to->executor(), [to, frame] {
+      std::vector<tenure::raft::EntryView> scratch(256);
+      auto decoded = tenure::raft::decode(*frame, scratch);
+      REQUIRE(decoded);
+      to->step(decoded.value());
+    });
+  }
+  std::array<bool, 4> cut_{};  // a node cut off both ways (set from the io thread only)
+
+ private:
+  std::array<Group*, 4>& nodes_;
+};
+
+struct Cluster {
+  explicit Cluster(::boost::asio::io_context& io) : transport(nodes) {
+    for (NodeId id = 1; id <= 3; ++id) {
+      tenure::raft::RaftConfig c;
+      c.self = id;
+      c.group = 7;
+      c.voters = {1, 2, 3};
+      c.election_timeout_min = 60ms;
+      c.election_timeout_max = 120ms;
+      c.heartbeat_interval = 10ms;
+      tenure::raft::asio::AsioGroupOptions o;
+      o.tick_interval = 5ms;
+      o.lease.election_timeout_min = c.election_timeout_min;
+      storages[id] = std::make_unique<tenure::raft::MemoryStorage>();
+      machines[id] = std::make_unique<tenure::testing::RecordingStateMachine>();
+      groups[id] =
+          std::make_unique<Group>(io, c, o, clock, transport, *storages[id], *machines[id]);
+      nodes[id] = groups[id].get();
+    }
+    for (NodeId id = 1; id <= 3; ++id) {
+      groups[id]->start();
+    }
+  }
+  NodeId leader() const {
+    for (NodeId id = 1; id <= 3; ++id) {
+      if (groups[id]->group().leader_term() != 0) {
+        return id;
+      }
+    }
+    return kNoNode;
+  }
+
+  tenure::raft::SteadyClock clock;
+  std::array<Group*, 4> nodes{};
+  LocalTransport transport;
+  std::array<std::unique_ptr<tenure::raft::MemoryStorage>, 4> storages;
+  std::array<std::unique_ptr<tenure::testing::RecordingStateMachine>, 4> machines;
+  std::array<std::unique_ptr<Group>, 4> groups;
+};
+
+// Runs `io` until `done()` or `limit` passes; returns done().
+bool run_until(::boost::asio::io_context& io, const std::function<bool()>& done,
+               std::chrono::milliseconds limit = 5s) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!done() && std::chrono::steady_clock::now() < until) {
+    io.run_one_for(5ms);
+  }
+  return done();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "AsioGroup: a cluster elects a leader, commits proposals and serves reads at all levels") {
+  ::boost::asio::io_context io;
+  Cluster c(io);
+  REQUIRE(run_until(io, [&] { return c.leader() != kNoNode; }));
+  const NodeId leader = c.leader();
+  Group& g = *c.groups[leader];
+
+  const std::vector<std::byte> payload{std::byte{1}, std::byte{2}, std::byte{3}};
+  std::optional<Result<ProposeResult>> proposed;
+  g.async_propose(payload, 1s, [&](Result<ProposeResult> r) { proposed = r; });
+  REQUIRE(run_until(io, [&] { return proposed.has_value(); }));
+  REQUIRE(proposed->has_value());
+  const auto index = proposed->value().index;
+  CHECK(proposed->value().result == tenure::testing::RecordingStateMachine::result_for(index));
+  CHECK(c.machines[leader]->applied().back().payload == payload);
+
+  std::optional<Result<ReadResult>> linearizable;
+  std::optional<Result<ReadResult>> leased;
+  std::optional<Result<ReadResult>> stale;
+  g.async_read(ReadLevel::linearizable, 1s, [&](Result<ReadResult> r) { linearizable = r; });
+  REQUIRE(run_until(io, [&] { return linearizable.has_value(); }));
+  g.async_read(ReadLevel::lease, 1s, [&](Result<ReadResult> r) { leased = r; });
+  REQUIRE(run_until(io, [&] { return leased.has_value(); }));
+  g.async_read(ReadLevel::stale, 1s, [&](Result<ReadResult> r) { stale = r; });
+  REQUIRE(run_until(io, [&] { return stale.has_value(); }));
+  REQUIRE(linearizable->has_value());
+  REQUIRE(leased->has_value());
+  REQUIRE(stale->has_value());
+  CHECK(linearizable->value().index >= index);
+  CHECK_FALSE(linearizable->value().from_lease);
+  CHECK(leased->value().index >= index);
+  CHECK(leased->value().from_lease);  // a committed write just extended the lease
+
+  // A follower refuses a proposal with a hint naming the leader.
+  const NodeId follower = leader % 3 + 1;
+  std::optional<Result<ProposeResult>> refused;
+  c.groups[follower]->async_propose(payload, 1s, [&](Result<ProposeResult> r) { refused = r; });
+  REQUIRE(run_until(io, [&] { return refused.has_value(); }));
+  CHECK(refused->code() == errc::not_leader);
+  CHECK(refused->leader_hint() == leader);
+
+  for (auto& group : c.groups) {
+    if (group) {
+      group->stop();
+    }
+  }
+  io.run_for(50ms);
+}
+
+TEST_CASE("AsioGroup: a read without a quorum fails at its deadline and stop() fails the rest") {
+  ::boost::asio::io_context io;
+  Cluster c(io);
+  REQUIRE(run_until(io, [&] { return c.leader() != kNoNode; }));
+  const NodeId leader = c.leader();
+  Group& g = *c.groups[leader];
+  for (NodeId id = 1; id <= 3; ++id) {
+    c.transport.cut_[id] = id != leader;
+  }
+  const std::vector<std::byte> payload{std::byte{9}};
+  std::optional<Result<ReadResult>> read;
+  const auto start = std::chrono::steady_clock::now();
+  g.async_read(ReadLevel::linearizable, 30ms, [&](Result<ReadResult> r) { read = r; });
+  REQUIRE(run_until(io, [&] { return read.has_value(); }));
+  const auto took = std::chrono::steady_clock::now() - start;
+  // Lesson 1: the deadline holds (not the next election timeout or heartbeat).
+  CHECK(read->code().value() != 0);
+  CHECK(took >= 30ms);
+  CHECK(took < 30ms + 50ms);
+
+  std::optional<Result<ProposeResult>> pending;
+  g.async_propose(payload, 10s, [&](Result<ProposeResult> r) { pending = r; });
+  io.run_for(20ms);
+  REQUIRE_FALSE(pending.has_value());
+  g.stop();
+  REQUIRE(run_until(io, [&] { return pending.has_value(); }));
+  CHECK(pending->code() == errc::stopped);
+  std::optional<Result<ReadResult>> after;
+  g.async_read(ReadLevel::stale, 1s, [&](Result<ReadResult> r) { after = r; });
+  REQUIRE(run_until(io, [&] { return after.has_value(); }));
+  CHECK(after->code() == errc::stopped);
+  for (auto& group : c.groups) {
+    if (group) {
+      group->stop();
+    }
+  }
+  io.run_for(50ms);
+}
+
+TEST_CASE("AsioGroup: use_future completions with the io_context on another thread") {
+  ::boost::asio::io_context io;
+  Cluster c(io);
+  auto guard = ::boost::asio::make_work_guard(io);
+  std::thread runner([&] { io.run(); });
+  NodeId leader = kNoNode;
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (leader == kNoNode && std::chrono::steady_clock::now() < until) {
+    leader = c.leader();  // leader_term() is an atomic load: any thread
+    std::this_thread::yield();
+  }
+  REQUIRE(leader != kNoNode);
+  const std::vector<std::byte> payload{std::byte{4}};
+  auto future = c.groups[leader]->async_propose(payload, 1s, ::boost::asio::use_future);
+  REQUIRE(future.wait_for(5s) == std::future_status::ready);
+  const Result<ProposeResult> r = future.get();
+  CHECK(r.has_value());
+  for (auto& group : c.groups) {
+    if (group) {
+      group->stop();
+    }
+  }
+  guard.reset();
+  io.stop();
+  runner.join();
+}
