@@ -125,7 +125,7 @@ bool run_until(::boost::asio::io_context& io, const std::function<bool()>& done,
 }  // namespace
 
 TEST_CASE(
-    "AsioGroup: a cluster elects a leader, commits proposals and serves reads at all levels") {
+    "AsioGroup: a cluster elects a leader and commits proposals and serves reads at all levels") {
   ::boost::asio::io_context io;
   Cluster c(io);
   REQUIRE(run_until(io, [&] { return c.leader() != kNoNode; }));

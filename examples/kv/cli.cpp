@@ -1,0 +1,414 @@
+// tenure-kv-cli: one request to a tenure-kv cluster, its answer printed for a human.
+//
+//   tenure-kv-cli --server host:port [--timeout-ms N] [--verbose] put KEY VALUE
+//   tenure-kv-cli --server host:port get KEY [--read=linearizable|lease|stale]
+//   tenure-kv-cli --server host:port del KEY
+//   tenure-kv-cli --server host:port cas KEY EXPECTED NEW       (EXPECTED `-`: must be absent)
+//   tenure-kv-cli --server host:port info
+//
+// The request goes to --server; a not_leader answer with a hint sends it on to the hinted leader
+// (at most kMaxRedirects times). Output: `OK`, the value, `(none)`, `mismatch: current is X`, or
+// the cluster's shape for info, on stdout. Exit status: 0 success, 1 error (on stderr), 2 bad
+// usage, 3 cas mismatch. The protocol is docs/kv-protocol.md; the client speaks it through
+// examples/kv/protocol.hpp over a Boost.Asio socket whose every operation has a deadline.
+#include "protocol.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+// After the standard headers: Boost 1.74's Asio uses std::exchange without including <utility>.
+#include <boost/asio.hpp>
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using tenure::kv::Op;
+using tenure::kv::ReadLevel;
+using tenure::kv::Request;
+using tenure::kv::Response;
+using tenure::kv::ResponseKind;
+using tenure::raft::errc;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitMismatch = 3;
+
+// How often a not_leader hint is followed before giving up, and how often a request is retried
+// where retrying is safe (no hint yet: an election is likely in progress).
+constexpr int kMaxRedirects = 5;
+constexpr int kMaxRetries = 10;
+constexpr auto kRetryPause = std::chrono::milliseconds(100);
+
+constexpr const char* kUsage =
+    "usage: tenure-kv-cli --server HOST:PORT [--timeout-ms N] [--verbose] COMMAND\n"
+    "commands:\n"
+    "  put KEY VALUE\n"
+    "  get KEY [--read=linearizable|lease|stale]   (default linearizable)\n"
+    "  del KEY\n"
+    "  cas KEY EXPECTED NEW                        (EXPECTED '-': the key must be absent)\n"
+    "  info\n"
+    "options:\n"
+    "  --server HOST:PORT   a node's client address (any node: not_leader hints are followed)\n"
+    "  --timeout-ms N       deadline for the whole command, redirects included (default 5000)\n"
+    "  --verbose            also print on stderr how a get was served and each redirect\n"
+    "  --                   end of options (for a key or value that starts with --)\n"
+    "exit status: 0 success, 1 error, 2 bad usage, 3 cas mismatch\n";
+
+struct Args {
+  std::string server;
+  long timeout_ms = 5000;
+  bool verbose = false;
+  ReadLevel level = ReadLevel::linearizable;
+  bool level_given = false;
+  std::vector<std::string> words;  // the command and its operands
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "tenure-kv-cli: %s\n%s", message.c_str(), kUsage);
+  std::exit(kExitUsage);
+}
+
+Args parse_args(int argc, char** argv) {
+  Args args;
+  bool options_done = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (options_done || arg.substr(0, 2) != "--") {
+      args.words.emplace_back(arg);
+      continue;
+    }
+    const auto value_of = [&](std::string_view name) -> std::string {
+      if (i + 1 >= argc) {
+        usage_error(std::string(name) + " needs a value");
+      }
+      return argv[++i];
+    };
+    if (arg == "--") {
+      options_done = true;
+    } else if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(kExitOk);
+    } else if (arg == "--server") {
+      args.server = value_of(arg);
+    } else if (arg == "--timeout-ms") {
+      const std::string text = value_of(arg);
+      char* end = nullptr;
+      args.timeout_ms = std::strtol(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || args.timeout_ms <= 0) {
+        usage_error("--timeout-ms needs a positive number of milliseconds");
+      }
+    } else if (arg == "--verbose") {
+      args.verbose = true;
+    } else if (arg.substr(0, 7) == "--read=") {
+      const auto level = tenure::kv::read_level_from_name(arg.substr(7));
+      if (!level) {
+        usage_error("--read must be linearizable, lease or stale");
+      }
+      args.level = *level;
+      args.level_given = true;
+    } else {
+      usage_error("unknown option " + std::string(arg));
+    }
+  }
+  if (args.server.empty()) {
+    usage_error("--server is required");
+  }
+  if (!tenure::kv::is_valid_address(args.server)) {
+    usage_error("--server must be HOST:PORT");
+  }
+  return args;
+}
+
+// The request the command words ask for (views into `args.words`), or a usage error.
+Request request_of(const Args& args) {
+  const auto& w = args.words;
+  if (w.empty()) {
+    usage_error("no command");
+  }
+  const auto need = [&](std::size_t operands) {
+    if (w.size() != operands + 1) {
+      usage_error(w[0] + " takes " + std::to_string(operands) + " operand(s)");
+    }
+  };
+  const auto key = [&](std::size_t i) -> std::string_view {
+    if (!tenure::kv::is_valid_key(w[i])) {
+      usage_error("invalid key: keys are 1-1024 printable ASCII bytes, no spaces, not '-'");
+    }
+    return w[i];
+  };
+  const auto value = [&](std::size_t i) -> std::string_view {
+    if (!tenure::kv::is_valid_value(w[i])) {
+      usage_error("invalid value: values are 1-1024 printable ASCII bytes, no spaces, not '-'");
+    }
+    return w[i];
+  };
+  if (args.level_given && w[0] != "get") {
+    usage_error("--read applies to get only");
+  }
+  // The id is arbitrary: one request is outstanding at a time, and each attempt gets its own.
+  if (w[0] == "put") {
+    need(2);
+    return Request::put(1, key(1), value(2));
+  }
+  if (w[0] == "get") {
+    need(1);
+    return Request::get(1, key(1), args.level);
+  }
+  if (w[0] == "del") {
+    need(1);
+    return Request::del(1, key(1));
+  }
+  if (w[0] == "cas") {
+    need(3);
+    const std::optional<std::string_view> expected =
+        w[2] == "-" ? std::nullopt : std::optional<std::string_view>(value(2));
+    return Request::cas(1, key(1), expected, value(3));
+  }
+  if (w[0] == "info") {
+    need(0);
+    return Request::info(1);
+  }
+  usage_error("unknown command " + w[0]);
+}
+
+// One connection to one server, every operation bounded by the command's deadline: each is
+// started asynchronously and the io_context runs until it completes or the deadline passes, in
+// which case the socket is closed and the operation reported as timed out.
+class Connection {
+ public:
+  Connection(asio::io_context& io, Clock::time_point deadline) : io_(io), deadline_(deadline) {}
+
+  // Connects to `address` (`host:port`, IPv6 hosts in brackets).
+  boost::system::error_code connect(std::string_view address) {
+    const std::size_t colon = address.rfind(':');
+    std::string host(address.substr(0, colon));
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    const std::string port(address.substr(colon + 1));
+    boost::system::error_code result = asio::error::would_block;
+    tcp::resolver resolver(io_);
+    resolver.async_resolve(host, port, [&](boost::system::error_code ec, auto endpoints) {
+      if (ec) {
+        result = ec;
+        return;
+      }
+      asio::async_connect(
+          socket_, endpoints,
+          [&](boost::system::error_code ec2, const tcp::endpoint&) { result = ec2; });
+    });
+    run(result, [&] { resolver.cancel(); });
+    return result;
+  }
+
+  // Sends `line` and reads lines until one answers `id`. On success `response` views `buffer_`.
+  boost::system::error_code exchange(const std::string& line, std::uint64_t id,
+                                     std::optional<Response>& response) {
+    boost::system::error_code result = asio::error::would_block;
+    asio::async_write(socket_, asio::buffer(line),
+                      [&](boost::system::error_code ec, std::size_t) { result = ec; });
+    run(result, [] {});
+    while (!result) {
+      buffer_.erase(0, consumed_);
+      consumed_ = 0;
+      result = asio::error::would_block;
+      std::size_t length = 0;
+      asio::async_read_until(socket_,
+                             asio::dynamic_buffer(buffer_, tenure::kv::kMaxResponseLine + 1), '\n',
+                             [&](boost::system::error_code ec, std::size_t n) {
+                               result = ec;
+                               length = n;
+                             });
+      run(result, [] {});
+      if (result) {
+        break;
+      }
+      consumed_ = length;
+      const auto parsed = tenure::kv::parse_response(std::string_view(buffer_).substr(0, length));
+      if (!parsed) {
+        std::fprintf(stderr, "tenure-kv-cli: unparseable answer (%s): %.*s", parsed.error().reason,
+                     static_cast<int>(length), buffer_.data());
+        return boost::system::errc::make_error_code(boost::system::errc::protocol_error);
+      }
+      if (parsed->id == id) {
+        response = *parsed;
+        return {};
+      }
+      // An answer to an earlier attempt on this connection: not ours.
+    }
+    return result;
+  }
+
+ private:
+  // Runs the io_context until `result` is set or the deadline passes; on the deadline, cancels
+  // with `cancel` and the socket, waits for the handlers, and reports timed_out.
+  template <class Cancel>
+  void run(boost::system::error_code& result, Cancel cancel) {
+    io_.restart();
+    while (result == asio::error::would_block && Clock::now() < deadline_) {
+      if (io_.run_one_until(deadline_) == 0) {
+        break;
+      }
+    }
+    if (result == asio::error::would_block) {
+      cancel();
+      boost::system::error_code ignored;
+      socket_.close(ignored);
+      io_.restart();
+      io_.run();
+      result = asio::error::timed_out;
+    }
+  }
+
+  asio::io_context& io_;
+  Clock::time_point deadline_;
+  tcp::socket socket_{io_};
+  std::string buffer_;
+  std::size_t consumed_ = 0;
+};
+
+bool is_write(Op op) {
+  return op == Op::put || op == Op::del || op == Op::cas;
+}
+
+// Prints a successful answer; returns the exit status.
+int print_answer(const Request& request, const Response& r, bool verbose) {
+  switch (r.kind) {
+    case ResponseKind::ok:
+      std::puts("OK");
+      return kExitOk;
+    case ResponseKind::value:
+    case ResponseKind::none:
+      if (r.kind == ResponseKind::value) {
+        std::printf("%.*s\n", static_cast<int>(r.value.size()), r.value.data());
+      } else {
+        std::puts("(none)");
+      }
+      if (verbose) {
+        const auto how = tenure::kv::name_of(r.how);
+        std::fprintf(stderr, "served by: %.*s\n", static_cast<int>(how.size()), how.data());
+      }
+      return kExitOk;
+    case ResponseKind::mismatch: {
+      const std::string_view current = r.current ? *r.current : std::string_view{"(none)"};
+      std::printf("mismatch: current is %.*s\n", static_cast<int>(current.size()), current.data());
+      return kExitMismatch;
+    }
+    case ResponseKind::info: {
+      const auto info = tenure::kv::parse_cluster_info(r.info);
+      if (!info) {
+        std::fputs("tenure-kv-cli: malformed info answer\n", stderr);
+        return kExitError;
+      }
+      std::printf("node %llu, %u shard(s)\n", static_cast<unsigned long long>(info->node),
+                  info->shards());
+      for (std::uint32_t s = 0; s < info->shards(); ++s) {
+        const auto leader = info->leaders[s];
+        const auto address = info->address_of(leader);
+        std::printf("  shard %u: leader %s%s%.*s%s\n", s,
+                    leader == 0 ? "unknown" : std::to_string(leader).c_str(),
+                    address.empty() ? "" : " (", static_cast<int>(address.size()), address.data(),
+                    address.empty() ? "" : ")");
+      }
+      for (const auto& a : info->addresses) {
+        std::printf("  node %llu at %s\n", static_cast<unsigned long long>(a.node),
+                    a.address.c_str());
+      }
+      return kExitOk;
+    }
+    case ResponseKind::error:
+      break;
+  }
+  (void)request;
+  return kExitError;
+}
+
+int run(const Args& args, Request request) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(args.timeout_ms);
+  asio::io_context io;
+  std::string address = args.server;
+  int redirects = 0;
+  int retries = 0;
+  std::string line;
+  while (true) {
+    Connection connection(io, deadline);
+    if (const auto ec = connection.connect(address)) {
+      std::fprintf(stderr, "tenure-kv-cli: cannot connect to %s: %s\n", address.c_str(),
+                   ec.message().c_str());
+      return kExitError;
+    }
+    line.clear();
+    tenure::kv::format_request(request, line);
+    std::optional<Response> response;
+    if (const auto ec = connection.exchange(line, request.id, response)) {
+      std::fprintf(stderr, "tenure-kv-cli: %s: %s%s\n", address.c_str(), ec.message().c_str(),
+                   is_write(request.op) && ec != asio::error::connection_refused
+                       ? " (the write's outcome is unknown)"
+                       : "");
+      return kExitError;
+    }
+    if (response->kind != ResponseKind::error) {
+      return print_answer(request, *response, args.verbose);
+    }
+    const errc code = response->code;
+    const auto name = tenure::kv::name_of(code);
+    const bool redirect = code == errc::not_leader && !response->leader.empty();
+    // Safe to send again: the server refused before doing anything, or the request is a read.
+    const bool retry_here =
+        code == errc::not_leader || code == errc::transfer_in_progress ||
+        code == errc::overloaded ||
+        (!is_write(request.op) &&
+         (code == errc::timed_out || code == errc::leadership_lost || code == errc::lease_expired));
+    if (redirect && redirects < kMaxRedirects) {
+      ++redirects;
+      if (args.verbose) {
+        std::fprintf(stderr, "not_leader: following hint to %.*s\n",
+                     static_cast<int>(response->leader.size()), response->leader.data());
+      }
+      address = std::string(response->leader);
+    } else if (!redirect && retry_here && retries < kMaxRetries &&
+               Clock::now() + kRetryPause < deadline) {
+      ++retries;
+      if (args.verbose) {
+        std::fprintf(stderr, "%.*s: retrying in %lld ms\n", static_cast<int>(name.size()),
+                     name.data(), static_cast<long long>(kRetryPause.count()));
+      }
+      std::this_thread::sleep_for(kRetryPause);
+    } else {
+      const bool unknown =
+          is_write(request.op) && (code == errc::timed_out || code == errc::leadership_lost);
+      std::fprintf(
+          stderr, "tenure-kv-cli: error %.*s%s%.*s%s%s\n", static_cast<int>(name.size()),
+          name.data(), response->leader.empty() ? "" : " (leader hint ",
+          static_cast<int>(response->leader.size()), response->leader.data(),
+          response->leader.empty() ? "" : ")",
+          unknown ? ": the write's outcome is unknown (it may or may not have taken effect)" : "");
+      return kExitError;
+    }
+    ++request.id;  // a fresh id per attempt, so a late answer to an old one is never mistaken
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse_args(argc, argv);
+  const Request request = request_of(args);
+  try {
+    return run(args, request);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tenure-kv-cli: %s\n", e.what());
+    return kExitError;
+  }
+}

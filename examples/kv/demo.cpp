@@ -1,0 +1,504 @@
+// tenure-kv-demo: starts a 3-node tenure-kv cluster on 127.0.0.1, runs a workload with progress,
+// kills the leader with SIGKILL, shows the new leader, proves that no acknowledged write was lost
+// by reading every acknowledged key back, restarts the killed node and shows it catching up, then
+// shuts everything down and prints a summary. Exit status 0 only if every check held.
+//
+//   tenure-kv-demo [--server PATH] [--data-dir DIR] [--shards N] [--clients N] [--seconds S]
+#include "blocking_client.hpp"
+#include "protocol.hpp"
+
+#include <boost/asio.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using tenure::kv::BlockingClient;
+using tenure::kv::CallResult;
+using tenure::kv::Request;
+using tenure::kv::ResponseKind;
+
+struct Options {
+  std::string server;
+  std::string data_dir;
+  std::uint32_t shards = 3;
+  unsigned clients = 4;
+  unsigned seconds = 6;
+};
+
+struct Node {
+  std::uint64_t id = 0;
+  unsigned short raft_port = 0;
+  unsigned short client_port = 0;
+  pid_t pid = -1;
+  std::string client_address() const { return "127.0.0.1:" + std::to_string(client_port); }
+};
+
+const Clock::time_point kStart = Clock::now();
+
+void say(const std::string& line) {
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
+  const double t = std::chrono::duration<double>(Clock::now() - kStart).count();
+  std::printf("[%6.2f s] %s\n", t, line.c_str());
+  std::fflush(stdout);
+}
+
+[[noreturn]] void die(const std::string& why) {
+  say("FAILED: " + why);
+  std::exit(1);
+}
+
+// A port the kernel just handed out (bound and released): free unless another process races.
+unsigned short free_port() {
+  ::boost::asio::io_context io;
+  ::boost::asio::ip::tcp::acceptor a(io, {::boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+std::string cluster_flag(const std::vector<Node>& nodes) {
+  std::string s;
+  for (const auto& n : nodes) {
+    s += (s.empty() ? "" : ",") + std::to_string(n.id) +
+         "=127.0.0.1:" + std::to_string(n.raft_port) + "/" + std::to_string(n.client_port);
+  }
+  return s;
+}
+
+void start_node(Node& n, const std::vector<Node>& nodes, const Options& o) {
+  const std::string dir = o.data_dir + "/node" + std::to_string(n.id);
+  const std::string log = o.data_dir + "/node" + std::to_string(n.id) + ".log";
+  const std::string id = std::to_string(n.id);
+  const std::string cluster = cluster_flag(nodes);
+  const std::string shards = std::to_string(o.shards);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    die("fork failed");
+  }
+  if (pid == 0) {
+    FILE* f = std::fopen(log.c_str(), "a");
+    if (f != nullptr) {
+      dup2(fileno(f), STDERR_FILENO);
+      dup2(fileno(f), STDOUT_FILENO);
+    }
+    execl(o.server.c_str(), o.server.c_str(), "--id", id.c_str(), "--cluster", cluster.c_str(),
+          "--data-dir", dir.c_str(), "--shards", shards.c_str(), static_cast<char*>(nullptr));
+    std::perror("exec tenure-kv");
+    _exit(127);
+  }
+  n.pid = pid;
+}
+
+// The cluster's view from one node: which node leads each shard (0: none known).
+std::optional<tenure::kv::ClusterInfo> info_of(const Node& n) {
+  BlockingClient c(n.client_address());
+  auto r = c.call(Request::info(1), 500ms);
+  if (!r.ok() || r.response->kind != ResponseKind::info) {
+    return std::nullopt;
+  }
+  return tenure::kv::parse_cluster_info(r.response->info);
+}
+
+// Leaders as every live node agrees on them, or nullopt while some shard has none.
+std::optional<std::vector<std::uint64_t>> leaders(const std::vector<Node>& nodes) {
+  std::optional<std::vector<std::uint64_t>> agreed;
+  for (const auto& n : nodes) {
+    if (n.pid < 0) {
+      continue;
+    }
+    const auto info = info_of(n);
+    if (!info) {
+      return std::nullopt;
+    }
+    if (std::any_of(info->leaders.begin(), info->leaders.end(),
+                    [&](std::uint64_t l) { return l == 0 || nodes[l - 1].pid < 0; })) {
+      return std::nullopt;
+    }
+    if (agreed && *agreed != info->leaders) {
+      return std::nullopt;
+    }
+    agreed = info->leaders;
+  }
+  return agreed;
+}
+
+std::string describe(const std::vector<std::uint64_t>& leaders) {
+  std::string s;
+  for (std::size_t i = 0; i < leaders.size(); ++i) {
+    s += (i ? ", " : "") + std::string("shard ") + std::to_string(i) + " -> node " +
+         std::to_string(leaders[i]);
+  }
+  return s;
+}
+
+// What the workload knows about one key: written by one client only, in order.
+struct KeyState {
+  std::optional<std::string> acknowledged;  // the last value whose put was acknowledged
+  std::vector<std::string> unknown;         // later puts whose outcome is unknown
+};
+
+struct Stats {
+  std::atomic<std::uint64_t> puts_ok{0}, puts_unknown{0}, puts_refused{0}, gets_ok{0},
+      gets_lease{0}, errors{0};
+};
+
+// One client: puts to its own keys (values count up) and lease-reads them back; follows
+// not_leader hints. Records what was acknowledged.
+void client_loop(unsigned index, const std::vector<Node>& nodes, std::atomic<bool>& stop,
+                 Stats& stats, std::map<std::string, KeyState>& keys, std::mutex& keys_mutex) {
+  std::vector<std::unique_ptr<BlockingClient>> conns;
+  for (const auto& n : nodes) {
+    conns.push_back(std::make_unique<BlockingClient>(n.client_address()));
+  }
+  std::uint64_t id = 0;
+  std::uint64_t counter = 0;
+  std::size_t target = index % nodes.size();
+  while (!stop.load()) {
+    const std::string key = "c" + std::to_string(index) + "-k" + std::to_string(counter % 25);
+    const std::string value = "v" + std::to_string(++counter);
+    const bool is_get = counter % 3 == 0;
+    const Request req = is_get ? Request::get(++id, key, tenure::kv::ReadLevel::lease)
+                               : Request::put(++id, key, value);
+    CallResult r;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      r = conns[target]->call(req, 1500ms);
+      if (r.response && r.response->kind == ResponseKind::error &&
+          r.response->code == tenure::raft::errc::not_leader && !r.response->leader.empty()) {
+        for (std::size_t i = 0; i < nodes.size(); ++i) {
+          if (nodes[i].client_address() == r.response->leader) {
+            target = i;
+          }
+        }
+        continue;
+      }
+      break;
+    }
+    if (!r.response) {
+      target = (target + 1) % nodes.size();  // that node is gone: try another
+    }
+    if (is_get) {
+      if (r.ok()) {
+        ++stats.gets_ok;
+        if (r.response->how == tenure::kv::ReadSource::lease) {
+          ++stats.gets_lease;
+        }
+      } else {
+        ++stats.errors;
+      }
+      continue;
+    }
+    std::lock_guard lock(keys_mutex);
+    KeyState& k = keys[key];
+    if (r.ok()) {
+      ++stats.puts_ok;
+      k.acknowledged = value;
+      k.unknown.clear();
+    } else if (r.response && r.response->code != tenure::raft::errc::timed_out &&
+               r.response->code != tenure::raft::errc::leadership_lost) {
+      ++stats.puts_refused;  // refused before it was appended: it never takes effect
+      ++stats.errors;
+    } else {
+      ++stats.puts_unknown;  // no answer, timed out or leadership lost: outcome unknown
+      ++stats.errors;
+      k.unknown.push_back(value);
+    }
+  }
+}
+
+void progress(const Stats& s, std::uint64_t& last_ops) {
+  const std::uint64_t ops = s.puts_ok + s.gets_ok;
+  say("  " + std::to_string(ops - last_ops) + " ops/s, " + std::to_string(s.puts_ok.load()) +
+      " writes acknowledged, " + std::to_string(s.errors.load()) + " errors so far, lease hits " +
+      std::to_string(s.gets_ok ? 100 * s.gets_lease / s.gets_ok : 0) + " %");
+  last_ops = ops;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  const std::filesystem::path self = std::filesystem::absolute(argv[0]).parent_path();
+  o.server = (self / "tenure-kv").string();
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "tenure-kv-demo: " << a << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--server") {
+      o.server = value();
+    } else if (a == "--data-dir") {
+      o.data_dir = value();
+    } else if (a == "--shards") {
+      o.shards = static_cast<std::uint32_t>(std::max(1, std::atoi(value().c_str())));
+    } else if (a == "--clients") {
+      o.clients = static_cast<unsigned>(std::max(1, std::atoi(value().c_str())));
+    } else if (a == "--seconds") {
+      o.seconds = static_cast<unsigned>(std::max(1, std::atoi(value().c_str())));
+    } else {
+      std::cerr << "usage: tenure-kv-demo [--server PATH] [--data-dir DIR] [--shards N] "
+                   "[--clients N] [--seconds S]\n";
+      std::exit(a == "--help" || a == "-h" ? 0 : 2);
+    }
+  }
+  if (!o.data_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.data_dir, ec);
+    if (ec) {
+      std::cerr << "tenure-kv-demo: cannot create " << o.data_dir << ": " << ec.message() << "\n";
+      std::exit(2);
+    }
+  } else {
+    char templ[] = "/tmp/tenure-kv-demo-XXXXXX";
+    if (mkdtemp(templ) == nullptr) {
+      die("cannot create a data directory under /tmp");
+    }
+    o.data_dir = templ;
+  }
+  return o;
+}
+
+std::vector<Node>* g_nodes = nullptr;  // for wait_for's check that no node died
+
+template <class F>
+bool wait_for(F&& f, std::chrono::milliseconds limit) {
+  const auto until = Clock::now() + limit;
+  while (Clock::now() < until) {
+    for (auto& n : *g_nodes) {
+      int status = 0;
+      if (n.pid > 0 && waitpid(n.pid, &status, WNOHANG) == n.pid) {
+        n.pid = -1;
+        die("node " + std::to_string(n.id) + " exited unexpectedly (status " +
+            std::to_string(status) + "); see its log");
+      }
+    }
+    if (f()) {
+      return true;
+    }
+    std::this_thread::sleep_for(50ms);  // polling another process: nothing to wait on
+  }
+  return f();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::vector<Node> nodes(3);
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    nodes[i].id = i + 1;
+    nodes[i].raft_port = free_port();
+    nodes[i].client_port = free_port();
+  }
+  g_nodes = &nodes;
+  const auto stop_all = [&](int signal) {
+    for (auto& n : nodes) {
+      if (n.pid > 0) {
+        kill(n.pid, signal);
+      }
+    }
+    for (auto& n : nodes) {
+      if (n.pid > 0) {
+        int status = 0;
+        waitpid(n.pid, &status, 0);
+        n.pid = -1;
+      }
+    }
+  };
+
+  say("1. starting 3 tenure-kv nodes on 127.0.0.1 with " + std::to_string(o.shards) +
+      " shard(s) each; data and logs in " + o.data_dir);
+  for (auto& n : nodes) {
+    start_node(n, nodes, o);
+    say("   node " + std::to_string(n.id) + ": pid " + std::to_string(n.pid) + ", clients on " +
+        n.client_address());
+  }
+  std::vector<std::uint64_t> lead;
+  if (!wait_for(
+          [&] {
+            auto l = leaders(nodes);
+            if (l) {
+              lead = *l;
+            }
+            return l.has_value();
+          },
+          20s)) {
+    stop_all(SIGKILL);
+    die("no leader for every shard within 20 s (see " + o.data_dir + "/node*.log)");
+  }
+  say("   leaders: " + describe(lead));
+
+  say("2. workload: " + std::to_string(o.clients) + " clients, puts and lease reads, " +
+      std::to_string(o.seconds) + " s");
+  Stats stats;
+  std::map<std::string, KeyState> keys;
+  std::mutex keys_mutex;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  for (unsigned c = 0; c < o.clients; ++c) {
+    clients.emplace_back([&, c] { client_loop(c, nodes, stop, stats, keys, keys_mutex); });
+  }
+  std::uint64_t last_ops = 0;
+  for (unsigned s = 0; s < o.seconds; ++s) {
+    std::this_thread::sleep_for(1s);  // the progress clock of the demo
+    progress(stats, last_ops);
+  }
+
+  const std::uint64_t victim = lead[0];
+  Node& dead = nodes[victim - 1];
+  say("3. SIGKILL node " + std::to_string(victim) + " (pid " + std::to_string(dead.pid) +
+      "), leader of shard 0, while the clients keep writing");
+  const auto killed_at = Clock::now();
+  kill(dead.pid, SIGKILL);
+  waitpid(dead.pid, nullptr, 0);
+  dead.pid = -1;
+  if (!wait_for(
+          [&] {
+            auto l = leaders(nodes);
+            if (l) {
+              lead = *l;
+            }
+            return l.has_value();
+          },
+          20s)) {
+    stop = true;
+    for (auto& t : clients) {
+      t.join();
+    }
+    stop_all(SIGKILL);
+    die("no new leader within 20 s");
+  }
+  const auto failover =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - killed_at);
+  say("   new leaders after " + std::to_string(failover.count()) + " ms: " + describe(lead));
+  for (unsigned s = 0; s < 3; ++s) {
+    std::this_thread::sleep_for(1s);
+    progress(stats, last_ops);
+  }
+  stop = true;
+  for (auto& t : clients) {
+    t.join();
+  }
+
+  say("4. reading back every acknowledged write (" + std::to_string(keys.size()) +
+      " keys, linearizable reads)");
+  std::size_t checked = 0;
+  std::size_t lost = 0;
+  std::vector<std::unique_ptr<BlockingClient>> conns;
+  for (const auto& n : nodes) {
+    conns.push_back(std::make_unique<BlockingClient>(n.client_address()));
+  }
+  std::uint64_t id = 1'000'000;
+  const auto read_at = [&](std::size_t node, const std::string& key, tenure::kv::ReadLevel level,
+                           bool follow = true) -> std::optional<std::string> {
+    std::size_t target = node;
+    for (int attempt = 0; attempt < (follow ? 6 : 1); ++attempt) {
+      auto r = conns[target]->call(Request::get(++id, key, level), 2s);
+      if (r.response && r.response->kind == ResponseKind::value) {
+        return std::string(r.response->value);
+      }
+      if (r.response && r.response->kind == ResponseKind::none) {
+        return std::string("(none)");
+      }
+      if (r.response && r.response->kind == ResponseKind::error && !r.response->leader.empty()) {
+        for (std::size_t i = 0; i < nodes.size(); ++i) {
+          if (nodes[i].client_address() == r.response->leader) {
+            target = i;
+          }
+        }
+      } else {
+        target = (target + 1) % nodes.size();
+        while (nodes[target].pid < 0) {
+          target = (target + 1) % nodes.size();
+        }
+      }
+    }
+    return std::nullopt;
+  };
+  std::size_t live = 0;
+  while (nodes[live].pid < 0) {
+    ++live;
+  }
+  std::map<std::string, std::string> final_values;
+  for (const auto& [key, state] : keys) {
+    if (!state.acknowledged) {
+      continue;
+    }
+    const auto got = read_at(live, key, tenure::kv::ReadLevel::linearizable);
+    ++checked;
+    const bool fine =
+        got && (*got == *state.acknowledged ||
+                std::find(state.unknown.begin(), state.unknown.end(), *got) != state.unknown.end());
+    if (!fine) {
+      ++lost;
+      say("   LOST: " + key + " acknowledged " + *state.acknowledged + ", read " +
+          (got ? *got : std::string("no answer")));
+    } else {
+      final_values[key] = *got;
+    }
+  }
+  say("   " + std::to_string(checked) + " acknowledged keys checked, " + std::to_string(lost) +
+      " lost");
+
+  say("5. restarting node " + std::to_string(victim) + "; waiting for it to catch up");
+  const auto restarted_at = Clock::now();
+  start_node(dead, nodes, o);
+  const bool caught_up = wait_for(
+      [&] {
+        for (const auto& [key, value] : final_values) {
+          const auto got = read_at(victim - 1, key, tenure::kv::ReadLevel::stale, false);
+          if (!got || *got != value) {
+            return false;
+          }
+        }
+        return true;
+      },
+      30s);
+  const auto catch_up =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restarted_at);
+  if (caught_up) {
+    say("   node " + std::to_string(victim) + " serves all " + std::to_string(final_values.size()) +
+        " keys from its own state after " + std::to_string(catch_up.count()) +
+        " ms (recovered its log from disk, then caught up)");
+  } else {
+    say("   node " + std::to_string(victim) + " did not catch up within 30 s");
+  }
+
+  say("6. shutting down (SIGTERM)");
+  stop_all(SIGTERM);
+  say("summary: " + std::to_string(stats.puts_ok.load()) + " writes acknowledged, " +
+      std::to_string(stats.gets_ok.load()) + " reads (" +
+      std::to_string(stats.gets_ok ? 100 * stats.gets_lease / stats.gets_ok : 0) +
+      " % from the lease), " + std::to_string(stats.puts_unknown.load()) +
+      " writes with unknown outcome during the failover, failover " +
+      std::to_string(failover.count()) + " ms, " + std::to_string(lost) +
+      " acknowledged writes lost, restarted node " +
+      (caught_up ? "caught up" : "DID NOT catch up"));
+  if (lost != 0 || !caught_up || checked == 0) {
+    say("FAILED");
+    return 1;
+  }
+  say("OK: no acknowledged write was lost");
+  return 0;
+}

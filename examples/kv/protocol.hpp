@@ -1,0 +1,931 @@
+// The tenure-kv client protocol: one request or response per text line, and back.
+//
+// A client sends lines `<id> <op> <args...>\n` and the server answers each with a line that starts
+// with the same id; one connection may carry many requests at once and the answers may come back
+// in any order. The grammar, limits, error codes and retry rules are in docs/kv-protocol.md; this
+// header is its executable form, shared by the server (parse_request, format_response), the
+// command-line client and the load generator (format_request, parse_response).
+//
+// Parsed requests and responses are views: their string_views point into the line that was
+// parsed, so the line must outlive them. Nothing here allocates except the functions that append
+// to a caller's std::string and parse_cluster_info, which builds an owning ClusterInfo. Every
+// parser is bounds-checked and total: any byte string is either accepted as a well-formed line or
+// rejected with a reason, never read out of bounds.
+#pragma once
+
+#include <array>
+#include <cassert>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <raft/errc.hpp>
+
+namespace tenure::kv {
+
+/// Longest request line a server accepts, not counting its '\n'. A longer line cannot be framed:
+/// the server answers `0 error invalid_argument -` and closes the connection.
+inline constexpr std::size_t kMaxRequestLine = 4096;
+
+/// Longest response line a client needs to accept, not counting its '\n'. Only `info` answers
+/// come near it (they list every shard's leader and every node's address).
+inline constexpr std::size_t kMaxResponseLine = 65536;
+
+/// Longest key or value, in bytes. The shortest is 1 byte.
+inline constexpr std::size_t kMaxKeyBytes = 1024;
+inline constexpr std::size_t kMaxValueBytes = 1024;
+
+/// Most shards an `info` answer may announce (bounds the leaders list).
+inline constexpr std::uint32_t kMaxShards = 4096;
+
+/// Longest client address `host:port` (a DNS name is at most 253 bytes, plus brackets and port).
+inline constexpr std::size_t kMaxAddressBytes = 270;
+
+/// What a request asks for.
+enum class Op : std::uint8_t { put, get, del, cas, info };
+
+/// How fresh a get must be. `linearizable`: a ReadIndex round or a valid lease, the server picks;
+/// `lease`: served from the leader's lease when it holds one, otherwise through ReadIndex;
+/// `stale`: any node's applied state, no freshness promise.
+enum class ReadLevel : std::uint8_t { linearizable, lease, stale };
+
+/// How a get was actually served (the `<how>` token of a get answer).
+enum class ReadSource : std::uint8_t {
+  lease,      ///< from the leader's memory under a valid lease: no round trip
+  readindex,  ///< after a ReadIndex round with a quorum
+  stale,      ///< from the answering node's local state, possibly behind
+};
+
+/// What kind of answer a response line is.
+enum class ResponseKind : std::uint8_t {
+  ok,        ///< put, del, or a cas that took effect
+  value,     ///< get: the key has `value`
+  none,      ///< get: the key is absent
+  mismatch,  ///< cas did not take effect: the key's current value differs from the expected one
+  info,      ///< answer to `info`
+  error,     ///< the request failed with `code`
+};
+
+/// One request. Built by the client (the factories below), or by parse_request over a line, in
+/// which case its string_views point into that line.
+///
+/// Which fields an op uses: put `key`, `value`; get `key`, `level`; del `key`; cas `key`,
+/// `expected` (nullopt: the key must be absent), `value` (the new value); info none. Unused fields
+/// keep their defaults, so requests compare equal exactly when their lines are equal.
+struct Request {
+  std::uint64_t id = 0;
+  Op op = Op::info;
+  std::string_view key;
+  std::string_view value;
+  std::optional<std::string_view> expected;
+  ReadLevel level = ReadLevel::linearizable;
+
+  static Request put(std::uint64_t id, std::string_view key, std::string_view value) noexcept {
+    return {id, Op::put, key, value, std::nullopt, ReadLevel::linearizable};
+  }
+  static Request get(std::uint64_t id, std::string_view key, ReadLevel level) noexcept {
+    return {id, Op::get, key, {}, std::nullopt, level};
+  }
+  static Request del(std::uint64_t id, std::string_view key) noexcept {
+    return {id, Op::del, key, {}, std::nullopt, ReadLevel::linearizable};
+  }
+  /// `expected` nullopt means "only if the key is absent" (written `-` on the wire).
+  static Request cas(std::uint64_t id, std::string_view key,
+                     std::optional<std::string_view> expected, std::string_view desired) noexcept {
+    return {id, Op::cas, key, desired, expected, ReadLevel::linearizable};
+  }
+  static Request info(std::uint64_t id) noexcept {
+    return {id, Op::info, {}, {}, std::nullopt, ReadLevel::linearizable};
+  }
+
+  friend bool operator==(const Request&, const Request&) = default;
+};
+
+/// The body of an `info` answer, as views of its two comma-separated lists. parse_response checks
+/// the lists' syntax (exactly `shards` leader ids; at least one `<id>@<host:port>`);
+/// parse_cluster_info turns them into an owning ClusterInfo, and leaders_list / addresses_list
+/// build them.
+struct InfoView {
+  std::uint64_t node = 0;    ///< the answering node's id
+  std::uint32_t shards = 0;  ///< number of shards, 1..kMaxShards
+  std::string_view
+      leaders;  ///< `L1,L2,...`: the leader this node believes for each shard, 0 unknown
+  std::string_view addresses;  ///< `id@host:port,...`: every node's client address
+
+  friend bool operator==(const InfoView&, const InfoView&) = default;
+};
+
+/// One response. Built by the server (the factories below), or by parse_response over a line, in
+/// which case its string_views point into that line.
+///
+/// Which fields a kind uses: value `value`, `how`; none `how`; mismatch `current` (nullopt: the key
+/// is absent, `-` on the wire); info `info`; error `code`, `leader` (the hinted leader's client
+/// address `host:port`, empty when none, `-` on the wire). Unused fields keep their defaults.
+struct Response {
+  std::uint64_t id = 0;
+  ResponseKind kind = ResponseKind::ok;
+  std::string_view value;
+  ReadSource how = ReadSource::lease;
+  std::optional<std::string_view> current;
+  raft::errc code{};
+  std::string_view leader;
+  InfoView info;
+
+  static Response ok(std::uint64_t id) noexcept { return with(id, ResponseKind::ok); }
+  static Response found(std::uint64_t id, std::string_view value, ReadSource how) noexcept {
+    Response r = with(id, ResponseKind::value);
+    r.value = value;
+    r.how = how;
+    return r;
+  }
+  static Response absent(std::uint64_t id, ReadSource how) noexcept {
+    Response r = with(id, ResponseKind::none);
+    r.how = how;
+    return r;
+  }
+  /// `current` nullopt: the key is absent.
+  static Response mismatch(std::uint64_t id, std::optional<std::string_view> current) noexcept {
+    Response r = with(id, ResponseKind::mismatch);
+    r.current = current;
+    return r;
+  }
+  /// `leader`: the hinted leader's client address `host:port`, or empty when unknown.
+  static Response failure(std::uint64_t id, raft::errc code,
+                          std::string_view leader = {}) noexcept {
+    Response r = with(id, ResponseKind::error);
+    r.code = code;
+    r.leader = leader;
+    return r;
+  }
+  /// See leaders_list and addresses_list for building `info`'s lists.
+  static Response cluster_info(std::uint64_t id, InfoView info) noexcept {
+    Response r = with(id, ResponseKind::info);
+    r.info = info;
+    return r;
+  }
+
+  friend bool operator==(const Response&, const Response&) = default;
+
+ private:
+  static Response with(std::uint64_t id, ResponseKind kind) noexcept {
+    Response r;
+    r.id = id;
+    r.kind = kind;
+    return r;
+  }
+};
+
+/// Why a line was rejected, and the id to answer it with.
+struct ParseError {
+  /// The line's id when its first token was a valid id, otherwise 0: a server answers
+  /// `<id> error invalid_argument -`.
+  std::uint64_t id = 0;
+  /// A static, human-readable reason for logs ("bad read level", ...). Never dangles.
+  const char* reason = "";
+};
+
+/// The outcome of a parse: a T or a ParseError. A small value type; no allocation.
+template <class T>
+class [[nodiscard]] Parsed {
+ public:
+  Parsed(T value) noexcept : value_(value), ok_(true) {}
+  Parsed(ParseError error) noexcept : error_(error), ok_(false) {}
+
+  bool has_value() const noexcept { return ok_; }
+  explicit operator bool() const noexcept { return ok_; }
+  /// Precondition: has_value().
+  const T& operator*() const noexcept { return assert(ok_), value_; }
+  const T* operator->() const noexcept { return assert(ok_), &value_; }
+  /// Precondition: !has_value().
+  const ParseError& error() const noexcept { return assert(!ok_), error_; }
+
+ private:
+  T value_{};
+  ParseError error_{};
+  bool ok_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Names of the enums on the wire.
+
+/// The wire name of an op, read level, read source or response kind ("put", "lease", ...).
+constexpr std::string_view name_of(Op op) noexcept {
+  switch (op) {
+    case Op::put:
+      return "put";
+    case Op::get:
+      return "get";
+    case Op::del:
+      return "del";
+    case Op::cas:
+      return "cas";
+    case Op::info:
+      return "info";
+  }
+  return "?";
+}
+
+constexpr std::string_view name_of(ReadLevel level) noexcept {
+  switch (level) {
+    case ReadLevel::linearizable:
+      return "linearizable";
+    case ReadLevel::lease:
+      return "lease";
+    case ReadLevel::stale:
+      return "stale";
+  }
+  return "?";
+}
+
+constexpr std::string_view name_of(ReadSource how) noexcept {
+  switch (how) {
+    case ReadSource::lease:
+      return "lease";
+    case ReadSource::readindex:
+      return "readindex";
+    case ReadSource::stale:
+      return "stale";
+  }
+  return "?";
+}
+
+constexpr std::string_view name_of(ResponseKind kind) noexcept {
+  switch (kind) {
+    case ResponseKind::ok:
+      return "ok";
+    case ResponseKind::value:
+      return "value";
+    case ResponseKind::none:
+      return "none";
+    case ResponseKind::mismatch:
+      return "mismatch";
+    case ResponseKind::info:
+      return "info";
+    case ResponseKind::error:
+      return "error";
+  }
+  return "?";
+}
+
+/// The wire name of a tenure error code: its enumerator's name ("not_leader", "timed_out", ...).
+/// Returns "?" for a value outside the enum.
+constexpr std::string_view name_of(raft::errc code) noexcept {
+  using raft::errc;
+  switch (code) {
+    case errc::not_leader:
+      return "not_leader";
+    case errc::leadership_lost:
+      return "leadership_lost";
+    case errc::transfer_in_progress:
+      return "transfer_in_progress";
+    case errc::timed_out:
+      return "timed_out";
+    case errc::overloaded:
+      return "overloaded";
+    case errc::stopped:
+      return "stopped";
+    case errc::corrupt_storage:
+      return "corrupt_storage";
+    case errc::invalid_config:
+      return "invalid_config";
+    case errc::invalid_argument:
+      return "invalid_argument";
+    case errc::malformed_message:
+      return "malformed_message";
+    case errc::unsupported_version:
+      return "unsupported_version";
+    case errc::storage_failure:
+      return "storage_failure";
+    case errc::cancelled:
+      return "cancelled";
+    case errc::lease_expired:
+      return "lease_expired";
+  }
+  return "?";
+}
+
+/// The error code with wire name `name`, or nullopt when no tenure code has that name.
+constexpr std::optional<raft::errc> errc_from_name(std::string_view name) noexcept {
+  // errc values are dense from 1 and only ever appended: keep the bound at the last one.
+  for (int v = 1; v <= static_cast<int>(raft::errc::lease_expired); ++v) {
+    if (name_of(static_cast<raft::errc>(v)) == name) {
+      return static_cast<raft::errc>(v);
+    }
+  }
+  return std::nullopt;
+}
+
+/// The read level named `name`, or nullopt.
+constexpr std::optional<ReadLevel> read_level_from_name(std::string_view name) noexcept {
+  for (auto level : {ReadLevel::linearizable, ReadLevel::lease, ReadLevel::stale}) {
+    if (name_of(level) == name) {
+      return level;
+    }
+  }
+  return std::nullopt;
+}
+
+/// The read source named `name`, or nullopt.
+constexpr std::optional<ReadSource> read_source_from_name(std::string_view name) noexcept {
+  for (auto how : {ReadSource::lease, ReadSource::readindex, ReadSource::stale}) {
+    if (name_of(how) == name) {
+      return how;
+    }
+  }
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharding.
+
+/// FNV-1a, 64-bit, over the bytes of `data` (offset basis 14695981039346656037, prime
+/// 1099511628211). Stable across builds and hosts: it decides where keys live.
+constexpr std::uint64_t fnv1a64(std::string_view data) noexcept {
+  std::uint64_t hash = 14695981039346656037ULL;
+  for (char c : data) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+/// The shard that owns `key` among `shards`: fnv1a64(key) % shards. Precondition: shards > 0
+/// (returns 0 for shards == 0 rather than divide by zero).
+constexpr std::uint32_t shard_of(std::string_view key, std::uint32_t shards) noexcept {
+  return shards == 0 ? 0 : static_cast<std::uint32_t>(fnv1a64(key) % shards);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+/// True when `key` is a valid key: 1..kMaxKeyBytes bytes, each printable ASCII 0x21..0x7e, and not
+/// exactly `-`.
+constexpr bool is_valid_key(std::string_view key) noexcept {
+  if (key.empty() || key.size() > kMaxKeyBytes || key == "-") {
+    return false;
+  }
+  for (char c : key) {
+    if (c < 0x21 || c > 0x7e) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// True when `value` is a valid value: the same rules as a key, with kMaxValueBytes.
+constexpr bool is_valid_value(std::string_view value) noexcept {
+  static_assert(kMaxValueBytes == kMaxKeyBytes);
+  return is_valid_key(value);
+}
+
+/// True when `address` is a client address `host:port`: a non-empty host of printable bytes other
+/// than `,` and `@` (an IPv6 host in brackets, `[::1]:7000`, is fine: the port follows the last
+/// colon), and a decimal port 1..65535 without leading zeros; at most kMaxAddressBytes bytes.
+inline bool is_valid_address(std::string_view address) noexcept;
+
+/// True when every field `r.op` uses satisfies the grammar (keys and values valid). The id and
+/// level are always valid.
+inline bool is_valid(const Request& r) noexcept;
+
+/// True when every field `r.kind` uses satisfies the grammar: values valid, `code` a known errc,
+/// `leader` empty or a valid address, `info` lists well-formed.
+inline bool is_valid(const Response& r) noexcept;
+
+// ---------------------------------------------------------------------------------------------
+// Requests.
+
+/// Parses one request line. `line` excludes the '\n' (one trailing '\n' is tolerated).
+///
+/// Accepts exactly the grammar of docs/kv-protocol.md: tokens separated by single spaces, no
+/// leading or trailing space, an id of 1..20 decimal digits without leading zeros that fits in 64
+/// bits, a known op with exactly its arguments, valid keys and values, and at most
+/// kMaxRequestLine bytes. Anything else yields a ParseError whose `id` is the line's id when that
+/// much parsed. The Request's views point into `line`. Never allocates.
+inline Parsed<Request> parse_request(std::string_view line) noexcept;
+
+/// Appends `r` as one line, '\n' included, to `out`. Precondition: is_valid(r) (checked by an
+/// assertion); the line then parses back to `r`. Allocates only to grow `out`.
+inline void format_request(const Request& r, std::string& out);
+
+// ---------------------------------------------------------------------------------------------
+// Responses.
+
+/// Parses one response line. `line` excludes the '\n' (one trailing '\n' is tolerated).
+///
+/// Accepts exactly the response grammar of docs/kv-protocol.md, at most kMaxResponseLine bytes:
+/// known kinds with exactly their arguments, valid values, a known `<how>`, a known error code
+/// name and a valid leader address or `-`, and for `info` the four fields in order with
+/// well-formed lists (exactly `shards` leader ids). Anything else yields a ParseError. The
+/// Response's views point into `line`. Never allocates.
+inline Parsed<Response> parse_response(std::string_view line) noexcept;
+
+/// Appends `r` as one line, '\n' included, to `out`. Precondition: is_valid(r) (checked by an
+/// assertion); the line then parses back to `r`. Allocates only to grow `out`.
+inline void format_response(const Response& r, std::string& out);
+
+// ---------------------------------------------------------------------------------------------
+// The `info` answer, owned.
+
+/// One node's client address, as listed by `info`.
+struct NodeAddress {
+  std::uint64_t node = 0;
+  std::string address;  ///< `host:port`
+
+  friend bool operator==(const NodeAddress&, const NodeAddress&) = default;
+};
+
+/// An `info` answer in owning form: what a client keeps to route keys to shard leaders.
+struct ClusterInfo {
+  std::uint64_t node = 0;              ///< the node that answered
+  std::vector<std::uint64_t> leaders;  ///< leaders[s]: the leader of shard s it believes, 0 unknown
+  std::vector<NodeAddress> addresses;  ///< every node's client address
+
+  /// The number of shards (leaders.size()).
+  std::uint32_t shards() const noexcept { return static_cast<std::uint32_t>(leaders.size()); }
+  /// The client address of `node`, or empty when it is not listed (or is 0).
+  std::string_view address_of(std::uint64_t node) const noexcept;
+
+  friend bool operator==(const ClusterInfo&, const ClusterInfo&) = default;
+};
+
+/// Decodes the lists of an `info` answer. Returns nullopt when they are malformed (never for a
+/// view that parse_response accepted). Allocates the vectors and strings.
+inline std::optional<ClusterInfo> parse_cluster_info(const InfoView& view);
+
+/// Appends the `leaders=` list for `leaders` (`1,2,0`) to `out`.
+inline void leaders_list(std::span<const std::uint64_t> leaders, std::string& out);
+
+/// Appends the `addresses=` list for `addresses` (`1@h:7001,2@h:7002`) to `out`.
+inline void addresses_list(std::span<const NodeAddress> addresses, std::string& out);
+
+// =============================================================================================
+// Implementation.
+
+namespace detail {
+
+// Splits `line` at single spaces into at most N tokens. Returns the number of tokens, or N + 1
+// when there are more than N; an empty token (two spaces in a row, a leading or trailing space,
+// an empty line) makes it return 0.
+template <std::size_t N>
+constexpr std::size_t split(std::string_view line,
+                            std::array<std::string_view, N>& tokens) noexcept {
+  std::size_t count = 0;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t space = line.find(' ', start);
+    const std::size_t end = space == std::string_view::npos ? line.size() : space;
+    if (end == start) {
+      return 0;
+    }
+    if (count == N) {
+      return N + 1;
+    }
+    tokens[count++] = line.substr(start, end - start);
+    if (space == std::string_view::npos) {
+      return count;
+    }
+    start = space + 1;
+  }
+}
+
+// A canonical unsigned decimal: 1..20 digits, no sign, no leading zero unless it is "0", no
+// overflow.
+inline std::optional<std::uint64_t> parse_u64(std::string_view text) noexcept {
+  if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0')) {
+    return std::nullopt;
+  }
+  std::uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc{} || ptr != end) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+inline void append_u64(std::string& out, std::uint64_t value) {
+  std::array<char, 20> digits;
+  const auto [ptr, ec] = std::to_chars(digits.data(), digits.data() + digits.size(), value);
+  (void)ec;  // 20 digits hold every u64
+  out.append(digits.data(), ptr);
+}
+
+inline std::string_view strip_newline(std::string_view line) noexcept {
+  if (!line.empty() && line.back() == '\n') {
+    line.remove_suffix(1);
+  }
+  return line;
+}
+
+// A value, or `-` for absent.
+inline std::optional<std::optional<std::string_view>> parse_optional_value(
+    std::string_view token) noexcept {
+  if (token == "-") {
+    return std::optional<std::string_view>{};
+  }
+  if (!is_valid_value(token)) {
+    return std::nullopt;
+  }
+  return std::optional<std::string_view>{token};
+}
+
+// Calls `f(item)` for each comma-separated item of `list`; stops and returns false at the first
+// empty item or when `f` returns false. An empty list has one empty item, so it fails.
+template <class F>
+bool for_each_item(std::string_view list, F&& f) {
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = list.find(',', start);
+    const std::size_t end = comma == std::string_view::npos ? list.size() : comma;
+    if (end == start || !f(list.substr(start, end - start))) {
+      return false;
+    }
+    if (comma == std::string_view::npos) {
+      return true;
+    }
+    start = comma + 1;
+  }
+}
+
+// Counts the leader ids of a `leaders=` list; 0 when it is malformed.
+inline std::size_t count_leaders(std::string_view list) noexcept {
+  std::size_t count = 0;
+  const bool ok = for_each_item(list, [&](std::string_view item) {
+    ++count;
+    return count <= kMaxShards && parse_u64(item).has_value();
+  });
+  return ok ? count : 0;
+}
+
+// Splits `id@host:port`; nullopt when malformed.
+inline std::optional<std::pair<std::uint64_t, std::string_view>> split_node_address(
+    std::string_view item) noexcept {
+  const std::size_t at = item.find('@');
+  if (at == std::string_view::npos) {
+    return std::nullopt;
+  }
+  const auto node = parse_u64(item.substr(0, at));
+  const std::string_view address = item.substr(at + 1);
+  if (!node || *node == 0 || !is_valid_address(address)) {
+    return std::nullopt;
+  }
+  return std::pair{*node, address};
+}
+
+inline bool valid_addresses(std::string_view list) noexcept {
+  return for_each_item(list,
+                       [](std::string_view item) { return split_node_address(item).has_value(); });
+}
+
+inline bool valid_info(const InfoView& info) noexcept {
+  return info.shards >= 1 && info.shards <= kMaxShards &&
+         count_leaders(info.leaders) == info.shards && valid_addresses(info.addresses);
+}
+
+// Parses `name=<value>` for a known name; returns the value text or nullopt.
+inline std::optional<std::string_view> field(std::string_view token,
+                                             std::string_view name) noexcept {
+  if (token.size() <= name.size() || token.substr(0, name.size()) != name ||
+      token[name.size()] != '=') {
+    return std::nullopt;
+  }
+  return token.substr(name.size() + 1);
+}
+
+}  // namespace detail
+
+inline bool is_valid_address(std::string_view address) noexcept {
+  if (address.size() < 3 || address.size() > kMaxAddressBytes) {
+    return false;
+  }
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return false;
+  }
+  for (char c : address.substr(0, colon)) {
+    if (c < 0x21 || c > 0x7e || c == ',' || c == '@') {
+      return false;
+    }
+  }
+  const auto port = detail::parse_u64(address.substr(colon + 1));
+  return port && *port >= 1 && *port <= 65535;
+}
+
+inline bool is_valid(const Request& r) noexcept {
+  switch (r.op) {
+    case Op::put:
+      return is_valid_key(r.key) && is_valid_value(r.value);
+    case Op::get:
+    case Op::del:
+      return is_valid_key(r.key);
+    case Op::cas:
+      return is_valid_key(r.key) && is_valid_value(r.value) &&
+             (!r.expected || is_valid_value(*r.expected));
+    case Op::info:
+      return true;
+  }
+  return false;
+}
+
+inline bool is_valid(const Response& r) noexcept {
+  switch (r.kind) {
+    case ResponseKind::ok:
+    case ResponseKind::none:
+      return true;
+    case ResponseKind::value:
+      return is_valid_value(r.value);
+    case ResponseKind::mismatch:
+      return !r.current || is_valid_value(*r.current);
+    case ResponseKind::info:
+      return detail::valid_info(r.info);
+    case ResponseKind::error:
+      return name_of(r.code) != "?" && (r.leader.empty() || is_valid_address(r.leader));
+  }
+  return false;
+}
+
+inline Parsed<Request> parse_request(std::string_view line) noexcept {
+  line = detail::strip_newline(line);
+  if (line.size() > kMaxRequestLine) {
+    return ParseError{0, "line too long"};
+  }
+  std::array<std::string_view, 5> t;
+  const std::size_t n = detail::split(line, t);
+  if (n == 0) {
+    return ParseError{0, "empty token or line"};
+  }
+  const auto id = detail::parse_u64(t[0]);
+  if (!id) {
+    return ParseError{0, "bad id"};
+  }
+  const auto fail = [&](const char* reason) { return ParseError{*id, reason}; };
+  if (n < 2) {
+    return fail("missing op");
+  }
+  const auto arity = [&](std::size_t args) -> const char* {
+    if (n < args + 2) {
+      return "missing argument";
+    }
+    if (n > args + 2) {
+      return "extra argument";
+    }
+    return nullptr;
+  };
+  const std::string_view op = t[1];
+  if (op == "put") {
+    if (const char* why = arity(2)) {
+      return fail(why);
+    }
+    if (!is_valid_key(t[2])) {
+      return fail("bad key");
+    }
+    if (!is_valid_value(t[3])) {
+      return fail("bad value");
+    }
+    return Request::put(*id, t[2], t[3]);
+  }
+  if (op == "get") {
+    if (const char* why = arity(2)) {
+      return fail(why);
+    }
+    if (!is_valid_key(t[2])) {
+      return fail("bad key");
+    }
+    const auto level = read_level_from_name(t[3]);
+    if (!level) {
+      return fail("bad read level");
+    }
+    return Request::get(*id, t[2], *level);
+  }
+  if (op == "del") {
+    if (const char* why = arity(1)) {
+      return fail(why);
+    }
+    if (!is_valid_key(t[2])) {
+      return fail("bad key");
+    }
+    return Request::del(*id, t[2]);
+  }
+  if (op == "cas") {
+    if (const char* why = arity(3)) {
+      return fail(why);
+    }
+    if (!is_valid_key(t[2])) {
+      return fail("bad key");
+    }
+    const auto expected = detail::parse_optional_value(t[3]);
+    if (!expected) {
+      return fail("bad expected value");
+    }
+    if (!is_valid_value(t[4])) {
+      return fail("bad new value");
+    }
+    return Request::cas(*id, t[2], *expected, t[4]);
+  }
+  if (op == "info") {
+    if (const char* why = arity(0)) {
+      return fail(why);
+    }
+    return Request::info(*id);
+  }
+  return fail("unknown op");
+}
+
+inline void format_request(const Request& r, std::string& out) {
+  assert(is_valid(r));
+  detail::append_u64(out, r.id);
+  out += ' ';
+  out += name_of(r.op);
+  switch (r.op) {
+    case Op::put:
+      out.append(" ").append(r.key).append(" ").append(r.value);
+      break;
+    case Op::get:
+      out.append(" ").append(r.key).append(" ").append(name_of(r.level));
+      break;
+    case Op::del:
+      out.append(" ").append(r.key);
+      break;
+    case Op::cas:
+      out.append(" ").append(r.key).append(" ");
+      out.append(r.expected ? *r.expected : std::string_view{"-"});
+      out.append(" ").append(r.value);
+      break;
+    case Op::info:
+      break;
+  }
+  out += '\n';
+}
+
+inline Parsed<Response> parse_response(std::string_view line) noexcept {
+  line = detail::strip_newline(line);
+  if (line.size() > kMaxResponseLine) {
+    return ParseError{0, "line too long"};
+  }
+  std::array<std::string_view, 6> t;
+  const std::size_t n = detail::split(line, t);
+  if (n == 0) {
+    return ParseError{0, "empty token or line"};
+  }
+  const auto id = detail::parse_u64(t[0]);
+  if (!id) {
+    return ParseError{0, "bad id"};
+  }
+  const auto fail = [&](const char* reason) { return ParseError{*id, reason}; };
+  if (n < 2) {
+    return fail("missing kind");
+  }
+  const auto want = [&](std::size_t args) { return n == args + 2; };
+  const std::string_view kind = t[1];
+  if (kind == "ok") {
+    return want(0) ? Parsed<Response>(Response::ok(*id)) : fail("wrong argument count");
+  }
+  if (kind == "value") {
+    if (!want(2)) {
+      return fail("wrong argument count");
+    }
+    const auto how = read_source_from_name(t[3]);
+    if (!is_valid_value(t[2]) || !how) {
+      return fail("bad value answer");
+    }
+    return Response::found(*id, t[2], *how);
+  }
+  if (kind == "none") {
+    const auto how = want(1) ? read_source_from_name(t[2]) : std::nullopt;
+    if (!how) {
+      return fail("bad none answer");
+    }
+    return Response::absent(*id, *how);
+  }
+  if (kind == "mismatch") {
+    const auto current = want(1) ? detail::parse_optional_value(t[2]) : std::nullopt;
+    if (!current) {
+      return fail("bad mismatch answer");
+    }
+    return Response::mismatch(*id, *current);
+  }
+  if (kind == "error") {
+    if (!want(2)) {
+      return fail("wrong argument count");
+    }
+    const auto code = errc_from_name(t[2]);
+    if (!code) {
+      return fail("unknown error code");
+    }
+    if (t[3] != "-" && !is_valid_address(t[3])) {
+      return fail("bad leader address");
+    }
+    return Response::failure(*id, *code, t[3] == "-" ? std::string_view{} : t[3]);
+  }
+  if (kind == "info") {
+    if (!want(4)) {
+      return fail("wrong argument count");
+    }
+    const auto node = detail::field(t[2], "node");
+    const auto shards = detail::field(t[3], "shards");
+    const auto leaders = detail::field(t[4], "leaders");
+    const auto addresses = detail::field(t[5], "addresses");
+    if (!node || !shards || !leaders || !addresses) {
+      return fail("bad info field");
+    }
+    const auto node_id = detail::parse_u64(*node);
+    const auto shard_count = detail::parse_u64(*shards);
+    if (!node_id || !shard_count || *shard_count == 0 || *shard_count > kMaxShards) {
+      return fail("bad info node or shards");
+    }
+    const InfoView info{*node_id, static_cast<std::uint32_t>(*shard_count), *leaders, *addresses};
+    if (!detail::valid_info(info)) {
+      return fail("bad info lists");
+    }
+    return Response::cluster_info(*id, info);
+  }
+  return fail("unknown kind");
+}
+
+inline void format_response(const Response& r, std::string& out) {
+  assert(is_valid(r));
+  detail::append_u64(out, r.id);
+  out += ' ';
+  out += name_of(r.kind);
+  switch (r.kind) {
+    case ResponseKind::ok:
+      break;
+    case ResponseKind::value:
+      out.append(" ").append(r.value).append(" ").append(name_of(r.how));
+      break;
+    case ResponseKind::none:
+      out.append(" ").append(name_of(r.how));
+      break;
+    case ResponseKind::mismatch:
+      out.append(" ").append(r.current ? *r.current : std::string_view{"-"});
+      break;
+    case ResponseKind::info:
+      out.append(" node=");
+      detail::append_u64(out, r.info.node);
+      out.append(" shards=");
+      detail::append_u64(out, r.info.shards);
+      out.append(" leaders=").append(r.info.leaders);
+      out.append(" addresses=").append(r.info.addresses);
+      break;
+    case ResponseKind::error:
+      out.append(" ").append(name_of(r.code)).append(" ");
+      out.append(r.leader.empty() ? std::string_view{"-"} : r.leader);
+      break;
+  }
+  out += '\n';
+}
+
+inline std::string_view ClusterInfo::address_of(std::uint64_t id) const noexcept {
+  for (const auto& a : addresses) {
+    if (id != 0 && a.node == id) {
+      return a.address;
+    }
+  }
+  return {};
+}
+
+inline std::optional<ClusterInfo> parse_cluster_info(const InfoView& view) {
+  if (!detail::valid_info(view)) {
+    return std::nullopt;
+  }
+  ClusterInfo info;
+  info.node = view.node;
+  info.leaders.reserve(view.shards);
+  detail::for_each_item(view.leaders, [&](std::string_view item) {
+    info.leaders.push_back(*detail::parse_u64(item));
+    return true;
+  });
+  detail::for_each_item(view.addresses, [&](std::string_view item) {
+    const auto split = *detail::split_node_address(item);
+    info.addresses.push_back({split.first, std::string(split.second)});
+    return true;
+  });
+  return info;
+}
+
+inline void leaders_list(std::span<const std::uint64_t> leaders, std::string& out) {
+  for (std::size_t i = 0; i < leaders.size(); ++i) {
+    if (i != 0) {
+      out += ',';
+    }
+    detail::append_u64(out, leaders[i]);
+  }
+}
+
+inline void addresses_list(std::span<const NodeAddress> addresses, std::string& out) {
+  for (std::size_t i = 0; i < addresses.size(); ++i) {
+    if (i != 0) {
+      out += ',';
+    }
+    detail::append_u64(out, addresses[i].node);
+    out.append("@").append(addresses[i].address);
+  }
+}
+
+}  // namespace tenure::kv

@@ -1,0 +1,640 @@
+// tenure-kv: one node of a replicated key-value store. N shards (Raft groups) per process share
+// one io_context and one TCP transport (multi-raft); each shard keeps its log in FileStorage
+// under the data directory; clients speak the line protocol of docs/kv-protocol.md.
+//
+//   tenure-kv --id 1 --cluster 1=127.0.0.1:7101/7201,2=127.0.0.1:7102/7202,3=127.0.0.1:7103/7203
+//             --data-dir /tmp/kv1 [--shards 4] [--threads 1] [--timeout-ms 2000] [--quiet]
+//
+// `--cluster` lists every node as id=host:raft_port/client_port.
+#include "kv_store.hpp"
+#include "protocol.hpp"
+
+#include <raft/asio/asio_group.hpp>
+#include <raft/asio/tcp_transport.hpp>
+#include <raft/config.hpp>
+#include <raft/errc.hpp>
+#include <raft/file_storage.hpp>
+#include <raft/file_system.hpp>
+#include <raft/policies.hpp>
+#include <raft/steady_clock.hpp>
+
+#include <boost/asio.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace net = ::boost::asio;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+using tenure::raft::errc;
+using tenure::raft::NodeId;
+
+struct Policies : tenure::raft::DefaultPolicies {
+  using transport_type = tenure::raft::asio::TransportRef;
+  using storage_type = tenure::raft::FileStorage<tenure::raft::PosixFileSystem>;
+  using state_machine_type = tenure::kv::KvStore;
+};
+using Group = tenure::raft::asio::AsioGroup<Policies>;
+
+struct NodeSpec {
+  NodeId id = 0;
+  std::string host;
+  std::uint16_t raft_port = 0;
+  std::uint16_t client_port = 0;
+  std::string client_address() const { return host + ":" + std::to_string(client_port); }
+};
+
+struct Args {
+  NodeId id = 0;
+  std::vector<NodeSpec> cluster;
+  std::string data_dir;
+  std::uint32_t shards = 1;
+  unsigned threads = 1;
+  std::chrono::milliseconds timeout{2000};
+  bool quiet = false;
+};
+
+[[noreturn]] void usage(const std::string& error) {
+  if (!error.empty()) {
+    std::cerr << "tenure-kv: " << error << "\n";
+  }
+  std::cerr
+      << "usage: tenure-kv --id N --cluster ID=HOST:RAFT_PORT/CLIENT_PORT,... --data-dir DIR\n"
+         "                 [--shards N] [--threads N] [--timeout-ms MS] [--quiet]\n";
+  std::exit(error.empty() ? 0 : 2);
+}
+
+std::optional<std::uint64_t> number(std::string_view s) {
+  std::uint64_t v = 0;
+  if (s.empty() || s.size() > 18) {
+    return std::nullopt;
+  }
+  for (char c : s) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return v;
+}
+
+std::optional<NodeSpec> parse_node(std::string_view s) {
+  const auto eq = s.find('=');
+  const auto colon = s.rfind(':');
+  const auto slash = s.rfind('/');
+  if (eq == std::string_view::npos || colon == std::string_view::npos ||
+      slash == std::string_view::npos || !(eq < colon && colon < slash)) {
+    return std::nullopt;
+  }
+  const auto id = number(s.substr(0, eq));
+  const auto raft = number(s.substr(colon + 1, slash - colon - 1));
+  const auto client = number(s.substr(slash + 1));
+  if (!id || *id == 0 || *id > 1'000'000 || !raft || *raft == 0 || *raft > 65535 || !client ||
+      *client == 0 || *client > 65535) {
+    return std::nullopt;
+  }
+  NodeSpec n;
+  n.id = *id;
+  n.host = std::string(s.substr(eq + 1, colon - eq - 1));
+  n.raft_port = static_cast<std::uint16_t>(*raft);
+  n.client_port = static_cast<std::uint16_t>(*client);
+  if (n.host.empty()) {
+    return std::nullopt;
+  }
+  return n;
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    const auto value = [&]() -> std::string_view {
+      if (i + 1 >= argc) {
+        usage(std::string(arg) + " needs a value");
+      }
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      usage("");
+    } else if (arg == "--id") {
+      const auto v = number(value());
+      if (!v || *v == 0) {
+        usage("--id must be a positive number");
+      }
+      a.id = *v;
+    } else if (arg == "--cluster") {
+      std::string_view list = value();
+      while (!list.empty()) {
+        const auto comma = list.find(',');
+        const auto item = list.substr(0, comma);
+        const auto node = parse_node(item);
+        if (!node) {
+          usage("bad --cluster entry '" + std::string(item) +
+                "' (want ID=HOST:RAFT_PORT/CLIENT_PORT)");
+        }
+        a.cluster.push_back(*node);
+        list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+      }
+    } else if (arg == "--data-dir") {
+      a.data_dir = std::string(value());
+    } else if (arg == "--shards") {
+      const auto v = number(value());
+      if (!v || *v == 0 || *v > 256) {
+        usage("--shards must be 1..256");
+      }
+      a.shards = static_cast<std::uint32_t>(*v);
+    } else if (arg == "--threads") {
+      const auto v = number(value());
+      if (!v || *v == 0 || *v > 64) {
+        usage("--threads must be 1..64");
+      }
+      a.threads = static_cast<unsigned>(*v);
+    } else if (arg == "--timeout-ms") {
+      const auto v = number(value());
+      if (!v || *v == 0) {
+        usage("--timeout-ms must be positive");
+      }
+      a.timeout = std::chrono::milliseconds(*v);
+    } else if (arg == "--quiet") {
+      a.quiet = true;
+    } else {
+      usage("unknown option " + std::string(arg));
+    }
+  }
+  if (a.id == 0 || a.cluster.empty() || a.data_dir.empty()) {
+    usage("--id, --cluster and --data-dir are required");
+  }
+  std::sort(a.cluster.begin(), a.cluster.end(),
+            [](const NodeSpec& x, const NodeSpec& y) { return x.id < y.id; });
+  for (std::size_t i = 1; i < a.cluster.size(); ++i) {
+    if (a.cluster[i].id == a.cluster[i - 1].id) {
+      usage("node " + std::to_string(a.cluster[i].id) + " is listed twice in --cluster");
+    }
+  }
+  if (a.cluster.size() > Policies::max_peers) {
+    usage("at most " + std::to_string(Policies::max_peers) + " nodes");
+  }
+  if (std::none_of(a.cluster.begin(), a.cluster.end(),
+                   [&](const NodeSpec& n) { return n.id == a.id; })) {
+    usage("--id " + std::to_string(a.id) + " is not in --cluster");
+  }
+  return a;
+}
+
+void log_line(const std::string& line) {
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
+  const auto now = std::chrono::system_clock::now();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  std::fprintf(stderr, "[%lld.%03lld] %s\n", static_cast<long long>(ms / 1000 % 100000),
+               static_cast<long long>(ms % 1000), line.c_str());
+}
+
+// One shard: its storage, state machine and group.
+struct Shard {
+  Shard(net::io_context& io, const Args& args, std::uint32_t index,
+        tenure::raft::asio::TransportRef& transport, tenure::raft::SteadyClock& clock,
+        tenure::raft::PosixFileSystem& fs)
+      : storage(storage_options(args, index, this), fs) {
+    tenure::raft::RaftConfig c;
+    c.self = args.id;
+    c.group = index + 1;
+    for (const auto& n : args.cluster) {
+      c.voters.push_back(n.id);
+    }
+    c.random_seed = 0;
+    tenure::raft::asio::AsioGroupOptions o;
+    o.lease.election_timeout_min = c.election_timeout_min;
+    group = std::make_unique<Group>(io, c, o, clock, transport, storage, store);
+    runner.store(group.get(), std::memory_order_release);
+  }
+
+  static tenure::raft::FileStorageOptions storage_options(const Args& args, std::uint32_t index,
+                                                          Shard* self) {
+    tenure::raft::FileStorageOptions o;
+    o.directory = args.data_dir + "/shard-" + std::to_string(index);
+    o.background_sync = true;
+    o.on_durable = [self] {
+      if (Group* g = self->runner.load(std::memory_order_acquire)) {
+        g->notify_persisted();
+      }
+    };
+    return o;
+  }
+
+  std::atomic<Group*> runner{nullptr};
+  tenure::kv::KvStore store;
+  Policies::storage_type storage;
+  std::unique_ptr<Group> group;
+  NodeId last_leader = tenure::raft::kNoNode;
+  tenure::raft::Term last_term = 0;
+};
+
+class Server;
+
+// One client connection: reads request lines, answers each when its operation completes (in
+// any order), writes responses in the order they complete.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Server& server, tcp::socket socket)
+      : server_(server), socket_(std::move(socket)), strand_(socket_.get_executor()) {}
+
+  void start() { read(); }
+  /// Closes the connection once every queued response is written.
+  void close_after_writes() {
+    net::post(strand_, [self = shared_from_this()] {
+      self->close_when_drained_ = true;
+      if (!self->writing_) {
+        self->close();
+      }
+    });
+  }
+  void respond(const tenure::kv::Response& r) {
+    std::string line;
+    tenure::kv::format_response(r, line);
+    net::post(strand_, [self = shared_from_this(), line = std::move(line)]() mutable {
+      self->queue_.push_back(std::move(line));
+      if (!self->writing_) {
+        self->write();
+      }
+    });
+  }
+
+ private:
+  void read();
+  void write() {
+    writing_ = true;
+    net::async_write(
+        socket_, net::buffer(queue_.front()),
+        net::bind_executor(
+            strand_, [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+              self->queue_.pop_front();
+              if (ec || self->queue_.empty()) {
+                self->writing_ = false;
+                if (self->close_when_drained_) {
+                  self->close();
+                }
+                return;
+              }
+              self->write();
+            }));
+  }
+
+  void close() {
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
+  Server& server_;
+  tcp::socket socket_;
+  net::strand<tcp::socket::executor_type> strand_;
+  std::string input_;
+  std::deque<std::string> queue_;
+  bool writing_ = false;
+  bool close_when_drained_ = false;
+};
+
+class Server {
+ public:
+  Server(net::io_context& io, Args args)
+      : io_(io),
+        args_(std::move(args)),
+        transport_(io, transport_options()),
+        transport_ref_{&transport_},
+        acceptor_(io),
+        monitor_(io),
+        signals_(io, SIGINT, SIGTERM) {
+    for (const auto& n : args_.cluster) {
+      if (n.id != args_.id) {
+        transport_.set_peer(n.id, tcp::endpoint(net::ip::make_address(n.host), n.raft_port));
+      }
+    }
+    for (std::uint32_t s = 0; s < args_.shards; ++s) {
+      shards_.push_back(std::make_unique<Shard>(io, args_, s, transport_ref_, clock_, fs_));
+      Group* g = shards_.back()->group.get();
+      transport_.add_group(s + 1, g->executor(),
+                           [g](const tenure::raft::Message& m) { g->step(m); });
+      const auto& r = shards_.back()->storage.recovery();
+      log("shard " + std::to_string(s) + ": recovered " + std::to_string(r.records) +
+          " records from " + std::to_string(r.segments) + " segments, log " +
+          std::to_string(shards_.back()->storage.first_index()) + ".." +
+          std::to_string(shards_.back()->storage.last_index()));
+    }
+    const auto& me = self_spec();
+    const tcp::endpoint client_ep(net::ip::make_address(me.host), me.client_port);
+    acceptor_.open(client_ep.protocol());
+    acceptor_.set_option(tcp::acceptor::reuse_address(true));
+    acceptor_.bind(client_ep);
+    acceptor_.listen();
+  }
+
+  void start() {
+    transport_.start();
+    for (auto& s : shards_) {
+      s->group->start();
+    }
+    accept();
+    monitor();
+    signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
+      if (!ec) {
+        log(std::string("signal ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + ": shutting down");
+        stop();
+      }
+    });
+    log("node " + std::to_string(args_.id) + " serving " + std::to_string(args_.shards) +
+        " shard(s): raft on " + transport_.local_endpoint().address().to_string() + ":" +
+        std::to_string(transport_.local_endpoint().port()) + ", clients on " +
+        self_spec().client_address());
+  }
+
+  void stop() {
+    if (stopping_.exchange(true)) {
+      return;
+    }
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    monitor_.cancel();
+    signals_.cancel();
+    for (auto& s : shards_) {
+      s->group->stop();
+    }
+    transport_.stop();
+    // Client connections end too (their reads would keep the io_context running); responses
+    // already queued are written first.
+    std::lock_guard lock(sessions_mutex_);
+    for (auto& w : sessions_) {
+      if (auto session = w.lock()) {
+        session->close_after_writes();
+      }
+    }
+  }
+
+  void handle(const std::shared_ptr<Session>& session, std::string_view line) {
+    const auto parsed = tenure::kv::parse_request(line);
+    if (!parsed) {
+      session->respond(tenure::kv::Response::failure(parsed.error().id, errc::invalid_argument));
+      return;
+    }
+    const tenure::kv::Request& req = *parsed;
+    if (req.op == tenure::kv::Op::info) {
+      std::string leaders;
+      std::string addresses;
+      info_lists(leaders, addresses);
+      tenure::kv::InfoView info;
+      info.node = args_.id;
+      info.shards = args_.shards;
+      info.leaders = leaders;
+      info.addresses = addresses;
+      session->respond(tenure::kv::Response::cluster_info(req.id, info));  // formats at once
+      return;
+    }
+    const std::uint32_t s = tenure::kv::shard_of(req.key, args_.shards);
+    Shard& shard = *shards_[s];
+    Group& g = *shard.group;
+    const std::uint64_t id = req.id;
+    if (req.op == tenure::kv::Op::get && req.level == tenure::kv::ReadLevel::lease) {
+      // Only a leader has a lease: send lease readers there (a follower would forward the read
+      // as a ReadIndex, a round trip that the client asked to avoid).
+      const auto& group = g.group();
+      const NodeId hint = group.leader_hint();
+      if (group.leader_term() == 0 && hint != args_.id) {
+        fail(*session, req.id, tenure::raft::Error::not_leader(hint));
+        return;
+      }
+    }
+    if (req.op == tenure::kv::Op::get) {
+      const auto level =
+          req.level == tenure::kv::ReadLevel::lease   ? tenure::raft::asio::ReadLevel::lease
+          : req.level == tenure::kv::ReadLevel::stale ? tenure::raft::asio::ReadLevel::stale
+                                                      : tenure::raft::asio::ReadLevel::linearizable;
+      const auto how = level == tenure::raft::asio::ReadLevel::stale
+                           ? tenure::kv::ReadSource::stale
+                           : tenure::kv::ReadSource::readindex;
+      g.async_read(level, args_.timeout,
+                   [this, session, &shard, id, how, key = std::string(req.key)](
+                       tenure::raft::Result<tenure::raft::asio::ReadResult> r) {
+                     if (!r) {
+                       fail(*session, id, r.error());
+                       return;
+                     }
+                     // On the shard's strand: the map is as of at least r.index.
+                     const auto source = r.value().from_lease ? tenure::kv::ReadSource::lease : how;
+                     const auto value = shard.store.get(key);
+                     session->respond(value ? tenure::kv::Response::found(id, *value, source)
+                                            : tenure::kv::Response::absent(id, source));
+                   });
+      return;
+    }
+    auto payload = std::make_shared<std::vector<std::byte>>();
+    const auto kind = req.op == tenure::kv::Op::put   ? tenure::kv::CommandKind::put
+                      : req.op == tenure::kv::Op::del ? tenure::kv::CommandKind::del
+                                                      : tenure::kv::CommandKind::cas;
+    tenure::kv::encode_command(kind, req.key, req.value, req.expected, *payload);
+    g.async_propose(*payload, args_.timeout,
+                    [this, session, &shard, id, payload, key = std::string(req.key)](
+                        tenure::raft::Result<tenure::raft::ProposeResult> r) {
+                      if (!r) {
+                        fail(*session, id, r.error());
+                        return;
+                      }
+                      if (r.value().result == 0) {
+                        session->respond(tenure::kv::Response::mismatch(id, shard.store.get(key)));
+                        return;
+                      }
+                      session->respond(tenure::kv::Response::ok(id));
+                    });
+  }
+
+  void info_lists(std::string& leaders, std::string& addresses) const {
+    std::vector<std::uint64_t> ids;
+    for (const auto& s : shards_) {
+      ids.push_back(s->group->group().leader_hint());
+    }
+    tenure::kv::leaders_list(ids, leaders);
+    std::vector<tenure::kv::NodeAddress> list;
+    for (const auto& n : args_.cluster) {
+      list.push_back(tenure::kv::NodeAddress{n.id, n.client_address()});
+    }
+    tenure::kv::addresses_list(list, addresses);
+  }
+
+  const Args& args() const noexcept { return args_; }
+  bool stopping() const noexcept { return stopping_.load(); }
+
+ private:
+  void fail(Session& session, std::uint64_t id, const tenure::raft::Error& e) {
+    std::string leader;
+    if (e.leader_hint != tenure::raft::kNoNode) {
+      for (const auto& n : args_.cluster) {
+        if (n.id == e.leader_hint) {
+          leader = n.client_address();
+        }
+      }
+    }
+    const auto code = e.code.category() == tenure::raft::error_category()
+                          ? static_cast<errc>(e.code.value())
+                          : errc::storage_failure;
+    session.respond(tenure::kv::Response::failure(id, code, leader));
+  }
+
+  const NodeSpec& self_spec() const {
+    for (const auto& n : args_.cluster) {
+      if (n.id == args_.id) {
+        return n;
+      }
+    }
+    std::abort();  // parse_args checked it
+  }
+
+  tenure::raft::asio::TcpTransportOptions transport_options() const {
+    tenure::raft::asio::TcpTransportOptions o;
+    o.self = args_.id;
+    const auto& me = self_spec();
+    o.listen = tcp::endpoint(net::ip::make_address(me.host), me.raft_port);
+    o.log = [](std::string_view line) { log_line("transport: " + std::string(line)); };
+    return o;
+  }
+
+  void accept() {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+      if (ec) {
+        return;  // closed: stopping
+      }
+      boost::system::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      auto session = std::make_shared<Session>(*this, std::move(socket));
+      {
+        std::lock_guard lock(sessions_mutex_);
+        std::erase_if(sessions_, [](const std::weak_ptr<Session>& w) { return w.expired(); });
+        sessions_.push_back(session);
+      }
+      session->start();
+      accept();
+    });
+  }
+
+  // Every 50 ms: report leadership changes; every 2 s, hand a shard this node leads to its
+  // preferred leader (shard s prefers the (s mod n)-th node), so leaders spread across nodes.
+  void monitor() {
+    monitor_.expires_after(50ms);
+    monitor_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || stopping_) {
+        return;
+      }
+      ++monitor_rounds_;
+      for (std::uint32_t s = 0; s < shards_.size(); ++s) {
+        Shard& shard = *shards_[s];
+        Group& g = *shard.group;
+        net::post(g.executor(), [this, &shard, &g, s] {
+          const auto& group = g.group();
+          const NodeId leader = group.leader_hint();
+          if (leader != shard.last_leader || group.term() != shard.last_term) {
+            if (leader != tenure::raft::kNoNode && leader != shard.last_leader) {
+              log("shard " + std::to_string(s) + ": leader is node " + std::to_string(leader) +
+                  " (term " + std::to_string(group.term()) + ")" +
+                  (leader == args_.id ? ", this node" : ""));
+            }
+            shard.last_leader = leader;
+            shard.last_term = group.term();
+          }
+          const NodeId preferred = args_.cluster[s % args_.cluster.size()].id;
+          if (monitor_rounds_ % 40 == 0 && group.leader_term() != 0 && preferred != args_.id &&
+              group.match_of(preferred) >= group.commit_index()) {
+            g.async_transfer_leadership(preferred, 1s, [](tenure::raft::Result<void>) {});
+          }
+        });
+      }
+      monitor();
+    });
+  }
+
+  void log(const std::string& line) const {
+    if (!args_.quiet) {
+      log_line("node " + std::to_string(args_.id) + ": " + line);
+    }
+  }
+
+  net::io_context& io_;
+  Args args_;
+  tenure::raft::SteadyClock clock_;
+  tenure::raft::PosixFileSystem fs_;
+  tenure::raft::asio::AsioTcpTransport transport_;
+  tenure::raft::asio::TransportRef transport_ref_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  tcp::acceptor acceptor_;
+  net::steady_timer monitor_;
+  net::signal_set signals_;
+  std::atomic<bool> stopping_{false};
+  std::uint64_t monitor_rounds_ = 0;
+  std::mutex sessions_mutex_;
+  std::vector<std::weak_ptr<Session>> sessions_;
+};
+
+void Session::read() {
+  net::async_read_until(
+      socket_, net::dynamic_buffer(input_, tenure::kv::kMaxRequestLine + 1), '\n',
+      net::bind_executor(
+          strand_, [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            if (ec) {
+              if (ec == net::error::not_found) {
+                // A line longer than the protocol allows: answer, then close.
+                self->respond(tenure::kv::Response::failure(0, errc::invalid_argument));
+                self->close_after_writes();
+              }
+              return;
+            }
+            std::string_view line(self->input_.data(), n - 1);
+            if (!line.empty() && line.back() == '\r') {
+              line.remove_suffix(1);
+            }
+            if (!self->server_.stopping()) {
+              self->server_.handle(self, line);
+            }
+            self->input_.erase(0, n);
+            self->read();
+          }));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse_args(argc, argv);
+  try {
+    std::filesystem::create_directories(args.data_dir);
+    net::io_context io;
+    Server server(io, args);
+    server.start();
+    std::vector<std::thread> threads;
+    for (unsigned i = 1; i < args.threads; ++i) {
+      threads.emplace_back([&io] { io.run(); });
+    }
+    io.run();
+    for (auto& t : threads) {
+      t.join();
+    }
+    log_line("node " + std::to_string(args.id) + ": stopped");
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "tenure-kv: " << e.what() << "\n";
+    return 1;
+  }
+}
