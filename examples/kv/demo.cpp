@@ -5,6 +5,7 @@
 //
 //   tenure-kv-demo [--server PATH] [--data-dir DIR] [--shards N] [--clients N] [--seconds S]
 #include "blocking_client.hpp"
+#include "local_cluster.hpp"
 #include "protocol.hpp"
 
 #include <boost/asio.hpp>
@@ -34,6 +35,8 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using tenure::kv::BlockingClient;
 using tenure::kv::CallResult;
+using tenure::kv::LocalCluster;
+using Node = tenure::kv::LocalNode;
 using tenure::kv::Request;
 using tenure::kv::ResponseKind;
 
@@ -43,14 +46,6 @@ struct Options {
   std::uint32_t shards = 3;
   unsigned clients = 4;
   unsigned seconds = 6;
-};
-
-struct Node {
-  std::uint64_t id = 0;
-  unsigned short raft_port = 0;
-  unsigned short client_port = 0;
-  pid_t pid = -1;
-  std::string client_address() const { return "127.0.0.1:" + std::to_string(client_port); }
 };
 
 const Clock::time_point kStart = Clock::now();
@@ -66,79 +61,6 @@ void say(const std::string& line) {
 [[noreturn]] void die(const std::string& why) {
   say("FAILED: " + why);
   std::exit(1);
-}
-
-// A port the kernel just handed out (bound and released): free unless another process races.
-unsigned short free_port() {
-  ::boost::asio::io_context io;
-  ::boost::asio::ip::tcp::acceptor a(io, {::boost::asio::ip::make_address("127.0.0.1"), 0});
-  return a.local_endpoint().port();
-}
-
-std::string cluster_flag(const std::vector<Node>& nodes) {
-  std::string s;
-  for (const auto& n : nodes) {
-    s += (s.empty() ? "" : ",") + std::to_string(n.id) +
-         "=127.0.0.1:" + std::to_string(n.raft_port) + "/" + std::to_string(n.client_port);
-  }
-  return s;
-}
-
-void start_node(Node& n, const std::vector<Node>& nodes, const Options& o) {
-  const std::string dir = o.data_dir + "/node" + std::to_string(n.id);
-  const std::string log = o.data_dir + "/node" + std::to_string(n.id) + ".log";
-  const std::string id = std::to_string(n.id);
-  const std::string cluster = cluster_flag(nodes);
-  const std::string shards = std::to_string(o.shards);
-  const pid_t pid = fork();
-  if (pid < 0) {
-    die("fork failed");
-  }
-  if (pid == 0) {
-    FILE* f = std::fopen(log.c_str(), "a");
-    if (f != nullptr) {
-      dup2(fileno(f), STDERR_FILENO);
-      dup2(fileno(f), STDOUT_FILENO);
-    }
-    execl(o.server.c_str(), o.server.c_str(), "--id", id.c_str(), "--cluster", cluster.c_str(),
-          "--data-dir", dir.c_str(), "--shards", shards.c_str(), static_cast<char*>(nullptr));
-    std::perror("exec tenure-kv");
-    _exit(127);
-  }
-  n.pid = pid;
-}
-
-// The cluster's view from one node: which node leads each shard (0: none known).
-std::optional<tenure::kv::ClusterInfo> info_of(const Node& n) {
-  BlockingClient c(n.client_address());
-  auto r = c.call(Request::info(1), 500ms);
-  if (!r.ok() || r.response->kind != ResponseKind::info) {
-    return std::nullopt;
-  }
-  return tenure::kv::parse_cluster_info(r.response->info);
-}
-
-// Leaders as every live node agrees on them, or nullopt while some shard has none.
-std::optional<std::vector<std::uint64_t>> leaders(const std::vector<Node>& nodes) {
-  std::optional<std::vector<std::uint64_t>> agreed;
-  for (const auto& n : nodes) {
-    if (n.pid < 0) {
-      continue;
-    }
-    const auto info = info_of(n);
-    if (!info) {
-      return std::nullopt;
-    }
-    if (std::any_of(info->leaders.begin(), info->leaders.end(),
-                    [&](std::uint64_t l) { return l == 0 || nodes[l - 1].pid < 0; })) {
-      return std::nullopt;
-    }
-    if (agreed && *agreed != info->leaders) {
-      return std::nullopt;
-    }
-    agreed = info->leaders;
-  }
-  return agreed;
 }
 
 std::string describe(const std::vector<std::uint64_t>& leaders) {
@@ -278,19 +200,14 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-std::vector<Node>* g_nodes = nullptr;  // for wait_for's check that no node died
+LocalCluster* g_cluster = nullptr;  // for wait_for's check that no node died
 
 template <class F>
 bool wait_for(F&& f, std::chrono::milliseconds limit) {
   const auto until = Clock::now() + limit;
   while (Clock::now() < until) {
-    for (auto& n : *g_nodes) {
-      int status = 0;
-      if (n.pid > 0 && waitpid(n.pid, &status, WNOHANG) == n.pid) {
-        n.pid = -1;
-        die("node " + std::to_string(n.id) + " exited unexpectedly (status " +
-            std::to_string(status) + "); see its log");
-      }
+    if (const auto died = g_cluster->exited()) {
+      die(*died);
     }
     if (f()) {
       return true;
@@ -305,39 +222,22 @@ bool wait_for(F&& f, std::chrono::milliseconds limit) {
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   std::signal(SIGPIPE, SIG_IGN);
-  std::vector<Node> nodes(3);
-  for (std::size_t i = 0; i < nodes.size(); ++i) {
-    nodes[i].id = i + 1;
-    nodes[i].raft_port = free_port();
-    nodes[i].client_port = free_port();
-  }
-  g_nodes = &nodes;
-  const auto stop_all = [&](int signal) {
-    for (auto& n : nodes) {
-      if (n.pid > 0) {
-        kill(n.pid, signal);
-      }
-    }
-    for (auto& n : nodes) {
-      if (n.pid > 0) {
-        int status = 0;
-        waitpid(n.pid, &status, 0);
-        n.pid = -1;
-      }
-    }
-  };
+  LocalCluster cluster(o.server, o.data_dir, 3, o.shards);
+  g_cluster = &cluster;
+  std::vector<Node>& nodes = cluster.nodes();
+  const auto stop_all = [&](int signal) { cluster.stop_all(signal); };
 
   say("1. starting 3 tenure-kv nodes on 127.0.0.1 with " + std::to_string(o.shards) +
       " shard(s) each; data and logs in " + o.data_dir);
   for (auto& n : nodes) {
-    start_node(n, nodes, o);
+    cluster.start(n.id);
     say("   node " + std::to_string(n.id) + ": pid " + std::to_string(n.pid) + ", clients on " +
         n.client_address());
   }
   std::vector<std::uint64_t> lead;
   if (!wait_for(
           [&] {
-            auto l = leaders(nodes);
+            auto l = cluster.leaders();
             if (l) {
               lead = *l;
             }
@@ -370,12 +270,10 @@ int main(int argc, char** argv) {
   say("3. SIGKILL node " + std::to_string(victim) + " (pid " + std::to_string(dead.pid) +
       "), leader of shard 0, while the clients keep writing");
   const auto killed_at = Clock::now();
-  kill(dead.pid, SIGKILL);
-  waitpid(dead.pid, nullptr, 0);
-  dead.pid = -1;
+  cluster.kill(victim);
   if (!wait_for(
           [&] {
-            auto l = leaders(nodes);
+            auto l = cluster.leaders();
             if (l) {
               lead = *l;
             }
@@ -463,7 +361,7 @@ int main(int argc, char** argv) {
 
   say("5. restarting node " + std::to_string(victim) + "; waiting for it to catch up");
   const auto restarted_at = Clock::now();
-  start_node(dead, nodes, o);
+  cluster.start(dead.id);
   const bool caught_up = wait_for(
       [&] {
         for (const auto& [key, value] : final_values) {

@@ -1,0 +1,196 @@
+// LocalCluster: tenure-kv processes on 127.0.0.1, started, signalled and watched by one parent.
+// For the demo and the integration tests.
+#pragma once
+
+#include "blocking_client.hpp"
+#include "protocol.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace tenure::kv {
+
+struct LocalNode {
+  std::uint64_t id = 0;
+  unsigned short raft_port = 0;
+  unsigned short client_port = 0;
+  pid_t pid = -1;  ///< -1: not running
+  std::string client_address() const { return "127.0.0.1:" + std::to_string(client_port); }
+};
+
+/// Nodes 1..n of one cluster, each a child process running `server` with its data under
+/// `data_dir`/node<id> and its output in `data_dir`/node<id>.log. Ports are drawn from the
+/// kernel's ephemeral range. The destructor kills whatever still runs. Not thread-safe.
+class LocalCluster {
+ public:
+  LocalCluster(std::string server, std::string data_dir, std::size_t nodes, std::uint32_t shards)
+      : server_(std::move(server)), data_dir_(std::move(data_dir)), shards_(shards) {
+    for (std::size_t i = 0; i < nodes; ++i) {
+      LocalNode n;
+      n.id = i + 1;
+      n.raft_port = free_port();
+      n.client_port = free_port();
+      nodes_.push_back(n);
+    }
+  }
+  LocalCluster(const LocalCluster&) = delete;
+  LocalCluster& operator=(const LocalCluster&) = delete;
+  ~LocalCluster() { stop_all(SIGKILL); }
+
+  std::vector<LocalNode>& nodes() noexcept { return nodes_; }
+  LocalNode& node(std::uint64_t id) { return nodes_.at(id - 1); }
+  const std::string& data_dir() const noexcept { return data_dir_; }
+
+  /// Starts node `id` (again, after a kill: it recovers from its data directory).
+  void start(std::uint64_t id) {
+    LocalNode& n = node(id);
+    const std::string dir = data_dir_ + "/node" + std::to_string(id);
+    const std::string log = data_dir_ + "/node" + std::to_string(id) + ".log";
+    const std::string id_text = std::to_string(id);
+    const std::string cluster = cluster_flag();
+    const std::string shards = std::to_string(shards_);
+    const pid_t pid = fork();
+    if (pid < 0) {
+      throw std::runtime_error("fork failed");
+    }
+    if (pid == 0) {
+      if (FILE* f = std::fopen(log.c_str(), "a"); f != nullptr) {
+        dup2(fileno(f), STDERR_FILENO);
+        dup2(fileno(f), STDOUT_FILENO);
+      }
+      execl(server_.c_str(), server_.c_str(), "--id", id_text.c_str(), "--cluster", cluster.c_str(),
+            "--data-dir", dir.c_str(), "--shards", shards.c_str(), static_cast<char*>(nullptr));
+      std::perror("exec tenure-kv");
+      _exit(127);
+    }
+    n.pid = pid;
+  }
+
+  void start_all() {
+    for (const auto& n : nodes_) {
+      start(n.id);
+    }
+  }
+
+  /// Sends `signal` (SIGSTOP, SIGCONT, ...) to node `id` if it runs.
+  void signal(std::uint64_t id, int signal) {
+    if (node(id).pid > 0) {
+      ::kill(node(id).pid, signal);
+    }
+  }
+
+  /// SIGKILL, and reaps it.
+  void kill(std::uint64_t id) {
+    LocalNode& n = node(id);
+    if (n.pid > 0) {
+      ::kill(n.pid, SIGCONT);  // a stopped process dies only once continued
+      ::kill(n.pid, SIGKILL);
+      waitpid(n.pid, nullptr, 0);
+      n.pid = -1;
+    }
+  }
+
+  /// Sends `signal` to every running node and reaps them all.
+  void stop_all(int signal) {
+    for (auto& n : nodes_) {
+      if (n.pid > 0) {
+        ::kill(n.pid, SIGCONT);
+        ::kill(n.pid, signal);
+      }
+    }
+    for (auto& n : nodes_) {
+      if (n.pid > 0) {
+        waitpid(n.pid, nullptr, 0);
+        n.pid = -1;
+      }
+    }
+  }
+
+  /// A description of a node that exited on its own since the last call (reaping it), or
+  /// nullopt.
+  std::optional<std::string> exited() {
+    for (auto& n : nodes_) {
+      int status = 0;
+      if (n.pid > 0 && waitpid(n.pid, &status, WNOHANG) == n.pid) {
+        n.pid = -1;
+        return "node " + std::to_string(n.id) + " exited (status " + std::to_string(status) +
+               "); see " + data_dir_ + "/node" + std::to_string(n.id) + ".log";
+      }
+    }
+    return std::nullopt;
+  }
+
+  /// The leader of each shard as every running node agrees on it (each a running node), or
+  /// nullopt while some shard has none or the nodes disagree.
+  std::optional<std::vector<std::uint64_t>> leaders() {
+    std::optional<std::vector<std::uint64_t>> agreed;
+    for (const auto& n : nodes_) {
+      if (n.pid < 0) {
+        continue;
+      }
+      BlockingClient c(n.client_address());
+      auto r = c.call(Request::info(1), std::chrono::milliseconds(500));
+      if (!r.ok() || r.response->kind != ResponseKind::info) {
+        return std::nullopt;
+      }
+      const auto info = parse_cluster_info(r.response->info);
+      if (!info) {
+        return std::nullopt;
+      }
+      if (std::any_of(info->leaders.begin(), info->leaders.end(), [&](std::uint64_t l) {
+            return l == 0 || l > nodes_.size() || nodes_[l - 1].pid < 0;
+          })) {
+        return std::nullopt;
+      }
+      if (agreed && *agreed != info->leaders) {
+        return std::nullopt;
+      }
+      agreed = info->leaders;
+    }
+    return agreed;
+  }
+
+  /// The node whose client address is `address`, or 0.
+  std::uint64_t node_at(std::string_view address) const {
+    for (const auto& n : nodes_) {
+      if (n.client_address() == address) {
+        return n.id;
+      }
+    }
+    return 0;
+  }
+
+ private:
+  // A port the kernel just handed out (bound, then released): free unless another process
+  // takes it in between.
+  static unsigned short free_port() {
+    ::boost::asio::io_context io;
+    ::boost::asio::ip::tcp::acceptor a(io, {::boost::asio::ip::make_address("127.0.0.1"), 0});
+    return a.local_endpoint().port();
+  }
+
+  std::string cluster_flag() const {
+    std::string s;
+    for (const auto& n : nodes_) {
+      s += (s.empty() ? "" : ",") + std::to_string(n.id) +
+           "=127.0.0.1:" + std::to_string(n.raft_port) + "/" + std::to_string(n.client_port);
+    }
+    return s;
+  }
+
+  std::string server_;
+  std::string data_dir_;
+  std::uint32_t shards_;
+  std::vector<LocalNode> nodes_;
+};
+
+}  // namespace tenure::kv
