@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -370,6 +371,16 @@ class Server {
     if (stopping_.exchange(true)) {
       return;
     }
+    // Shutdown has a deadline too: whatever still holds the event loop 3 s from now is cut off
+    // (and reported), so a stuck connection cannot keep the process alive.
+    watchdog_ = std::thread([this] {
+      std::unique_lock lock(finished_mutex_);
+      if (!finished_cv_.wait_for(lock, 3s, [this] { return finished_; })) {
+        log_line("node " + std::to_string(args_.id) +
+                 ": work still pending 3 s after shutdown began; stopping the event loop");
+        io_.stop();
+      }
+    });
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     monitor_.cancel();
@@ -475,6 +486,18 @@ class Server {
       list.push_back(tenure::kv::NodeAddress{n.id, n.client_address()});
     }
     tenure::kv::addresses_list(list, addresses);
+  }
+
+  /// The event loop has returned: the shutdown watchdog may go.
+  void finished() {
+    {
+      std::lock_guard lock(finished_mutex_);
+      finished_ = true;
+    }
+    finished_cv_.notify_all();
+    if (watchdog_.joinable()) {
+      watchdog_.join();
+    }
   }
 
   const Args& args() const noexcept { return args_; }
@@ -585,6 +608,10 @@ class Server {
   net::signal_set signals_;
   std::atomic<bool> stopping_{false};
   std::uint64_t monitor_rounds_ = 0;
+  std::thread watchdog_;
+  std::mutex finished_mutex_;
+  std::condition_variable finished_cv_;
+  bool finished_ = false;
   std::mutex sessions_mutex_;
   std::vector<std::weak_ptr<Session>> sessions_;
 };
@@ -631,6 +658,7 @@ int main(int argc, char** argv) {
     for (auto& t : threads) {
       t.join();
     }
+    server.finished();
     log_line("node " + std::to_string(args.id) + ": stopped");
     return 0;
   } catch (const std::exception& e) {

@@ -7,8 +7,13 @@
 #include <raft/policies.hpp>
 #include <raft/steady_clock.hpp>
 
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <doctest/doctest.h>
@@ -256,4 +261,32 @@ TEST_CASE("AsioGroup: use_future completions with the io_context on another thre
   guard.reset();
   io.stop();
   runner.join();
+}
+
+TEST_CASE("AsioGroup: use_awaitable completions in a coroutine") {
+  ::boost::asio::io_context io;
+  Cluster c(io);
+  REQUIRE(run_until(io, [&] { return c.leader() != kNoNode; }));
+  Group& g = *c.groups[c.leader()];
+  const std::vector<std::byte> payload{std::byte{5}};
+  std::optional<Result<ProposeResult>> proposed;
+  std::optional<Result<ReadResult>> read;
+  ::boost::asio::co_spawn(
+      io,
+      [&]() -> ::boost::asio::awaitable<void> {
+        proposed = co_await g.async_propose(payload, 1s, ::boost::asio::use_awaitable);
+        read = co_await g.async_read(ReadLevel::lease, 1s, ::boost::asio::use_awaitable);
+      },
+      ::boost::asio::detached);
+  REQUIRE(run_until(io, [&] { return read.has_value(); }));
+  REQUIRE(proposed->has_value());
+  REQUIRE(read->has_value());
+  CHECK(read->value().index >= proposed->value().index);
+  CHECK(read->value().from_lease);
+  for (auto& group : c.groups) {
+    if (group) {
+      group->stop();
+    }
+  }
+  io.run_for(50ms);
 }
