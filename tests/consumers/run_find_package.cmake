@@ -1,10 +1,15 @@
 # Installs tenure from its build tree into a fresh prefix, then configures, builds and runs a
-# consumer project that finds it with find_package(tenure CONFIG) and nothing else.
+# consumer project that finds it with find_package(tenure CONFIG) and nothing else. PROGRAM names
+# the consumer's executable to run (default: find_package_consumer).
 foreach(var TENURE_BUILD_DIR WORK_DIR CONSUMER_DIR GENERATOR CXX)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "run_find_package.cmake: ${var} is not set")
   endif()
 endforeach()
+
+if(NOT DEFINED PROGRAM)
+  set(PROGRAM find_package_consumer)
+endif()
 
 set(prefix ${WORK_DIR}/prefix)
 set(build ${WORK_DIR}/build)
@@ -24,4 +29,4 @@ endif()
 run(${CMAKE_COMMAND} -S ${CONSUMER_DIR} -B ${build} -G ${GENERATOR}
     -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${prefix})
 run(${CMAKE_COMMAND} --build ${build})
-run(${build}/find_package_consumer)
+run(${build}/${PROGRAM})
