@@ -202,19 +202,26 @@ Options parse(int argc, char** argv) {
 
 LocalCluster* g_cluster = nullptr;  // for wait_for's check that no node died
 
+// Waits as LocalCluster::wait_until does; a node that dies meanwhile ends the demo.
 template <class F>
 bool wait_for(F&& f, std::chrono::milliseconds limit) {
-  const auto until = Clock::now() + limit;
-  while (Clock::now() < until) {
-    if (const auto died = g_cluster->exited()) {
-      die(*died);
-    }
-    if (f()) {
-      return true;
-    }
-    std::this_thread::sleep_for(50ms);  // polling another process: nothing to wait on
+  std::string died;
+  const bool done = g_cluster->wait_until(std::forward<F>(f), limit, died);
+  if (!died.empty()) {
+    die(died);
   }
-  return f();
+  return done;
+}
+
+// The leaders of every shard, as all running nodes agree, within 20 s; a node that dies
+// meanwhile ends the demo.
+std::optional<std::vector<std::uint64_t>> wait_for_leaders() {
+  std::string died;
+  auto leaders = g_cluster->wait_for_leaders(20s, died);
+  if (!died.empty()) {
+    die(died);
+  }
+  return leaders;
 }
 
 }  // namespace
@@ -235,15 +242,9 @@ int main(int argc, char** argv) {
         n.client_address());
   }
   std::vector<std::uint64_t> lead;
-  if (!wait_for(
-          [&] {
-            auto l = cluster.leaders();
-            if (l) {
-              lead = *l;
-            }
-            return l.has_value();
-          },
-          20s)) {
+  if (auto l = wait_for_leaders()) {
+    lead = *l;
+  } else {
     stop_all(SIGKILL);
     die("no leader for every shard within 20 s (see " + o.data_dir + "/node*.log)");
   }
@@ -271,15 +272,9 @@ int main(int argc, char** argv) {
       "), leader of shard 0, while the clients keep writing");
   const auto killed_at = Clock::now();
   cluster.kill(victim);
-  if (!wait_for(
-          [&] {
-            auto l = cluster.leaders();
-            if (l) {
-              lead = *l;
-            }
-            return l.has_value();
-          },
-          20s)) {
+  if (auto l = wait_for_leaders()) {
+    lead = *l;
+  } else {
     stop = true;
     for (auto& t : clients) {
       t.join();

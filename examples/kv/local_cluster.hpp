@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <signal.h>
@@ -156,6 +157,40 @@ class LocalCluster {
       }
       agreed = info->leaders;
     }
+    return agreed;
+  }
+
+  /// Polls `done` every 20 ms until it holds or `limit` passes; returns whether it held. Stops at
+  /// once when a node exits on its own, describing it in `died` (left empty otherwise).
+  template <class Done>
+  bool wait_until(Done&& done, std::chrono::milliseconds limit, std::string& died) {
+    died.clear();
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+      if (auto exit = exited()) {
+        died = std::move(*exit);
+        return false;
+      }
+      if (done()) {
+        return true;
+      }
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(20));  // other processes: nothing to wait on
+    }
+    return done();
+  }
+
+  /// The leaders (see leaders()) once every running node agrees on one per shard, within
+  /// `limit`; nullopt otherwise, with `died` as in wait_until.
+  std::optional<std::vector<std::uint64_t>> wait_for_leaders(std::chrono::milliseconds limit,
+                                                             std::string& died) {
+    std::optional<std::vector<std::uint64_t>> agreed;
+    wait_until(
+        [&] {
+          agreed = leaders();
+          return agreed.has_value();
+        },
+        limit, died);
     return agreed;
   }
 

@@ -9,6 +9,8 @@
 // near a different branch of the decoder.
 #include <raft/codec.hpp>
 
+#include "corpus_writer.hpp"
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -60,28 +62,6 @@ Message header_of(MessageType type) {
   return m;
 }
 
-class Writer {
- public:
-  explicit Writer(std::filesystem::path dir) : dir_(std::move(dir)) {}
-
-  void write(const std::string& name, const Frame& frame) {
-    std::ofstream out(dir_ / (name + ".bin"), std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(frame.data()),
-              static_cast<std::streamsize>(frame.size()));
-    if (!out) {
-      std::fprintf(stderr, "make_codec_corpus: cannot write %s\n", name.c_str());
-      std::exit(1);
-    }
-    ++written_;
-  }
-
-  int written() const { return written_; }
-
- private:
-  std::filesystem::path dir_;
-  int written_ = 0;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -90,7 +70,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::filesystem::create_directories(argv[1]);
-  Writer out(argv[1]);
+  tenure::fuzz::CorpusWriter out(argv[1], "make_codec_corpus");
 
   // Every message type, header only.
   const char* names[] = {"",

@@ -7,6 +7,7 @@
 //
 //     cmake --build build/debug --target tenure_wal_recovery_make_corpus
 //     build/debug/tests/tenure_wal_recovery_make_corpus tests/fuzz/corpus/wal_recovery
+#include "corpus_writer.hpp"
 #include "wal_recovery_input.hpp"
 
 #include <raft/detail/wal_format.hpp>
@@ -154,37 +155,10 @@ std::size_t nth_record(const Bytes& segment, wal::RecordType type, std::size_t n
   fail("a seed segment lacks a record it should have");
 }
 
-class Writer {
- public:
-  explicit Writer(std::filesystem::path dir) : dir_(std::move(dir)) {}
-
-  void write(const std::string& name, const input::Layout& layout) {
-    const Bytes bytes = input::encode(layout);
-    std::ofstream out(dir_ / (name + ".bin"), std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()),
-              static_cast<std::streamsize>(bytes.size()));
-    if (!out) {
-      fail("cannot write " + name);
-    }
-    ++written_;
-  }
-
-  void write_raw(const std::string& name, const Bytes& bytes) {
-    std::ofstream out(dir_ / (name + ".bin"), std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()),
-              static_cast<std::streamsize>(bytes.size()));
-    if (!out) {
-      fail("cannot write " + name);
-    }
-    ++written_;
-  }
-
-  int written() const { return written_; }
-
- private:
-  std::filesystem::path dir_;
-  int written_ = 0;
-};
+// One seed: `layout` as the fuzzer reads it.
+void write(tenure::fuzz::CorpusWriter& out, const std::string& name, const input::Layout& layout) {
+  out.write(name, input::encode(layout));
+}
 
 }  // namespace
 
@@ -194,19 +168,19 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::filesystem::create_directories(argv[1]);
-  Writer out(argv[1]);
+  tenure::fuzz::CorpusWriter out(argv[1], "make_wal_recovery_corpus");
 
   // Valid directories, as FileStorage writes them.
-  out.write_raw("empty-directory", {});
+  out.write("empty-directory", {});
   const input::Layout one = write_log(1 << 20, busy_log);
-  out.write("valid-one-segment", one);
+  write(out, "valid-one-segment", one);
   // The smallest segment size at which busy_log() rotates exactly once.
   std::uint64_t two_segment_bytes = 64;
   while (count_segments(two_segment_bytes) != 2) {
     two_segment_bytes += 8;
   }
   const input::Layout two = write_log(two_segment_bytes, busy_log);
-  out.write("valid-two-segments", two);
+  write(out, "valid-two-segments", two);
   const input::Layout snapshot = write_log(1 << 20, [](Storage& s) {
     busy_log(s);
     const std::string state = "x=1 y=2";
@@ -220,10 +194,10 @@ int main(int argc, char** argv) {
   if (!snapshot.has_snapshot) {
     fail("the snapshot seed has no snapshot");
   }
-  out.write("valid-snapshot", snapshot);
+  write(out, "valid-snapshot", snapshot);
   input::Layout fixing = one;
   fixing.fix_checksums = true;
-  out.write("valid-one-segment-fix-checksums", fixing);
+  write(out, "valid-one-segment-fix-checksums", fixing);
 
   // Torn tails: the last segment cut inside its header, inside a record, at a record boundary.
   const std::vector<std::size_t> records = record_offsets(one.segments[0]);
@@ -232,18 +206,18 @@ int main(int argc, char** argv) {
                                 records[records.size() - 1] + 20, size - 1}) {
     input::Layout torn = one;
     torn.segments[0].resize(cut);
-    out.write("torn-at-" + std::to_string(cut), torn);
+    write(out, "torn-at-" + std::to_string(cut), torn);
   }
   input::Layout torn_second = two;
   torn_second.segments[1].resize(torn_second.segments[1].size() - 3);
-  out.write("torn-second-segment", torn_second);
+  write(out, "torn-second-segment", torn_second);
 
   // Bit flips: in the middle (valid records follow: corruption), in the last record (a torn
   // tail), and in the first of two segments (corruption, however late in it).
   const auto flipped = [&](const std::string& name, input::Layout layout, std::size_t segment,
                            std::size_t offset) {
     layout.segments.at(segment).at(offset) ^= std::byte{0x10};
-    out.write(name, layout);
+    write(out, name, layout);
   };
   flipped("flip-middle-record", one, 0, records[records.size() / 2] + 20);
   flipped("flip-last-record", one, 0, records[records.size() - 1] + 20);
@@ -251,7 +225,7 @@ int main(int argc, char** argv) {
   flipped("flip-segment-header", one, 0, 17);
   input::Layout bad_snapshot = snapshot;
   bad_snapshot.snapshot.at(33) ^= std::byte{1};
-  out.write("flip-snapshot", bad_snapshot);
+  write(out, "flip-snapshot", bad_snapshot);
 
   // Records that pass the CRC once it is fixed, but not the checks behind it.
   using wal::RecordType;
@@ -266,7 +240,7 @@ int main(int argc, char** argv) {
     } else {
       wal::put_u64(p, value);
     }
-    out.write(name, layout);
+    write(out, name, layout);
   };
   rewritten("fixed-entry-index-gap", RecordType::entry, 1, 8, 7);  // entry 2 claims index 7
   rewritten("fixed-segment-sequence", RecordType::segment_header, 0, 16, 2);  // claims segment 2
@@ -278,7 +252,7 @@ int main(int argc, char** argv) {
   type_changed.fix_checksums = true;
   const std::size_t entry = nth_record(type_changed.segments[0], RecordType::entry, 0);
   type_changed.segments[0][entry + 8] = static_cast<std::byte>(RecordType::segment_header);
-  out.write("fixed-second-segment-header", type_changed);
+  write(out, "fixed-second-segment-header", type_changed);
 
   // Well-formed records slipped into the last batch: a compaction point as earlier versions
   // wrote them (ignored), and records whose payload has the wrong size for their type.
@@ -291,7 +265,7 @@ int main(int argc, char** argv) {
     const auto last_batch_end = static_cast<std::ptrdiff_t>(records.back());
     layout.segments[0].insert(layout.segments[0].begin() + last_batch_end, record.begin(),
                               record.end());
-    out.write(name, layout);
+    write(out, name, layout);
   };
   inserted("valid-legacy-compact-record", RecordType::compact, 16);
   inserted("short-entry", RecordType::entry, 16);
@@ -302,7 +276,7 @@ int main(int argc, char** argv) {
   // A closed segment whose last batch lost its batch_end: every record valid, the batch not.
   input::Layout incomplete = two;
   incomplete.segments[0].resize(record_offsets(two.segments[0]).back());
-  out.write("closed-segment-incomplete-batch", incomplete);
+  write(out, "closed-segment-incomplete-batch", incomplete);
 
   std::printf("make_wal_recovery_corpus: wrote %d files to %s\n", out.written(), argv[1]);
   return 0;

@@ -62,20 +62,26 @@ std::string scratch_dir(const char* name) {
   return templ;
 }
 
+// Waits as LocalCluster::wait_until does; a node that dies meanwhile is a failed check.
 template <class F>
 bool wait_for(LocalCluster& cluster, F&& f, std::chrono::milliseconds limit) {
-  const auto until = Clock::now() + limit;
-  while (Clock::now() < until) {
-    if (const auto died = cluster.exited()) {
-      check(false, *died);
-      return false;
-    }
-    if (f()) {
-      return true;
-    }
-    std::this_thread::sleep_for(20ms);  // polling other processes: nothing to wait on
+  std::string died;
+  const bool done = cluster.wait_until(std::forward<F>(f), limit, died);
+  if (!died.empty()) {
+    check(false, died);
   }
-  return f();
+  return done;
+}
+
+// The leaders of every shard within 20 s, checked as `what`; empty when there are none.
+std::vector<std::uint64_t> elected(LocalCluster& cluster, const std::string& what) {
+  std::string died;
+  const auto leaders = cluster.wait_for_leaders(20s, died);
+  if (!died.empty()) {
+    check(false, died);
+  }
+  check(leaders.has_value(), what);
+  return leaders.value_or(std::vector<std::uint64_t>{});
 }
 
 std::uint64_t rss_kib(pid_t pid) {
@@ -173,18 +179,7 @@ int outage(const std::string& server) {
   std::printf("outage: reference 000 on 3 tenure-kv processes\n");
   LocalCluster cluster(server, scratch_dir("outage"), 3, 1);
   cluster.start_all();
-  std::vector<std::uint64_t> lead;
-  check(wait_for(
-            cluster,
-            [&] {
-              auto l = cluster.leaders();
-              if (l) {
-                lead = *l;
-              }
-              return l.has_value();
-            },
-            20s),
-        "a leader is elected");
+  const std::vector<std::uint64_t> lead = elected(cluster, "a leader is elected");
   if (lead.empty()) {
     return 1;
   }
@@ -292,18 +287,7 @@ int linearizability(const std::string& server, std::uint64_t seed) {
   constexpr std::int64_t kAbsent = tenure::raft::testing::kAbsent;
   LocalCluster cluster(server, scratch_dir("lin"), 3, 2);
   cluster.start_all();
-  std::vector<std::uint64_t> lead;
-  check(wait_for(
-            cluster,
-            [&] {
-              auto l = cluster.leaders();
-              if (l) {
-                lead = *l;
-              }
-              return l.has_value();
-            },
-            20s),
-        "leaders are elected");
+  const std::vector<std::uint64_t> lead = elected(cluster, "leaders are elected");
   if (lead.empty()) {
     return 1;
   }
