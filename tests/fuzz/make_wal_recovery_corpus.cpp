@@ -61,16 +61,22 @@ void sync(Storage& s) {
   }
 }
 
+// How every seed log is written: by hand (manual sync), with fixed salts so that the corpus
+// regenerates byte for byte.
+FileStorageOptions seed_options(std::uint64_t segment_bytes) {
+  FileStorageOptions o;
+  o.directory = input::kDirectory;
+  o.segment_bytes = segment_bytes;
+  o.background_sync = false;
+  o.salt_seed = kSaltSeed;
+  return o;
+}
+
 // Runs `script` on a FileStorage in a fresh SimFileSystem and returns the directory it left.
 input::Layout write_log(std::uint64_t segment_bytes, const std::function<void(Storage&)>& script) {
   SimFileSystem fs;
   {
-    FileStorageOptions o;
-    o.directory = input::kDirectory;
-    o.segment_bytes = segment_bytes;
-    o.background_sync = false;
-    o.salt_seed = kSaltSeed;
-    Storage s(o, fs);
+    Storage s(seed_options(segment_bytes), fs);
     script(s);
   }
   input::Layout layout;
@@ -116,12 +122,7 @@ void busy_log(Storage& s) {
 std::size_t count_segments(std::uint64_t segment_bytes) {
   SimFileSystem fs;
   {
-    FileStorageOptions o;
-    o.directory = input::kDirectory;
-    o.segment_bytes = segment_bytes;
-    o.background_sync = false;
-    o.salt_seed = kSaltSeed;
-    Storage s(o, fs);
+    Storage s(seed_options(segment_bytes), fs);
     busy_log(s);
   }
   return fs.paths().size();
