@@ -215,11 +215,15 @@ int outage(const std::string& server) {
     f1_outcomes += " " + k + "=" + std::to_string(v);
   }
   // Reads beyond the bounded queue are refused at once with overloaded (lesson 2); the rest
-  // succeed.
-  check(f1_reads.answered == f1_reads.sent &&
-            f1_reads.by_outcome["value"] + f1_reads.by_outcome["overloaded"] == f1_reads.sent &&
-            f1_reads.by_outcome["value"] > 0,
-        "2000 pipelined linearizable reads are answered, each a value or overloaded (slowest " +
+  // succeed. On a loaded machine (a sanitizer build under a parallel test run) the remaining
+  // follower can miss an election timeout and an election follows: reads caught in it end with
+  // leadership_lost or not_leader, a definite answer too. Most must still succeed.
+  const std::size_t f1_definite = f1_reads.by_outcome["value"] + f1_reads.by_outcome["overloaded"] +
+                                  f1_reads.by_outcome["leadership_lost"] +
+                                  f1_reads.by_outcome["not_leader"];
+  check(f1_reads.answered == f1_reads.sent && f1_definite == f1_reads.sent &&
+            f1_reads.by_outcome["value"] * 10 >= f1_reads.sent * 9,
+        "2000 pipelined linearizable reads are answered, at least 90 % with a value (slowest " +
             std::to_string(f1_reads.slowest.count()) + " ms):" + f1_outcomes);
 
   std::printf("phase 2: SIGSTOP follower %llu too: the quorum is lost\n",
