@@ -194,6 +194,18 @@ class LeaseCoordinator {
     provider_.read_index(op.request_, deadline);
   }
 
+  /// Withdraws a read waiting for the provider's ReadIndex round: it completes at once with the
+  /// provider's cancellation error (errc::cancelled for RaftGroup), which leaves the lease alone
+  /// (a retryable error, not a leadership loss). A read that already completed, or was served
+  /// from the lease, is left alone, so a cancel that races with the completion is harmless.
+  /// Available when the provider can cancel (`p.cancel(request)`, as RaftGroup can). Group's
+  /// thread; no allocation.
+  void cancel(ReadOperation& op) requires
+      requires(Provider& p, typename Provider::read_request& r) {
+    p.cancel(r);
+  }
+  { provider_.cancel(op.request_); }
+
   /// Samples what a write's commit will extend the lease from. Call before sending the proposal.
   WriteAnchor begin_write() const noexcept {
     return WriteAnchor{provider_.clock().now(), state_.generation(), provider_.leader_term()};

@@ -19,9 +19,21 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/version.hpp>
+
+// Per-operation cancellation arrived in Asio 1.19 (Boost 1.77). Older Boost (Debian bookworm's
+// libboost-dev is 1.74) builds everything else; operations then end by result, deadline or stop().
+#if BOOST_ASIO_VERSION >= 101900
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#define TENURE_ASIO_HAS_CANCELLATION_SLOTS 1
+#else
+#define TENURE_ASIO_HAS_CANCELLATION_SLOTS 0
+#endif
 
 #include <lease/lease_config.hpp>
 #include <lease/lease_coordinator.hpp>
+#include <raft/asio/detail/cancellation_registry.hpp>
 #include <raft/config.hpp>
 #include <raft/errc.hpp>
 #include <raft/message.hpp>
@@ -31,6 +43,9 @@
 #include <raft/types.hpp>
 
 namespace tenure::raft::asio {
+
+/// Whether AsioGroup's operations honour their handlers' Asio cancellation slots (Boost >= 1.77).
+inline constexpr bool kHasCancellationSlots = TENURE_ASIO_HAS_CANCELLATION_SLOTS != 0;
 
 /// How a read is served (design.md, "Reads, three levels").
 enum class ReadLevel : std::uint8_t {
@@ -75,10 +90,27 @@ struct AsioGroupOptions {
 /// associated executor (the strand when it has none). A propose payload must stay valid until
 /// the handler runs, as a buffer for async_write must.
 ///
+/// Cancellation (Boost >= 1.77, kHasCancellationSlots): an operation whose handler has a
+/// connected cancellation slot (bind_cancellation_slot, a coroutine's `||`, parallel_group)
+/// completes with errc::cancelled (carrying the leader hint) when the slot is emitted while it
+/// is pending. Reads have no side effects and honour terminal,
+/// partial and total cancellation. A proposal is appended the moment it reaches the strand and a
+/// transfer may already have sent TimeoutNow, so they honour terminal cancellation only: the
+/// entry of a cancelled proposal may still commit (its outcome is unknown, as after timed_out),
+/// and a cancelled transfer may still hand leadership over. A cancellation that arrives after the
+/// operation completed does nothing; so does one emitted after the group was destroyed. Emit
+/// from any thread, but (as for every Asio slot) not concurrently with the initiating call.
+///
 /// Thread-safety: the async_* functions, notify_persisted() and stop() may be called from any
 /// thread. step(), group() and lease() belong to the strand. Allocation: each asynchronous
 /// operation allocates its state with the handler's associated allocator (one allocation per
-/// call, as Asio's own operations do); the group itself allocates nothing in steady state.
+/// call, as Asio's own operations do); installing a cancellation handler lets the slot allocate
+/// its storage (Asio reuses it for the slot's later operations), and an emitted cancellation
+/// posts one handler to the strand. The group allocates once at construction (the registry of
+/// cancellable operations) and nothing in steady state.
+///
+/// Lifetime: destroy the group only when nothing of it is pending (after stop() completed and
+/// the strand ran dry) and nothing runs on its strand.
 template <class Policies>
 class AsioGroup {
  public:
@@ -102,10 +134,14 @@ class AsioGroup {
         options_(options),
         clock_(clock),
         group_(config, clock, transport, storage, machine),
-        lease_(group_, options.lease) {}
+        lease_(group_, options.lease),
+        registry_(std::make_shared<detail::CancellationRegistry>()) {}
 
   AsioGroup(const AsioGroup&) = delete;
   AsioGroup& operator=(const AsioGroup&) = delete;
+
+  /// Late cancellation handlers (still installed in their slots) find an empty registry.
+  ~AsioGroup() { registry_->clear(); }
 
   /// The strand everything of this group runs on.
   executor_type executor() const noexcept { return strand_; }
@@ -152,6 +188,8 @@ class AsioGroup {
   const group_type& group() const noexcept { return group_; }
   /// The lease coordinator (lease_read() is lock-free from any thread).
   coordinator_type& lease() noexcept { return lease_; }
+  /// How many operations with a connected cancellation slot are pending. Strand only.
+  std::size_t cancellable_pending() const noexcept { return registry_->size(); }
 
   /// Proposes `payload`; completes with where it committed and what the state machine returned.
   /// A write that fails with timed_out or leadership_lost after it was appended may still
@@ -163,11 +201,13 @@ class AsioGroup {
         [this, payload, timeout](auto handler) {
           using Handler = decltype(handler);
           auto* op = make_op<ProposeOp<Handler>>(std::move(handler), this);
+          connect_slot(*op, kTerminalOnly);
           ::boost::asio::post(strand_, [this, op, payload, timeout] {
             if (stopped_) {
               op->complete(Result<ProposeResult>(errc::stopped));
               return;
             }
+            registry_->add(*op);
             op->anchor = lease_.begin_write();
             group_.propose(op->raft_op, payload, clock_.now() + timeout);
             group_.flush();
@@ -184,11 +224,13 @@ class AsioGroup {
         [this, level, timeout](auto handler) {
           using Handler = decltype(handler);
           auto* op = make_op<ReadOp<Handler>>(std::move(handler), this);
+          connect_slot(*op, kAnyCancellation);
           ::boost::asio::post(strand_, [this, op, level, timeout] {
             if (stopped_) {
               op->complete(Result<ReadResult>(errc::stopped));
               return;
             }
+            registry_->add(*op);
             const time_point deadline = clock_.now() + timeout;
             switch (level) {
               case ReadLevel::stale:
@@ -216,11 +258,13 @@ class AsioGroup {
         [this, target, timeout](auto handler) {
           using Handler = decltype(handler);
           auto* op = make_op<TransferOp<Handler>>(std::move(handler), this);
+          connect_slot(*op, kTerminalOnly);
           ::boost::asio::post(strand_, [this, op, target, timeout] {
             if (stopped_) {
               op->complete(Result<void>(errc::stopped));
               return;
             }
+            registry_->add(*op);
             group_.transfer_leadership(op->raft_op, target, clock_.now() + timeout);
             rearm();
           });
@@ -233,7 +277,7 @@ class AsioGroup {
   // queues, the handler, and a work guard on the handler's executor. Freed (with the handler's
   // allocator) before the handler is invoked, as Asio requires.
   template <class Handler, class T>
-  struct OpBase {
+  struct OpBase : detail::CancellableOperation {
     using allocator_type = typename std::allocator_traits<
         ::boost::asio::associated_allocator_t<Handler>>::template rebind_alloc<std::byte>;
     using handler_executor = ::boost::asio::associated_executor_t<Handler, executor_type>;
@@ -263,10 +307,56 @@ class AsioGroup {
     return op;
   }
 
+  // The cancellation types an operation honours (a bitmask of cancellation_type values; see the
+  // class comment for why proposals and transfers take terminal only).
+  static constexpr unsigned kTerminalOnly = 1U;     // cancellation_type::terminal
+  static constexpr unsigned kAnyCancellation = 7U;  // terminal | partial | total
+#if TENURE_ASIO_HAS_CANCELLATION_SLOTS
+  static_assert(kTerminalOnly == static_cast<unsigned>(::boost::asio::cancellation_type::terminal));
+  static_assert(kAnyCancellation ==
+                static_cast<unsigned>(::boost::asio::cancellation_type::terminal |
+                                      ::boost::asio::cancellation_type::partial |
+                                      ::boost::asio::cancellation_type::total));
+#endif
+
+  // Installs a cancellation handler in the slot of `op`'s handler, if it has a connected one.
+  // Runs in the initiating call, before the operation is posted: the strand may complete and
+  // free `op` as soon as it is.
+  template <class Op>
+  void connect_slot([[maybe_unused]] Op& op, [[maybe_unused]] unsigned supported) {
+#if TENURE_ASIO_HAS_CANCELLATION_SLOTS
+    auto slot = ::boost::asio::get_associated_cancellation_slot(op.handler);
+    if (slot.is_connected()) {
+      op.cancel_id = registry_->next_id();
+      op.cancel = &Op::on_cancel;
+      slot.template emplace<Canceller>(registry_, strand_, op.cancel_id, supported);
+    }
+#endif
+  }
+
+#if TENURE_ASIO_HAS_CANCELLATION_SLOTS
+  // What a slot calls when emitted, from whichever thread emits. It only posts: the operation
+  // belongs to the strand, and may have completed (or the group gone) by the time this runs.
+  struct Canceller {
+    std::shared_ptr<detail::CancellationRegistry> registry;
+    executor_type strand;
+    std::uint64_t id;
+    unsigned supported;
+
+    void operator()(::boost::asio::cancellation_type_t type) const {
+      if ((static_cast<unsigned>(type) & supported) == 0) {
+        return;  // e.g. partial or total for a proposal already appended: cannot honour it
+      }
+      ::boost::asio::post(strand, [registry = registry, id = id] { registry->cancel(id); });
+    }
+  };
+#endif
+
   // Moves the handler out, frees `op`, and dispatches the handler with `result` to its
   // executor.
   template <class Op, class R>
   static void finish(Op* op, R result) {
+    op->owner->registry_->remove(*op);
     using Handler = decltype(op->handler);
     using Alloc = typename std::allocator_traits<
         ::boost::asio::associated_allocator_t<Handler>>::template rebind_alloc<Op>;
@@ -298,6 +388,10 @@ class AsioGroup {
       op->complete(std::move(r));
     }
     void complete(Result<ProposeResult> r) { finish(this, std::move(r)); }
+    static void on_cancel(detail::CancellableOperation& self) noexcept {
+      auto& op = static_cast<ProposeOp&>(self);
+      op.owner->group_.cancel(op.raft_op);
+    }
 
     ProposeOperation raft_op;
     typename coordinator_type::WriteAnchor anchor{};
@@ -320,6 +414,14 @@ class AsioGroup {
       op->complete(Result<ReadResult>(ReadResult{r.value(), from_lease}));
     }
     void complete(Result<ReadResult> r) { finish(this, std::move(r)); }
+    static void on_cancel(detail::CancellableOperation& self) noexcept {
+      auto& op = static_cast<ReadOp&>(self);
+      if (op.via_lease) {
+        op.owner->lease_.cancel(op.lease_op);
+      } else {
+        op.owner->group_.cancel(op.raft_op);
+      }
+    }
 
     ReadIndexOperation raft_op;
     typename coordinator_type::ReadOperation lease_op;
@@ -335,6 +437,10 @@ class AsioGroup {
       static_cast<TransferOp*>(self)->complete(std::move(r));
     }
     void complete(Result<void> r) { finish(this, std::move(r)); }
+    static void on_cancel(detail::CancellableOperation& self) noexcept {
+      auto& op = static_cast<TransferOp&>(self);
+      op.owner->group_.cancel(op.raft_op);
+    }
 
     TransferOperation raft_op;
   };
@@ -380,6 +486,7 @@ class AsioGroup {
   clock_type& clock_;
   group_type group_;
   coordinator_type lease_;
+  std::shared_ptr<detail::CancellationRegistry> registry_;  // shared with installed Cancellers
   std::atomic<bool> persist_posted_{false};
   time_point next_tick_{};
   time_point armed_for_{};

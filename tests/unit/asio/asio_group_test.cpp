@@ -1,11 +1,6 @@
-// AsioGroup: three groups on one io_context, joined by an in-process transport that passes
-// encoded frames between strands. Real time (SteadyClock) with short timeouts; every wait is
-// bounded by a deadline and polls the io_context, never sleeps.
+// AsioGroup: three groups on one io_context (tests/support/asio_cluster.hpp). Real time with
+// short timeouts; every wait is bounded by a deadline and polls the io_context, never sleeps.
 #include <raft/asio/asio_group.hpp>
-#include <raft/codec.hpp>
-#include <raft/memory_storage.hpp>
-#include <raft/policies.hpp>
-#include <raft/steady_clock.hpp>
 
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 
@@ -18,17 +13,14 @@
 
 #include <doctest/doctest.h>
 
-#include <array>
 #include <chrono>
 #include <cstddef>
-#include <functional>
 #include <future>
-#include <memory>
 #include <optional>
 #include <thread>
 #include <vector>
 
-#include "../../support/raft_harness.hpp"
+#include "../../support/asio_cluster.hpp"
 
 using namespace std::chrono_literals;
 using tenure::raft::errc;
@@ -39,96 +31,9 @@ using tenure::raft::Result;
 using tenure::raft::asio::ReadLevel;
 using tenure::raft::asio::ReadResult;
 
-namespace {
-
-class LocalTransport;
-
-struct Policies : tenure::raft::DefaultPolicies {
-  using transport_type = LocalTransport;
-  using storage_type = tenure::raft::MemoryStorage;
-  using state_machine_type = tenure::testing::RecordingStateMachine;
-};
-using Group = tenure::raft::asio::AsioGroup<Policies>;
-
-// Copies each message into a frame and steps it into the receiver on the receiver's strand.
-class LocalTransport {
- public:
-  explicit LocalTransport(std::array<Group*, 4>& nodes) : nodes_(nodes) {}
-  void send(const tenure::raft::Message& m) {
-    if (m.to == kNoNode || m.to >= nodes_.size() || nodes_[m.to] == nullptr || cut_[m.to] ||
-        cut_[m.from]) {
-      return;
-    }
-    auto frame = std::make_shared<std::vector<std::byte>>(tenure::raft::encoded_size(m));
-    if (!tenure::raft::encode(m, *frame)) {
-      return;
-    }
-    Group* to = nodes_[m.to];
-    ::boost::asio::post(to->executor(), [to, frame] {
-      std::vector<tenure::raft::EntryView> scratch(256);
-      auto decoded = tenure::raft::decode(*frame, scratch);
-      REQUIRE(decoded);
-      to->step(decoded.value());
-    });
-  }
-  std::array<bool, 4> cut_{};  // a node cut off both ways (set from the io thread only)
-
- private:
-  std::array<Group*, 4>& nodes_;
-};
-
-struct Cluster {
-  explicit Cluster(::boost::asio::io_context& io, bool check_quorum = true) : transport(nodes) {
-    for (NodeId id = 1; id <= 3; ++id) {
-      tenure::raft::RaftConfig c;
-      c.self = id;
-      c.group = 7;
-      c.voters = {1, 2, 3};
-      c.election_timeout_min = 60ms;
-      c.election_timeout_max = 120ms;
-      c.heartbeat_interval = 10ms;
-      c.check_quorum = check_quorum;
-      tenure::raft::asio::AsioGroupOptions o;
-      o.tick_interval = 5ms;
-      o.lease.election_timeout_min = c.election_timeout_min;
-      storages[id] = std::make_unique<tenure::raft::MemoryStorage>();
-      machines[id] = std::make_unique<tenure::testing::RecordingStateMachine>();
-      groups[id] =
-          std::make_unique<Group>(io, c, o, clock, transport, *storages[id], *machines[id]);
-      nodes[id] = groups[id].get();
-    }
-    for (NodeId id = 1; id <= 3; ++id) {
-      groups[id]->start();
-    }
-  }
-  NodeId leader() const {
-    for (NodeId id = 1; id <= 3; ++id) {
-      if (groups[id]->group().leader_term() != 0) {
-        return id;
-      }
-    }
-    return kNoNode;
-  }
-
-  tenure::raft::SteadyClock clock;
-  std::array<Group*, 4> nodes{};
-  LocalTransport transport;
-  std::array<std::unique_ptr<tenure::raft::MemoryStorage>, 4> storages;
-  std::array<std::unique_ptr<tenure::testing::RecordingStateMachine>, 4> machines;
-  std::array<std::unique_ptr<Group>, 4> groups;
-};
-
-// Runs `io` until `done()` or `limit` passes; returns done().
-bool run_until(::boost::asio::io_context& io, const std::function<bool()>& done,
-               std::chrono::milliseconds limit = 5s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (!done() && std::chrono::steady_clock::now() < until) {
-    io.run_one_for(5ms);
-  }
-  return done();
-}
-
-}  // namespace
+using tenure::testing::asio_cluster::Cluster;
+using tenure::testing::asio_cluster::Group;
+using tenure::testing::asio_cluster::run_until;
 
 TEST_CASE(
     "AsioGroup: a cluster elects a leader and commits proposals and serves reads at all levels") {
@@ -172,12 +77,7 @@ TEST_CASE(
   CHECK(refused->code() == errc::not_leader);
   CHECK(refused->leader_hint() == leader);
 
-  for (auto& group : c.groups) {
-    if (group) {
-      group->stop();
-    }
-  }
-  io.run_for(50ms);
+  c.stop_all(io);
 }
 
 TEST_CASE("AsioGroup: a read without a quorum fails at its deadline - not before and not later") {
@@ -199,12 +99,7 @@ TEST_CASE("AsioGroup: a read without a quorum fails at its deadline - not before
   CHECK(read->code() == errc::timed_out);
   CHECK(took >= 250ms);
   CHECK(took < 250ms + 200ms);
-  for (auto& group : c.groups) {
-    if (group) {
-      group->stop();
-    }
-  }
-  io.run_for(50ms);
+  c.stop_all(io);
 }
 
 TEST_CASE("AsioGroup: stop() fails pending operations with stopped and later ones at once") {
@@ -228,12 +123,7 @@ TEST_CASE("AsioGroup: stop() fails pending operations with stopped and later one
   g.async_read(ReadLevel::stale, 1s, [&](Result<ReadResult> r) { after = r; });
   REQUIRE(run_until(io, [&] { return after.has_value(); }));
   CHECK(after->code() == errc::stopped);
-  for (auto& group : c.groups) {
-    if (group) {
-      group->stop();
-    }
-  }
-  io.run_for(50ms);
+  c.stop_all(io);
 }
 
 TEST_CASE("AsioGroup: use_future completions with the io_context on another thread") {
@@ -283,10 +173,5 @@ TEST_CASE("AsioGroup: use_awaitable completions in a coroutine") {
   REQUIRE(read->has_value());
   CHECK(read->value().index >= proposed->value().index);
   CHECK(read->value().from_lease);
-  for (auto& group : c.groups) {
-    if (group) {
-      group->stop();
-    }
-  }
-  io.run_for(50ms);
+  c.stop_all(io);
 }
