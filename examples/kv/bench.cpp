@@ -378,13 +378,12 @@ class Connection {
   void start_connect() {
     state_ = State::connecting;
     const unsigned generation = ++generation_;
-    const std::size_t colon = address_.rfind(':');
-    std::string host = address_.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-      host = host.substr(1, host.size() - 2);
+    const auto split = tenure::kv::split_address(address_);  // validated with the arguments
+    if (!split) {
+      return fail("connection");
     }
     resolver_.async_resolve(
-        host, address_.substr(colon + 1),
+        std::string(split->host), std::to_string(split->port),
         [this, generation](ErrorCode ec, tcp::resolver::results_type endpoints) {
           if (generation != generation_) {
             return;

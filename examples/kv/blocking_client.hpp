@@ -98,18 +98,15 @@ class BlockingClient {
 
  private:
   bool connect(std::chrono::steady_clock::time_point deadline, CallResult& out) {
-    const auto colon = address_.rfind(':');
-    if (colon == std::string::npos) {
-      out.transport_error = "bad address " + address_;
-      return false;
-    }
+    const auto split = split_address(address_);
     boost::system::error_code ec;
-    const auto ip = ::boost::asio::ip::make_address(address_.substr(0, colon), ec);
-    const auto port = std::stoul(address_.substr(colon + 1));
-    if (ec || port == 0 || port > 65535) {
+    const auto ip =
+        split ? ::boost::asio::ip::make_address(split->host, ec) : ::boost::asio::ip::address();
+    if (!split || ec) {
       out.transport_error = "bad address " + address_;
       return false;
     }
+    const auto port = split->port;
     bool done = false;
     boost::system::error_code error;
     socket_.async_connect({ip, static_cast<unsigned short>(port)},

@@ -191,12 +191,12 @@ class Connection {
 
   // Connects to `address` (`host:port`, IPv6 hosts in brackets).
   boost::system::error_code connect(std::string_view address) {
-    const std::size_t colon = address.rfind(':');
-    std::string host(address.substr(0, colon));
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-      host = host.substr(1, host.size() - 2);
+    const auto split = tenure::kv::split_address(address);
+    if (!split) {
+      return asio::error::invalid_argument;
     }
-    const std::string port(address.substr(colon + 1));
+    const std::string host(split->host);
+    const std::string port = std::to_string(split->port);
     boost::system::error_code result = asio::error::would_block;
     tcp::resolver resolver(io_);
     resolver.async_resolve(host, port, [&](boost::system::error_code ec, auto endpoints) {

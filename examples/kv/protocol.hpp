@@ -389,6 +389,16 @@ constexpr bool is_valid_value(std::string_view value) noexcept {
 /// colon), and a decimal port 1..65535 without leading zeros; at most kMaxAddressBytes bytes.
 inline bool is_valid_address(std::string_view address) noexcept;
 
+/// A client address split for connecting: the host without IPv6 brackets, and the port.
+struct HostPort {
+  std::string_view host;  // a view into the address
+  std::uint16_t port = 0;
+};
+
+/// Splits a valid address (see is_valid_address); nullopt for an invalid one. The one place
+/// that takes `host:port` apart: the client, the benchmark and the tests all go through it.
+inline std::optional<HostPort> split_address(std::string_view address) noexcept;
+
 /// True when every field `r.op` uses satisfies the grammar (keys and values valid). The id and
 /// level are always valid.
 inline bool is_valid(const Request& r) noexcept;
@@ -615,6 +625,18 @@ inline bool is_valid_address(std::string_view address) noexcept {
   }
   const auto port = detail::parse_u64(address.substr(colon + 1));
   return port && *port >= 1 && *port <= 65535;
+}
+
+inline std::optional<HostPort> split_address(std::string_view address) noexcept {
+  if (!is_valid_address(address)) {
+    return std::nullopt;
+  }
+  const std::size_t colon = address.rfind(':');
+  std::string_view host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  return HostPort{host, static_cast<std::uint16_t>(*detail::parse_u64(address.substr(colon + 1)))};
 }
 
 inline bool is_valid(const Request& r) noexcept {

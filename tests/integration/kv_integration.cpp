@@ -110,10 +110,12 @@ FloodResult flood(const std::string& address, std::size_t connections, std::size
   namespace net = ::boost::asio;
   FloodResult result;
   net::io_context io;
-  const auto colon = address.rfind(':');
-  const net::ip::tcp::endpoint ep(
-      net::ip::make_address(address.substr(0, colon)),
-      static_cast<unsigned short>(std::stoi(address.substr(colon + 1))));
+  const auto split = tenure::kv::split_address(address);
+  if (!split) {
+    check(false, "a valid client address: " + address);
+    return result;
+  }
+  const net::ip::tcp::endpoint ep(net::ip::make_address(split->host), split->port);
   struct Conn {
     explicit Conn(net::io_context& io) : socket(io) {}
     net::ip::tcp::socket socket;

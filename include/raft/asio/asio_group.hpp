@@ -366,11 +366,25 @@ class AsioGroup {
     std::allocator_traits<Alloc>::destroy(alloc, op);
     std::allocator_traits<Alloc>::deallocate(alloc, op, 1);
     auto executor = work.get_executor();
-    ::boost::asio::dispatch(executor, [h = std::move(handler), r = std::move(result)]() mutable {
-      std::move(h)(std::move(r));
-    });
+    ::boost::asio::dispatch(executor,
+                            BoundHandler<Handler, R>{std::move(handler), std::move(result)});
     work.reset();
   }
+
+  // A handler with its result bound, for dispatch. It keeps the handler's associated allocator
+  // (a lambda would lose it), so that when the handler's executor is not the current one and
+  // dispatch has to post, the posted operation is allocated with the allocator the caller chose.
+  template <class Handler, class R>
+  struct BoundHandler {
+    using allocator_type = ::boost::asio::associated_allocator_t<Handler>;
+    allocator_type get_allocator() const noexcept {
+      return ::boost::asio::get_associated_allocator(handler);
+    }
+    void operator()() { std::move(handler)(std::move(result)); }
+
+    Handler handler;
+    R result;
+  };
 
   template <class Handler>
   struct ProposeOp : OpBase<Handler, ProposeResult> {

@@ -68,6 +68,10 @@ struct TcpTransportOptions {
   /// delay drawn uniformly in [d/2, d] (jitter), back to reconnect_min after a successful connect.
   std::chrono::milliseconds reconnect_min{10};
   std::chrono::milliseconds reconnect_max{1000};
+  /// After a failed accept (out of descriptors: EMFILE, ENFILE; out of buffers), how long to wait
+  /// before accepting again. The condition usually persists for a while; retrying at once would
+  /// spin a core and flood the log.
+  std::chrono::milliseconds accept_retry{100};
   /// Receives one line per error and connection event. May be empty. Called from I/O handlers
   /// (any thread running the io_context) and from set_peer(); must be thread-safe and must not
   /// call back into the transport.
@@ -492,6 +496,8 @@ class AsioTcpTransport {
     std::uint64_t dropped_stopped = 0;
     /// Asio operations that found no free preallocated slot and went to the heap.
     std::uint64_t handler_fallbacks = 0;
+    /// accept() failures (each followed by a pause of accept_retry).
+    std::uint64_t accept_failures = 0;
   };
 
   /// Opens, binds and listens on options.listen at once (so local_endpoint() is known before
@@ -502,7 +508,8 @@ class AsioTcpTransport {
         options_(std::move(options)),
         pool_(&stats_.handler_fallbacks),
         acceptor_(io),
-        accept_strand_(::boost::asio::make_strand(io)) {
+        accept_strand_(::boost::asio::make_strand(io)),
+        accept_timer_(accept_strand_) {
     if (options_.self == kNoNode) {
       throw std::system_error(make_error_code(errc::invalid_config),
                               "AsioTcpTransport: options.self must name this node");
@@ -629,6 +636,7 @@ class AsioTcpTransport {
     ::boost::asio::post(accept_strand_, [this] {
       ::boost::system::error_code ignored;
       acceptor_.close(ignored);
+      accept_timer_.cancel();
     });
     {
       std::lock_guard lock(peers_mutex_);
@@ -675,6 +683,7 @@ class AsioTcpTransport {
     s.dropped_invalid = get(stats_.dropped_invalid);
     s.dropped_stopped = get(stats_.dropped_stopped);
     s.handler_fallbacks = get(stats_.handler_fallbacks);
+    s.accept_failures = get(stats_.accept_failures);
     return s;
   }
 
@@ -686,7 +695,7 @@ class AsioTcpTransport {
     std::atomic<std::uint64_t> frames_sent{0}, frames_received{0}, bytes_sent{0}, bytes_received{0},
         dropped_queue_full{0}, dropped_unknown_peer{0}, dropped_unknown_group{0},
         malformed_frames{0}, connects{0}, disconnects{0}, dropped_invalid{0}, dropped_stopped{0},
-        handler_fallbacks{0};
+        handler_fallbacks{0}, accept_failures{0};
   };
 
   /// What this node knows of one peer. Never destroyed before the transport, so a Peer& stays
@@ -1152,12 +1161,17 @@ class AsioTcpTransport {
   /// A new connection, registered so that stop() finds it; null once stopped.
   std::shared_ptr<Connection> make_connection(Peer* dialed) {
     auto c = std::make_shared<Connection>(*this, dialed);
+    return register_connection(c) ? c : nullptr;
+  }
+
+  /// Tracks `c` so that stop() closes it; false (and untracked) once stopped.
+  bool register_connection(const std::shared_ptr<Connection>& c) {
     std::lock_guard lock(registry_mutex_);
     if (stopped_.load(std::memory_order_relaxed)) {
-      return nullptr;
+      return false;
     }
     c->set_registry_entry(connections_.insert(connections_.end(), c));
-    return c;
+    return true;
   }
 
   // ---- dialing (on the peer's strand) ---------------------------------------------------------
@@ -1211,25 +1225,41 @@ class AsioTcpTransport {
   // ---- accepting (on accept_strand_) ----------------------------------------------------------
 
   void accept_next() {
-    auto c = make_connection(nullptr);
-    if (!c) {
+    // Registered only once accepted. Until then its socket belongs to the accept operation, which
+    // stop() ends by closing the acceptor. Had stop() closed the socket itself (from the
+    // connection's strand), that would race with the accept, and an accept completing just after
+    // would leave a live connection that nothing closes, holding the io_context open.
+    auto c = std::make_shared<Connection>(*this, nullptr);
+    acceptor_.async_accept(c->socket(),
+                           ::boost::asio::bind_executor(
+                               accept_strand_, [this, c](const auto& ec) { on_accepted(c, ec); }));
+  }
+
+  void on_accepted(const std::shared_ptr<Connection>& c, const ::boost::system::error_code& ec) {
+    if (ec) {
+      if (ec != ::boost::asio::error::operation_aborted &&
+          !stopped_.load(std::memory_order_acquire)) {
+        stats_.accept_failures.fetch_add(1, std::memory_order_relaxed);
+        log("node " + std::to_string(options_.self) + ": accept failed: " + ec.message() +
+            "; retrying in " + std::to_string(options_.accept_retry.count()) + " ms");
+        accept_later();
+      }
       return;
     }
-    acceptor_.async_accept(
-        c->socket(),
-        ::boost::asio::bind_executor(
-            accept_strand_, [this, c](const ::boost::system::error_code& ec) {
-              if (ec) {
-                if (ec != ::boost::asio::error::operation_aborted &&
-                    !stopped_.load(std::memory_order_acquire)) {
-                  log("node " + std::to_string(options_.self) + ": accept failed: " + ec.message());
-                  accept_next();
-                }
-                return;
-              }
-              c->post_accepted();
-              accept_next();
-            }));
+    if (!register_connection(c)) {
+      return;  // stopped meanwhile: dropping `c` closes the socket
+    }
+    c->post_accepted();
+    accept_next();
+  }
+
+  void accept_later() {
+    accept_timer_.expires_after(options_.accept_retry);
+    accept_timer_.async_wait([this](const ::boost::system::error_code& ec) {
+      if (!ec && !stopped_.load(std::memory_order_acquire)) {
+        accept_next();
+      }
+    });
   }
 
   // ---- receiving ------------------------------------------------------------------------------
@@ -1262,6 +1292,7 @@ class AsioTcpTransport {
 
   tcp::acceptor acceptor_;  // only on accept_strand_ once started
   Strand accept_strand_;
+  ::boost::asio::steady_timer accept_timer_;  // on accept_strand_: the pause after a failed accept
 
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};  // set under registry_mutex_

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstddef>
 #include <future>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -34,6 +35,49 @@ using tenure::raft::asio::ReadResult;
 using tenure::testing::asio_cluster::Cluster;
 using tenure::testing::asio_cluster::Group;
 using tenure::testing::asio_cluster::run_until;
+
+namespace {
+
+struct AllocationCounts {
+  int allocations = 0;
+  int deallocations = 0;
+};
+
+template <class T>
+struct CountingAllocator {
+  using value_type = T;
+  explicit CountingAllocator(AllocationCounts* c) noexcept : counts(c) {}
+  template <class U>
+  CountingAllocator(const CountingAllocator<U>& other) noexcept : counts(other.counts) {}
+  T* allocate(std::size_t n) {
+    ++counts->allocations;
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    ++counts->deallocations;
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const CountingAllocator<U>& other) const noexcept {
+    return counts == other.counts;
+  }
+  AllocationCounts* counts;
+};
+
+// A completion handler with its own executor and a counting allocator.
+struct CountedHandler {
+  using executor_type = ::boost::asio::io_context::executor_type;
+  using allocator_type = CountingAllocator<std::byte>;
+  executor_type get_executor() const noexcept { return executor; }
+  allocator_type get_allocator() const noexcept { return allocator_type(counts); }
+  void operator()(Result<ReadResult> r) { *out = r; }
+
+  executor_type executor;
+  AllocationCounts* counts;
+  std::optional<Result<ReadResult>>* out;
+};
+
+}  // namespace
 
 TEST_CASE(
     "AsioGroup: a cluster elects a leader and commits proposals and serves reads at all levels") {
@@ -173,5 +217,29 @@ TEST_CASE("AsioGroup: use_awaitable completions in a coroutine") {
   REQUIRE(read->has_value());
   CHECK(read->value().index >= proposed->value().index);
   CHECK(read->value().from_lease);
+  c.stop_all(io);
+}
+
+TEST_CASE(
+    "AsioGroup: the operation and the completion's post allocate with the handler's allocator") {
+  ::boost::asio::io_context io;
+  ::boost::asio::io_context elsewhere;  // the handler's executor: completing there takes a post
+  Cluster c(io);
+  AllocationCounts counts;
+  std::optional<Result<ReadResult>> read;
+  c.groups[1]->async_read(ReadLevel::stale, 1s,
+                          CountedHandler{elsewhere.get_executor(), &counts, &read});
+  CHECK(counts.allocations == 1);                                   // the operation's state
+  REQUIRE(run_until(io, [&] { return counts.allocations == 2; }));  // the post to `elsewhere`
+  CHECK(counts.deallocations == 1);  // the state, freed before the handler runs
+  REQUIRE_FALSE(read.has_value());
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (!read.has_value() && std::chrono::steady_clock::now() < until) {
+    elsewhere.run_one_for(5ms);
+  }
+  REQUIRE(read.has_value());
+  CHECK(read->has_value());
+  CHECK(counts.allocations == 2);
+  CHECK(counts.deallocations == 2);  // Asio frees the posted operation before the upcall
   c.stop_all(io);
 }

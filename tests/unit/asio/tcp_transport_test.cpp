@@ -8,6 +8,9 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -493,6 +496,41 @@ TEST_CASE("tcp transport: a bad listen address throws std::system_error") {
   o.self = tenure::raft::kNoNode;
   o.listen = tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0);
   CHECK_THROWS_AS(AsioTcpTransport(io, o), std::system_error);
+}
+
+TEST_CASE("tcp transport: out of descriptors - accept pauses and retries instead of spinning") {
+  TcpTransportOptions o;
+  o.accept_retry = std::chrono::milliseconds(100);
+  Node b(2, o);
+  b.transport->start();
+  RawClient raw(b);  // the kernel completes the handshake; the connection waits to be accepted
+  raw.write(hello(9));
+
+  // Lower the soft descriptor limit to the lowest free descriptor: every descriptor below it is
+  // in use, so accept() fails with EMFILE.
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  const int lowest_free = ::dup(0);
+  REQUIRE(lowest_free >= 0);
+  ::close(lowest_free);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &tight) == 0);
+  const auto window = std::chrono::milliseconds(500);
+  b.io.restart();
+  b.io.run_for(window);
+  const auto failures = b.transport->stats().accept_failures;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+
+  // One failure per accept_retry: about 5 in the window. Retrying at once would fail thousands
+  // of times.
+  CHECK(failures >= 1);
+  CHECK(failures <= 10);
+  CHECK(b.logged("accept failed"));
+  CHECK(b.transport->stats().connects == 0);
+  // With descriptors back, the next retry accepts the waiting connection and reads its hello.
+  REQUIRE(run_until({&b}, [&] { return b.transport->stats().connects == 1; }));
+  CHECK(stop_and_drain(b));
 }
 
 TEST_CASE("tcp transport: steady-state send and receive allocate nothing") {

@@ -311,6 +311,25 @@ TEST_CASE("kv protocol: addresses") {
   CHECK_FALSE(is_valid_address(std::string(300, 'h') + ":1"));
 }
 
+TEST_CASE("kv protocol: split_address takes host and port apart - IPv6 brackets off") {
+  const auto v4 = tenure::kv::split_address("127.0.0.1:7001");
+  REQUIRE(v4);
+  CHECK(v4->host == "127.0.0.1");
+  CHECK(v4->port == 7001);
+  const auto v6 = tenure::kv::split_address("[::1]:65535");
+  REQUIRE(v6);
+  CHECK(v6->host == "::1");
+  CHECK(v6->port == 65535);
+  const auto named = tenure::kv::split_address("db-1.example:1");
+  REQUIRE(named);
+  CHECK(named->host == "db-1.example");
+  CHECK(named->port == 1);
+  CHECK_FALSE(tenure::kv::split_address("host:0"));
+  CHECK_FALSE(tenure::kv::split_address("host:65536"));
+  CHECK_FALSE(tenure::kv::split_address(":7001"));
+  CHECK_FALSE(tenure::kv::split_address("7001"));
+}
+
 TEST_CASE("kv protocol: shard_of is FNV-1a 64 modulo the shard count") {
   static_assert(fnv1a64("") == 14695981039346656037ULL);
   static_assert(fnv1a64("a") == 0xaf63dc4c8601ec8cULL);
