@@ -498,7 +498,17 @@ TEST_CASE("tcp transport: a bad listen address throws std::system_error") {
   CHECK_THROWS_AS(AsioTcpTransport(io, o), std::system_error);
 }
 
-TEST_CASE("tcp transport: out of descriptors - accept pauses and retries instead of spinning") {
+// The sanitizer runtimes need descriptors of their own (UBSan's vptr check opens a pipe to probe
+// memory), so under them the lowered descriptor limit trips the runtime, not only accept(): the
+// test runs in the plain builds only.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitizedBuild = true;
+#else
+constexpr bool kSanitizedBuild = false;
+#endif
+
+TEST_CASE("tcp transport: out of descriptors - accept pauses and retries instead of spinning" *
+          doctest::skip(kSanitizedBuild)) {
   TcpTransportOptions o;
   o.accept_retry = std::chrono::milliseconds(100);
   Node b(2, o);
