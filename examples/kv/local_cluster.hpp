@@ -47,6 +47,9 @@ class LocalCluster {
   LocalCluster& operator=(const LocalCluster&) = delete;
   ~LocalCluster() { stop_all(SIGKILL); }
 
+  /// Extra arguments for every server started from now on (e.g. `--timeout-ms 500`).
+  void set_server_args(std::vector<std::string> args) { server_args_ = std::move(args); }
+
   std::vector<LocalNode>& nodes() noexcept { return nodes_; }
   LocalNode& node(std::uint64_t id) { return nodes_.at(id - 1); }
   const std::string& data_dir() const noexcept { return data_dir_; }
@@ -59,6 +62,13 @@ class LocalCluster {
     const std::string id_text = std::to_string(id);
     const std::string cluster = cluster_flag();
     const std::string shards = std::to_string(shards_);
+    std::vector<const char*> argv{server_.c_str(), "--id",          id_text.c_str(),
+                                  "--cluster",     cluster.c_str(), "--data-dir",
+                                  dir.c_str(),     "--shards",      shards.c_str()};
+    for (const auto& a : server_args_) {
+      argv.push_back(a.c_str());
+    }
+    argv.push_back(nullptr);
     const pid_t pid = fork();
     if (pid < 0) {
       throw std::runtime_error("fork failed");
@@ -68,8 +78,7 @@ class LocalCluster {
         dup2(fileno(f), STDERR_FILENO);
         dup2(fileno(f), STDOUT_FILENO);
       }
-      execl(server_.c_str(), server_.c_str(), "--id", id_text.c_str(), "--cluster", cluster.c_str(),
-            "--data-dir", dir.c_str(), "--shards", shards.c_str(), static_cast<char*>(nullptr));
+      execv(server_.c_str(), const_cast<char* const*>(argv.data()));
       std::perror("exec tenure-kv");
       _exit(127);
     }
@@ -226,6 +235,7 @@ class LocalCluster {
   std::string data_dir_;
   std::uint32_t shards_;
   std::vector<LocalNode> nodes_;
+  std::vector<std::string> server_args_;
 };
 
 }  // namespace tenure::kv

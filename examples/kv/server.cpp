@@ -3,9 +3,13 @@
 // under the data directory; clients speak the line protocol of docs/kv-protocol.md.
 //
 //   tenure-kv --id 1 --cluster 1=127.0.0.1:7101/7201,2=127.0.0.1:7102/7202,3=127.0.0.1:7103/7203
-//             --data-dir /tmp/kv1 [--shards 4] [--threads 1] [--timeout-ms 2000] [--quiet]
+//             --data-dir /tmp/kv1 [--shards 4] [--threads 1] [--timeout-ms 2000]
+//             [--no-check-quorum] [--quiet]
 //
-// `--cluster` lists every node as id=host:raft_port/client_port.
+// `--cluster` lists every node as id=host:raft_port/client_port. `--timeout-ms` is every
+// operation's deadline. `--no-check-quorum` lets a leader that lost its quorum keep leading (as
+// etcd/raft does without CheckQuorum): its reads and writes then end only by their deadline.
+// Lease reads stay safe either way: a lease needs fresh quorum acknowledgements.
 #include "kv_store.hpp"
 #include "protocol.hpp"
 
@@ -69,6 +73,7 @@ struct Args {
   std::uint32_t shards = 1;
   unsigned threads = 1;
   std::chrono::milliseconds timeout{2000};
+  bool check_quorum = true;
   bool quiet = false;
 };
 
@@ -78,7 +83,8 @@ struct Args {
   }
   std::cerr
       << "usage: tenure-kv --id N --cluster ID=HOST:RAFT_PORT/CLIENT_PORT,... --data-dir DIR\n"
-         "                 [--shards N] [--threads N] [--timeout-ms MS] [--quiet]\n";
+         "                 [--shards N] [--threads N] [--timeout-ms MS] [--no-check-quorum]\n"
+         "                 [--quiet]\n";
   std::exit(error.empty() ? 0 : 2);
 }
 
@@ -173,6 +179,8 @@ Args parse_args(int argc, char** argv) {
         usage("--timeout-ms must be positive");
       }
       a.timeout = std::chrono::milliseconds(*v);
+    } else if (arg == "--no-check-quorum") {
+      a.check_quorum = false;
     } else if (arg == "--quiet") {
       a.quiet = true;
     } else {
@@ -222,6 +230,7 @@ struct Shard {
       c.voters.push_back(n.id);
     }
     c.random_seed = 0;
+    c.check_quorum = args.check_quorum;
     tenure::raft::asio::AsioGroupOptions o;
     o.lease.election_timeout_min = c.election_timeout_min;
     group = std::make_unique<Group>(io, c, o, clock, transport, storage, store);

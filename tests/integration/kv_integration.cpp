@@ -6,6 +6,10 @@
 //     quorum is lost) while clients flood the leader with reads: every read must be answered
 //     by its deadline, the leader's memory must stay bounded, and after SIGCONT the service
 //     must come back.
+//   tenure_kv_integration deadline <path-to-tenure-kv>
+//     Reference 000 again, with a leader that keeps leading without a quorum (no CheckQuorum,
+//     as in the incident): every read, linearizable or lease, fails with timed_out at its
+//     deadline, not before and not much later; after SIGCONT service returns.
 //   tenure_kv_integration linearizability <path-to-tenure-kv> [seed]
 //     Clients issue put/get/del/cas on a few keys while the leader of a shard is killed and
 //     restarted; the recorded history must be linearizable (tenure::raft::testing's checker).
@@ -102,11 +106,13 @@ struct FloodResult {
   std::size_t sent = 0;
   std::size_t answered = 0;
   std::chrono::milliseconds slowest{0};
+  std::chrono::milliseconds fastest = std::chrono::milliseconds::max();
   std::map<std::string, std::size_t> by_outcome;
 };
 
 FloodResult flood(const std::string& address, std::size_t connections, std::size_t per_connection,
-                  std::chrono::milliseconds limit) {
+                  std::chrono::milliseconds limit,
+                  tenure::kv::ReadLevel level = tenure::kv::ReadLevel::linearizable) {
   namespace net = ::boost::asio;
   FloodResult result;
   net::io_context io;
@@ -126,30 +132,30 @@ FloodResult flood(const std::string& address, std::size_t connections, std::size
   std::vector<std::unique_ptr<Conn>> conns;
   Clock::time_point start{};
   std::function<void(Conn&)> read_one = [&](Conn& c) {
-    net::async_read_until(
-        c.socket, net::dynamic_buffer(c.in), '\n',
-        [&](const boost::system::error_code& ec, std::size_t n) {
-          if (ec) {
-            return;
-          }
-          const std::string line = c.in.substr(0, n - 1);
-          c.in.erase(0, n);
-          const auto parsed = tenure::kv::parse_response(line);
-          std::string outcome = "unparsable";
-          if (parsed) {
-            outcome = parsed->kind == ResponseKind::error
-                          ? std::string(tenure::kv::name_of(parsed->code))
-                          : std::string(tenure::kv::name_of(parsed->kind));
-          }
-          ++result.by_outcome[outcome];
-          ++result.answered;
-          result.slowest =
-              std::max(result.slowest,
-                       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start));
-          if (++c.answered < per_connection) {
-            read_one(c);
-          }
-        });
+    net::async_read_until(c.socket, net::dynamic_buffer(c.in), '\n',
+                          [&](const boost::system::error_code& ec, std::size_t n) {
+                            if (ec) {
+                              return;
+                            }
+                            const std::string line = c.in.substr(0, n - 1);
+                            c.in.erase(0, n);
+                            const auto parsed = tenure::kv::parse_response(line);
+                            std::string outcome = "unparsable";
+                            if (parsed) {
+                              outcome = parsed->kind == ResponseKind::error
+                                            ? std::string(tenure::kv::name_of(parsed->code))
+                                            : std::string(tenure::kv::name_of(parsed->kind));
+                            }
+                            ++result.by_outcome[outcome];
+                            ++result.answered;
+                            const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                Clock::now() - start);
+                            result.slowest = std::max(result.slowest, took);
+                            result.fastest = std::min(result.fastest, took);
+                            if (++c.answered < per_connection) {
+                              read_one(c);
+                            }
+                          });
   };
   for (std::size_t i = 0; i < connections; ++i) {
     auto c = std::make_unique<Conn>(io);
@@ -160,9 +166,7 @@ FloodResult flood(const std::string& address, std::size_t connections, std::size
     }
     for (std::size_t k = 0; k < per_connection; ++k) {
       tenure::kv::format_request(
-          Request::get(i * per_connection + k + 1, "key" + std::to_string(k % 10),
-                       tenure::kv::ReadLevel::linearizable),
-          c->out);
+          Request::get(i * per_connection + k + 1, "key" + std::to_string(k % 10), level), c->out);
     }
     conns.push_back(std::move(c));
   }
@@ -175,6 +179,15 @@ FloodResult flood(const std::string& address, std::size_t connections, std::size
   }
   io.run_for(limit);
   return result;
+}
+
+// " value=12 timed_out=3": the answers of a flood by outcome.
+std::string outcomes_of(const FloodResult& r) {
+  std::string out;
+  for (const auto& [k, v] : r.by_outcome) {
+    out += " " + k + "=" + std::to_string(v);
+  }
+  return out;
 }
 
 int outage(const std::string& server) {
@@ -212,10 +225,7 @@ int outage(const std::string& server) {
   const auto put = client.call(Request::put(++id, "key1", "after-stop"), 3s);
   check(put.ok(), "a write commits with one follower stopped");
   auto f1_reads = flood(cluster.node(leader).client_address(), 4, 500, 10s);
-  std::string f1_outcomes;
-  for (const auto& [k, v] : f1_reads.by_outcome) {
-    f1_outcomes += " " + k + "=" + std::to_string(v);
-  }
+  const std::string f1_outcomes = outcomes_of(f1_reads);
   // Reads beyond the bounded queue are refused at once with overloaded (lesson 2); the rest
   // succeed. On a loaded machine (a sanitizer build under a parallel test run) the remaining
   // follower can miss an election timeout and an election follows: reads caught in it end with
@@ -233,10 +243,7 @@ int outage(const std::string& server) {
   const std::uint64_t rss_before = rss_kib(cluster.node(leader).pid);
   cluster.signal(f2, SIGSTOP);
   auto lost = flood(cluster.node(leader).client_address(), 8, 2000, 15s);
-  std::string outcomes;
-  for (const auto& [k, v] : lost.by_outcome) {
-    outcomes += " " + k + "=" + std::to_string(v);
-  }
+  const std::string outcomes = outcomes_of(lost);
   const std::uint64_t rss_after = rss_kib(cluster.node(leader).pid);
   // tenure-kv's operation timeout is 2 s: no read may wait longer (lesson 1).
   check(lost.answered == lost.sent, "all " + std::to_string(lost.sent) +
@@ -279,6 +286,64 @@ int outage(const std::string& server) {
                                                              : std::string("(no answer)");
   }();
   check(key1 == "after-stop", "the write acknowledged in phase 1 is there: " + key1);
+  cluster.stop_all(SIGTERM);
+  return failures == 0 ? 0 : 1;
+}
+
+int deadline(const std::string& server) {
+  // The outage scenario's leader notices the lost quorum (CheckQuorum) and steps down, so its
+  // reads end early with leadership_lost or not_leader. Here it keeps leading, as the leader of
+  // reference 000 did: only the deadline can end a read, and it must, at that deadline.
+  constexpr auto kTimeout = 500ms;
+  std::printf("deadline: reads on a leader that lost its quorum but keeps leading\n");
+  LocalCluster cluster(server, scratch_dir("deadline"), 3, 1);
+  cluster.set_server_args(
+      {"--no-check-quorum", "--timeout-ms", std::to_string(kTimeout.count()), "--quiet"});
+  cluster.start_all();
+  const std::vector<std::uint64_t> lead = elected(cluster, "a leader is elected");
+  if (lead.empty()) {
+    return 1;
+  }
+  const std::uint64_t leader = lead[0];
+  const std::uint64_t f1 = leader % 3 + 1;
+  const std::uint64_t f2 = f1 % 3 + 1;
+  BlockingClient client(cluster.node(leader).client_address());
+  std::uint64_t id = 0;
+  bool written = false;
+  for (const auto until = Clock::now() + 5s; !written && Clock::now() < until;) {
+    written = client.call(Request::put(++id, "key0", "v0"), 2s).ok();
+  }
+  check(written, "a write commits before the fault");
+
+  std::printf("SIGSTOP followers %llu and %llu\n", static_cast<unsigned long long>(f1),
+              static_cast<unsigned long long>(f2));
+  cluster.signal(f1, SIGSTOP);
+  cluster.signal(f2, SIGSTOP);
+  // The answers are timed from the moment the requests are written; the server starts each
+  // deadline when the read reaches the group, a little later. So none may come before
+  // kTimeout, and all must come soon after it (the slack is for a sanitizer build on a loaded
+  // machine).
+  for (const auto level : {tenure::kv::ReadLevel::linearizable, tenure::kv::ReadLevel::lease}) {
+    auto reads = flood(cluster.node(leader).client_address(), 4, 100, 10s, level);
+    const std::string what = std::string(tenure::kv::name_of(level)) + " reads";
+    check(reads.answered == reads.sent && reads.by_outcome["timed_out"] == reads.sent,
+          "all " + std::to_string(reads.sent) + " " + what +
+              " end with timed_out:" + outcomes_of(reads));
+    check(reads.fastest >= kTimeout && reads.slowest <= kTimeout + 1s,
+          what + " end at their " + std::to_string(kTimeout.count()) + " ms deadline: after " +
+              std::to_string(reads.fastest.count()) + " to " +
+              std::to_string(reads.slowest.count()) + " ms");
+  }
+
+  std::printf("SIGCONT both followers\n");
+  cluster.signal(f1, SIGCONT);
+  cluster.signal(f2, SIGCONT);
+  bool back = false;
+  for (const auto until = Clock::now() + 20s; !back && Clock::now() < until;) {
+    const auto r = client.call(Request::get(++id, "key0", tenure::kv::ReadLevel::linearizable), 2s);
+    back = r.ok() && r.response->kind == ResponseKind::value && r.response->value == "v0";
+  }
+  check(back, "after SIGCONT a linearizable read returns the value written before the fault");
   cluster.stop_all(SIGTERM);
   return failures == 0 ? 0 : 1;
 }
@@ -428,14 +493,18 @@ int linearizability(const std::string& server, std::uint64_t seed) {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   if (argc < 3) {
-    std::fprintf(stderr,
-                 "usage: tenure_kv_integration outage|linearizability <tenure-kv> [seed]\n");
+    std::fprintf(
+        stderr,
+        "usage: tenure_kv_integration outage|deadline|linearizability <tenure-kv> [seed]\n");
     return 2;
   }
   const std::string scenario = argv[1];
   const std::string server = argv[2];
   if (scenario == "outage") {
     return outage(server);
+  }
+  if (scenario == "deadline") {
+    return deadline(server);
   }
   if (scenario == "linearizability") {
     std::uint64_t seed = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 0;
