@@ -190,17 +190,31 @@ std::string outcomes_of(const FloodResult& r) {
   return out;
 }
 
+// The leader of a one-shard, three-node cluster and its two followers.
+struct Roles {
+  std::uint64_t leader = 0;
+  std::uint64_t f1 = 0;
+  std::uint64_t f2 = 0;
+};
+
+std::optional<Roles> elect_roles(LocalCluster& cluster) {
+  const std::vector<std::uint64_t> lead = elected(cluster, "a leader is elected");
+  if (lead.empty()) {
+    return std::nullopt;
+  }
+  const std::uint64_t f1 = lead[0] % 3 + 1;
+  return Roles{lead[0], f1, f1 % 3 + 1};
+}
+
 int outage(const std::string& server) {
   std::printf("outage: reference 000 on 3 tenure-kv processes\n");
   LocalCluster cluster(server, scratch_dir("outage"), 3, 1);
   cluster.start_all();
-  const std::vector<std::uint64_t> lead = elected(cluster, "a leader is elected");
-  if (lead.empty()) {
+  const auto roles = elect_roles(cluster);
+  if (!roles) {
     return 1;
   }
-  const std::uint64_t leader = lead[0];
-  const std::uint64_t f1 = leader % 3 + 1;
-  const std::uint64_t f2 = f1 % 3 + 1;
+  const auto [leader, f1, f2] = *roles;
   BlockingClient client(cluster.node(leader).client_address());
   std::uint64_t id = 0;
   // The keys the reads will ask for (the new leader may still be committing its first entry:
@@ -300,13 +314,11 @@ int deadline(const std::string& server) {
   cluster.set_server_args(
       {"--no-check-quorum", "--timeout-ms", std::to_string(kTimeout.count()), "--quiet"});
   cluster.start_all();
-  const std::vector<std::uint64_t> lead = elected(cluster, "a leader is elected");
-  if (lead.empty()) {
+  const auto roles = elect_roles(cluster);
+  if (!roles) {
     return 1;
   }
-  const std::uint64_t leader = lead[0];
-  const std::uint64_t f1 = leader % 3 + 1;
-  const std::uint64_t f2 = f1 % 3 + 1;
+  const auto [leader, f1, f2] = *roles;
   BlockingClient client(cluster.node(leader).client_address());
   std::uint64_t id = 0;
   bool written = false;
