@@ -261,54 +261,82 @@ struct Shard {
 class Server;
 
 // One client connection: reads request lines, answers each when its operation completes (in
-// any order), writes responses in the order they complete.
+// any order), writes responses in the order they complete. Everything but respond() and
+// close_after_writes() runs on the session's strand.
+//
+// A client that half-closes (EOF) still gets every answer before the connection closes. A
+// write that fails means the client is gone: the connection closes at once and later answers
+// are dropped. (Writing on regardless once left a send pending for ever on the dead socket,
+// and with it the io_context at shutdown.)
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Server& server, tcp::socket socket)
       : server_(server), socket_(std::move(socket)), strand_(socket_.get_executor()) {}
 
   void start() { read(); }
-  /// Closes the connection once every queued response is written.
+  /// Closes the connection once every request read so far is answered and written.
   void close_after_writes() {
     net::post(strand_, [self = shared_from_this()] {
       self->close_when_drained_ = true;
-      if (!self->writing_) {
-        self->close();
-      }
+      self->close_if_drained();
     });
   }
+  /// Answers one request that handle() took. Any thread.
   void respond(const tenure::kv::Response& r) {
     std::string line;
     tenure::kv::format_response(r, line);
     net::post(strand_, [self = shared_from_this(), line = std::move(line)]() mutable {
-      self->queue_.push_back(std::move(line));
-      if (!self->writing_) {
-        self->write();
-      }
+      --self->outstanding_;
+      self->enqueue(std::move(line));
+      self->close_if_drained();
     });
   }
 
  private:
   void read();
+
+  void enqueue(std::string line) {
+    if (closed_) {
+      return;  // the client is gone: nobody to answer
+    }
+    queue_.push_back(std::move(line));
+    if (!writing_) {
+      write();
+    }
+  }
+
   void write() {
     writing_ = true;
     net::async_write(
         socket_, net::buffer(queue_.front()),
         net::bind_executor(
             strand_, [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-              self->queue_.pop_front();
-              if (ec || self->queue_.empty()) {
-                self->writing_ = false;
-                if (self->close_when_drained_) {
-                  self->close();
-                }
+              self->writing_ = false;
+              if (ec) {
+                self->close();
                 return;
               }
-              self->write();
+              self->queue_.pop_front();
+              if (!self->queue_.empty()) {
+                self->write();
+                return;
+              }
+              self->close_if_drained();
             }));
   }
 
+  void close_if_drained() {
+    if (close_when_drained_ && !writing_ && queue_.empty() && outstanding_ == 0) {
+      close();
+    }
+  }
+
   void close() {
+    if (closed_) {
+      return;
+    }
+    closed_ = true;
+    queue_.clear();
     boost::system::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
@@ -319,8 +347,10 @@ class Session : public std::enable_shared_from_this<Session> {
   net::strand<tcp::socket::executor_type> strand_;
   std::string input_;
   std::deque<std::string> queue_;
+  std::size_t outstanding_ = 0;  // requests handed to handle() and not yet answered
   bool writing_ = false;
   bool close_when_drained_ = false;
+  bool closed_ = false;
 };
 
 class Server {
@@ -633,9 +663,14 @@ void Session::read() {
             if (ec) {
               if (ec == net::error::not_found) {
                 // A line longer than the protocol allows: answer, then close.
-                self->respond(tenure::kv::Response::failure(0, errc::invalid_argument));
-                self->close_after_writes();
+                std::string line;
+                tenure::kv::format_response(
+                    tenure::kv::Response::failure(0, errc::invalid_argument), line);
+                self->enqueue(std::move(line));
               }
+              // End of input (or a broken connection): answer what was asked, then close.
+              self->close_when_drained_ = true;
+              self->close_if_drained();
               return;
             }
             std::string_view line(self->input_.data(), n - 1);
@@ -643,6 +678,7 @@ void Session::read() {
               line.remove_suffix(1);
             }
             if (!self->server_.stopping()) {
+              ++self->outstanding_;  // handle() answers through respond(), exactly once
               self->server_.handle(self, line);
             }
             self->input_.erase(0, n);

@@ -10,6 +10,9 @@
 //     Reference 000 again, with a leader that keeps leading without a quorum (no CheckQuorum,
 //     as in the incident): every read, linearizable or lease, fails with timed_out at its
 //     deadline, not before and not much later; after SIGCONT service returns.
+//   tenure_kv_integration shutdown <path-to-tenure-kv>
+//     Clients pipeline requests and vanish without reading the answers; then SIGTERM: every
+//     node must exit promptly, without needing its shutdown watchdog.
 //   tenure_kv_integration linearizability <path-to-tenure-kv> [seed]
 //     Clients issue put/get/del/cas on a few keys while the leader of a shard is killed and
 //     restarted; the recorded history must be linearizable (tenure::raft::testing's checker).
@@ -30,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -360,6 +364,72 @@ int deadline(const std::string& server) {
   return failures == 0 ? 0 : 1;
 }
 
+// Opens a connection to `address`, writes `requests` pipelined puts and lease gets, and closes
+// it at once without reading: the answers find the connection gone (EPIPE or ECONNRESET).
+void abandon(const std::string& address, std::size_t requests, std::uint64_t& id) {
+  namespace net = ::boost::asio;
+  const auto split = tenure::kv::split_address(address);
+  if (!split) {
+    check(false, "a valid client address: " + address);
+    return;
+  }
+  net::io_context io;
+  net::ip::tcp::socket socket(io);
+  boost::system::error_code ec;
+  socket.connect({net::ip::make_address(split->host), split->port}, ec);
+  if (ec) {
+    return;
+  }
+  std::string out;
+  for (std::size_t i = 0; i < requests; ++i) {
+    const std::string key = "abandoned" + std::to_string(i % 16);
+    tenure::kv::format_request(i % 2 == 0 ? Request::put(++id, key, "v")
+                                          : Request::get(++id, key, tenure::kv::ReadLevel::lease),
+                               out);
+  }
+  net::write(socket, net::buffer(out), ec);
+  socket.close(ec);
+}
+
+int shutdown(const std::string& server) {
+  // Clients that vanish with requests in flight: the server's answers fail to write. A session
+  // that kept writing to such a connection left a send pending for ever, and SIGTERM then had
+  // to wait for tenure-kv's 3 s shutdown watchdog.
+  std::printf("shutdown: clients vanish mid-request, then SIGTERM\n");
+  LocalCluster cluster(server, scratch_dir("shutdown"), 3, 1);
+  cluster.start_all();
+  const auto roles = elect_roles(cluster);
+  if (!roles) {
+    return 1;
+  }
+  std::uint64_t id = 0;
+  for (int round = 0; round < 10; ++round) {
+    for (const auto& n : cluster.nodes()) {
+      abandon(n.client_address(), 400, id);
+    }
+  }
+  // Every abandoned put reached the leader's log before this one: once it is acknowledged,
+  // theirs have been answered (into closed connections) too.
+  BlockingClient client(cluster.node(roles->leader).client_address());
+  bool written = false;
+  for (const auto until = Clock::now() + 10s; !written && Clock::now() < until;) {
+    written = client.call(Request::put(++id, "last", "v"), 2s).ok();
+  }
+  check(written, "a put after the abandoned ones is acknowledged");
+  const auto start = Clock::now();
+  cluster.stop_all(SIGTERM);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  check(took < 2500ms,
+        "all three nodes exit within 2.5 s of SIGTERM (" + std::to_string(took.count()) + " ms)");
+  for (const auto& n : cluster.nodes()) {
+    std::ifstream log(cluster.data_dir() + "/node" + std::to_string(n.id) + ".log");
+    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    check(text.find("still pending") == std::string::npos,
+          "node " + std::to_string(n.id) + " shut down without its watchdog");
+  }
+  return failures == 0 ? 0 : 1;
+}
+
 int linearizability(const std::string& server, std::uint64_t seed) {
   std::printf(
       "linearizability: seed %llu (replay: tenure_kv_integration linearizability %s %llu)\n",
@@ -507,7 +577,8 @@ int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(
         stderr,
-        "usage: tenure_kv_integration outage|deadline|linearizability <tenure-kv> [seed]\n");
+        "usage: tenure_kv_integration outage|deadline|shutdown|linearizability <tenure-kv> "
+        "[seed]\n");
     return 2;
   }
   const std::string scenario = argv[1];
@@ -517,6 +588,9 @@ int main(int argc, char** argv) {
   }
   if (scenario == "deadline") {
     return deadline(server);
+  }
+  if (scenario == "shutdown") {
+    return shutdown(server);
   }
   if (scenario == "linearizability") {
     std::uint64_t seed = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 0;
