@@ -391,6 +391,40 @@ void abandon(const std::string& address, std::size_t requests, std::uint64_t& id
   socket.close(ec);
 }
 
+// Writes `requests` pipelined puts to `address`, half-closes (shuts down the sending side) and
+// reads until the server closes: how many answers came back.
+std::size_t half_close(const std::string& address, std::size_t requests, std::uint64_t& id) {
+  namespace net = ::boost::asio;
+  const auto split = tenure::kv::split_address(address);
+  if (!split) {
+    return 0;
+  }
+  net::io_context io;
+  net::ip::tcp::socket socket(io);
+  boost::system::error_code ec;
+  socket.connect({net::ip::make_address(split->host), split->port}, ec);
+  if (ec) {
+    return 0;
+  }
+  std::string out;
+  for (std::size_t i = 0; i < requests; ++i) {
+    tenure::kv::format_request(Request::put(++id, "half" + std::to_string(i), "v"), out);
+  }
+  net::write(socket, net::buffer(out), ec);
+  socket.shutdown(net::ip::tcp::socket::shutdown_send, ec);
+  std::string in;
+  std::size_t answers = 0;
+  bool closed = false;
+  net::async_read(
+      socket, net::dynamic_buffer(in),
+      [&](const boost::system::error_code& e, std::size_t) { closed = e == net::error::eof; });
+  io.run_for(10s);  // bounded: a server that never closes fails the check below
+  for (char c : in) {
+    answers += c == '\n' ? 1 : 0;
+  }
+  return closed ? answers : 0;
+}
+
 int shutdown(const std::string& server) {
   // Clients that vanish with requests in flight: the server's answers fail to write. A session
   // that kept writing to such a connection left a send pending for ever, and SIGTERM then had
@@ -416,6 +450,8 @@ int shutdown(const std::string& server) {
     written = client.call(Request::put(++id, "last", "v"), 2s).ok();
   }
   check(written, "a put after the abandoned ones is acknowledged");
+  check(half_close(cluster.node(roles->leader).client_address(), 200, id) == 200,
+        "a client that half-closes gets all 200 answers, then the server closes");
   const auto start = Clock::now();
   cluster.stop_all(SIGTERM);
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
