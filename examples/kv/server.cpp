@@ -415,8 +415,18 @@ class Server {
     watchdog_ = std::thread([this] {
       std::unique_lock lock(finished_mutex_);
       if (!finished_cv_.wait_for(lock, 3s, [this] { return finished_; })) {
+        std::size_t sessions = 0;
+        {
+          std::lock_guard sessions_lock(sessions_mutex_);
+          for (const auto& w : sessions_) {
+            sessions += w.expired() ? 0 : 1;
+          }
+        }
+        const auto t = transport_.stats();
         log_line("node " + std::to_string(args_.id) +
-                 ": work still pending 3 s after shutdown began; stopping the event loop");
+                 ": work still pending 3 s after shutdown began (client sessions alive: " +
+                 std::to_string(sessions) + ", peer connections established and not closed: " +
+                 std::to_string(t.connects - t.disconnects) + "); stopping the event loop");
         io_.stop();
       }
     });
