@@ -103,9 +103,35 @@ std::uint64_t rss_kib(pid_t pid) {
   return 0;
 }
 
-// Sends `per_connection` linearizable reads on each of `connections` connections to `address`
-// at once (pipelined), and waits for every answer until `limit`. Returns the latest answer's
-// delay after the requests were written, and the answers by kind/code.
+// Connects `socket` to the client address `address`; false when the address is invalid (a
+// failed check) or the connection is refused.
+bool connect_to(::boost::asio::ip::tcp::socket& socket, const std::string& address) {
+  const auto split = tenure::kv::split_address(address);
+  if (!split) {
+    check(false, "a valid client address: " + address);
+    return false;
+  }
+  boost::system::error_code ec;
+  socket.connect({::boost::asio::ip::make_address(split->host), split->port}, ec);
+  return !ec;
+}
+
+// Puts `key`=`value` through `client` until it is acknowledged or `within` passes (a leader
+// may still be finishing its election): whether it was.
+bool put_acknowledged(BlockingClient& client, std::uint64_t& id, const std::string& key,
+                      const std::string& value, std::chrono::milliseconds within) {
+  for (const auto until = Clock::now() + within; Clock::now() < until;) {
+    if (client.call(Request::put(++id, key, value), 2s).ok()) {
+      return true;
+    }
+    std::this_thread::sleep_for(20ms);  // a pause between attempts, not a synchronisation
+  }
+  return false;
+}
+
+// Sends `per_connection` reads at `level` on each of `connections` connections to `address` at
+// once (pipelined), and waits for every answer until `limit`. Returns the earliest and the latest
+// answer's delay after the requests were written, and the answers by kind/code.
 struct FloodResult {
   std::size_t sent = 0;
   std::size_t answered = 0;
@@ -120,12 +146,6 @@ FloodResult flood(const std::string& address, std::size_t connections, std::size
   namespace net = ::boost::asio;
   FloodResult result;
   net::io_context io;
-  const auto split = tenure::kv::split_address(address);
-  if (!split) {
-    check(false, "a valid client address: " + address);
-    return result;
-  }
-  const net::ip::tcp::endpoint ep(net::ip::make_address(split->host), split->port);
   struct Conn {
     explicit Conn(net::io_context& io) : socket(io) {}
     net::ip::tcp::socket socket;
@@ -163,9 +183,7 @@ FloodResult flood(const std::string& address, std::size_t connections, std::size
   };
   for (std::size_t i = 0; i < connections; ++i) {
     auto c = std::make_unique<Conn>(io);
-    boost::system::error_code ec;
-    c->socket.connect(ep, ec);
-    if (ec) {
+    if (!connect_to(c->socket, address)) {
       continue;
     }
     for (std::size_t k = 0; k < per_connection; ++k) {
@@ -225,15 +243,9 @@ int outage(const std::string& server) {
   // retry until each write is acknowledged).
   int written = 0;
   for (int i = 0; i < 10; ++i) {
-    const auto until = Clock::now() + 5s;
-    while (Clock::now() < until) {
-      if (client.call(Request::put(++id, "key" + std::to_string(i), "v" + std::to_string(i)), 2s)
-              .ok()) {
-        ++written;
-        break;
-      }
-      std::this_thread::sleep_for(20ms);  // a leader finishing its election
-    }
+    written += put_acknowledged(client, id, "key" + std::to_string(i), "v" + std::to_string(i), 5s)
+                   ? 1
+                   : 0;
   }
   check(written == 10, "10 keys written before the faults");
 
@@ -325,11 +337,7 @@ int deadline(const std::string& server) {
   const auto [leader, f1, f2] = *roles;
   BlockingClient client(cluster.node(leader).client_address());
   std::uint64_t id = 0;
-  bool written = false;
-  for (const auto until = Clock::now() + 5s; !written && Clock::now() < until;) {
-    written = client.call(Request::put(++id, "key0", "v0"), 2s).ok();
-  }
-  check(written, "a write commits before the fault");
+  check(put_acknowledged(client, id, "key0", "v0", 5s), "a write commits before the fault");
 
   std::printf("SIGSTOP followers %llu and %llu\n", static_cast<unsigned long long>(f1),
               static_cast<unsigned long long>(f2));
@@ -368,18 +376,12 @@ int deadline(const std::string& server) {
 // it at once without reading: the answers find the connection gone (EPIPE or ECONNRESET).
 void abandon(const std::string& address, std::size_t requests, std::uint64_t& id) {
   namespace net = ::boost::asio;
-  const auto split = tenure::kv::split_address(address);
-  if (!split) {
-    check(false, "a valid client address: " + address);
-    return;
-  }
   net::io_context io;
   net::ip::tcp::socket socket(io);
-  boost::system::error_code ec;
-  socket.connect({net::ip::make_address(split->host), split->port}, ec);
-  if (ec) {
+  if (!connect_to(socket, address)) {
     return;
   }
+  boost::system::error_code ec;
   std::string out;
   for (std::size_t i = 0; i < requests; ++i) {
     const std::string key = "abandoned" + std::to_string(i % 16);
@@ -395,17 +397,12 @@ void abandon(const std::string& address, std::size_t requests, std::uint64_t& id
 // reads until the server closes: how many answers came back.
 std::size_t half_close(const std::string& address, std::size_t requests, std::uint64_t& id) {
   namespace net = ::boost::asio;
-  const auto split = tenure::kv::split_address(address);
-  if (!split) {
-    return 0;
-  }
   net::io_context io;
   net::ip::tcp::socket socket(io);
-  boost::system::error_code ec;
-  socket.connect({net::ip::make_address(split->host), split->port}, ec);
-  if (ec) {
+  if (!connect_to(socket, address)) {
     return 0;
   }
+  boost::system::error_code ec;
   std::string out;
   for (std::size_t i = 0; i < requests; ++i) {
     tenure::kv::format_request(Request::put(++id, "half" + std::to_string(i), "v"), out);
@@ -445,11 +442,8 @@ int shutdown(const std::string& server) {
   // Every abandoned put reached the leader's log before this one: once it is acknowledged,
   // theirs have been answered (into closed connections) too.
   BlockingClient client(cluster.node(roles->leader).client_address());
-  bool written = false;
-  for (const auto until = Clock::now() + 10s; !written && Clock::now() < until;) {
-    written = client.call(Request::put(++id, "last", "v"), 2s).ok();
-  }
-  check(written, "a put after the abandoned ones is acknowledged");
+  check(put_acknowledged(client, id, "last", "v", 10s),
+        "a put after the abandoned ones is acknowledged");
   check(half_close(cluster.node(roles->leader).client_address(), 200, id) == 200,
         "a client that half-closes gets all 200 answers, then the server closes");
   const auto start = Clock::now();
