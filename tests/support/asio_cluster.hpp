@@ -59,6 +59,13 @@ class LocalTransport {
       to->step(decoded.value());
     });
   }
+  // Cuts off every node but `keep` both ways. Io thread (or before the io threads start).
+  void cut_off_all_but(NodeId keep) {
+    for (NodeId id = 1; id < cut_.size(); ++id) {
+      cut_[id] = id != keep;
+    }
+  }
+
   // Set from the io thread only.
   std::array<bool, 4> cut_{};   // a node cut off both ways
   std::array<bool, 4> deaf_{};  // a node that sends but receives nothing

@@ -49,9 +49,7 @@ TEST_CASE("AsioGroup cancellation: emits from another thread than the io_context
   Cluster c(io, /*check_quorum=*/false);
   REQUIRE(run_until(io, [&] { return c.leader() != kNoNode; }));
   const NodeId leader = c.leader();
-  for (NodeId id = 1; id <= 3; ++id) {
-    c.transport.cut_[id] = id != leader;  // before the io threads start: they only read it
-  }
+  c.transport.cut_off_all_but(leader);  // before the io threads start: they only read it
   auto& g = *c.groups[leader];
 
   auto guard = ::boost::asio::make_work_guard(io);

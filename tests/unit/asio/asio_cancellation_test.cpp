@@ -53,9 +53,7 @@ struct IsolatedLeader {
       cluster.transport.deaf_[leader] = true;
       return;
     }
-    for (NodeId id = 1; id <= 3; ++id) {
-      cluster.transport.cut_[id] = id != leader;
-    }
+    cluster.transport.cut_off_all_but(leader);
   }
   Group& group() { return *cluster.groups[leader]; }
   void heal() {

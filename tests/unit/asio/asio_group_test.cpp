@@ -130,9 +130,7 @@ TEST_CASE("AsioGroup: a read without a quorum fails at its deadline - not before
   REQUIRE(run_until(io, [&] { return c.leader() != kNoNode; }));
   const NodeId leader = c.leader();
   Group& g = *c.groups[leader];
-  for (NodeId id = 1; id <= 3; ++id) {
-    c.transport.cut_[id] = id != leader;
-  }
+  c.transport.cut_off_all_but(leader);
   std::optional<Result<ReadResult>> read;
   const auto start = std::chrono::steady_clock::now();
   g.async_read(ReadLevel::linearizable, 250ms, [&](Result<ReadResult> r) { read = r; });
@@ -152,9 +150,7 @@ TEST_CASE("AsioGroup: stop() fails pending operations with stopped and later one
   REQUIRE(run_until(io, [&] { return c.leader() != kNoNode; }));
   const NodeId leader = c.leader();
   Group& g = *c.groups[leader];
-  for (NodeId id = 1; id <= 3; ++id) {
-    c.transport.cut_[id] = id != leader;
-  }
+  c.transport.cut_off_all_but(leader);
   const std::vector<std::byte> payload{std::byte{9}};
   std::optional<Result<ProposeResult>> pending;
   g.async_propose(payload, 10s, [&](Result<ProposeResult> r) { pending = r; });
