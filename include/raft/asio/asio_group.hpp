@@ -199,17 +199,9 @@ class AsioGroup {
                      CompletionToken&& token) {
     return ::boost::asio::async_initiate<CompletionToken, void(Result<ProposeResult>)>(
         [this, payload, timeout](auto handler) {
-          using Handler = decltype(handler);
-          auto* op = make_op<ProposeOp<Handler>>(std::move(handler), this);
-          connect_slot(*op, kTerminalOnly);
-          ::boost::asio::post(strand_, [this, op, payload, timeout] {
-            if (stopped_) {
-              op->complete(Result<ProposeResult>(errc::stopped));
-              return;
-            }
-            registry_->add(*op);
-            op->anchor = lease_.begin_write();
-            group_.propose(op->raft_op, payload, clock_.now() + timeout);
+          launch<ProposeOp>(std::move(handler), kTerminalOnly, [this, payload, timeout](auto& op) {
+            op.anchor = lease_.begin_write();
+            group_.propose(op.raft_op, payload, clock_.now() + timeout);
             group_.flush();
             rearm();
           });
@@ -222,26 +214,18 @@ class AsioGroup {
   auto async_read(ReadLevel level, duration timeout, CompletionToken&& token) {
     return ::boost::asio::async_initiate<CompletionToken, void(Result<ReadResult>)>(
         [this, level, timeout](auto handler) {
-          using Handler = decltype(handler);
-          auto* op = make_op<ReadOp<Handler>>(std::move(handler), this);
-          connect_slot(*op, kAnyCancellation);
-          ::boost::asio::post(strand_, [this, op, level, timeout] {
-            if (stopped_) {
-              op->complete(Result<ReadResult>(errc::stopped));
-              return;
-            }
-            registry_->add(*op);
+          launch<ReadOp>(std::move(handler), kAnyCancellation, [this, level, timeout](auto& op) {
             const time_point deadline = clock_.now() + timeout;
             switch (level) {
               case ReadLevel::stale:
-                op->complete(Result<ReadResult>(ReadResult{group_.applied_index(), false}));
+                op.complete(Result<ReadResult>(ReadResult{group_.applied_index(), false}));
                 return;
               case ReadLevel::lease:
-                op->via_lease = true;
-                lease_.read(op->lease_op, deadline);
+                op.via_lease = true;
+                lease_.read(op.lease_op, deadline);
                 break;
               case ReadLevel::linearizable:
-                group_.read_index(op->raft_op, deadline);
+                group_.read_index(op.raft_op, deadline);
                 break;
             }
             group_.flush();
@@ -256,16 +240,8 @@ class AsioGroup {
   auto async_transfer_leadership(NodeId target, duration timeout, CompletionToken&& token) {
     return ::boost::asio::async_initiate<CompletionToken, void(Result<void>)>(
         [this, target, timeout](auto handler) {
-          using Handler = decltype(handler);
-          auto* op = make_op<TransferOp<Handler>>(std::move(handler), this);
-          connect_slot(*op, kTerminalOnly);
-          ::boost::asio::post(strand_, [this, op, target, timeout] {
-            if (stopped_) {
-              op->complete(Result<void>(errc::stopped));
-              return;
-            }
-            registry_->add(*op);
-            group_.transfer_leadership(op->raft_op, target, clock_.now() + timeout);
+          launch<TransferOp>(std::move(handler), kTerminalOnly, [this, target, timeout](auto& op) {
+            group_.transfer_leadership(op.raft_op, target, clock_.now() + timeout);
             rearm();
           });
         },
@@ -291,6 +267,23 @@ class AsioGroup {
     ::boost::asio::executor_work_guard<handler_executor> work;
     AsioGroup* owner;
   };
+
+  // How every operation begins: its state is made (with the handler's allocator), its handler's
+  // cancellation slot connected, and `start(op)` runs on the strand, unless the group has
+  // stopped by then, in which case the operation completes with stopped.
+  template <template <class> class OpT, class Handler, class Start>
+  void launch(Handler handler, unsigned cancellable, Start start) {
+    auto* op = make_op<OpT<Handler>>(std::move(handler), this);
+    connect_slot(*op, cancellable);
+    ::boost::asio::post(strand_, [this, op, start = std::move(start)]() mutable {
+      if (stopped_) {
+        op->complete(errc::stopped);
+        return;
+      }
+      registry_->add(*op);
+      start(*op);
+    });
+  }
 
   template <class Op, class Handler>
   Op* make_op(Handler&& handler, AsioGroup* self) {
