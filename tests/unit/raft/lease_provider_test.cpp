@@ -52,6 +52,17 @@ NodeId ready_leader(Cluster& cluster) {
   return leader;
 }
 
+struct ReadProbe {
+  int completions = 0;
+  std::optional<Result<LogIndex>> outcome;
+  static void done(void* self, Result<LogIndex> r) noexcept {
+    auto* probe = static_cast<ReadProbe*>(self);
+    ++probe->completions;
+    probe->outcome = r;
+  }
+  tenure::raft::Completion<LogIndex> completion() { return {&done, this}; }
+};
+
 struct TransferProbe {
   std::optional<Result<void>> outcome;
   static void done(void* self, Result<void> r) noexcept {
@@ -190,4 +201,33 @@ TEST_CASE("a transfer revokes the lease before TimeoutNow leaves - for the rest 
   REQUIRE(g.role() == Role::leader);
   REQUIRE(g.term() == term);
   CHECK(g.leader_term() == 0);  // still leader of the same term, but no lease in it again
+}
+
+TEST_CASE("LeaseCoordinator::cancel withdraws a read waiting for ReadIndex - the lease stays") {
+  Cluster cluster(options(18));
+  const NodeId leader = ready_leader(cluster);
+  REQUIRE(leader != kNoNode);
+  auto& g = cluster.group(leader);
+  Coordinator coordinator(g, lease_config(cluster));
+  cluster.network().isolate(leader);
+  // The lease runs out before CheckQuorum ends the leadership: a read then needs ReadIndex,
+  // which cannot complete without a quorum.
+  cluster.run_until([&] { return coordinator.lease_read().code() == errc::lease_expired; }, 2s);
+  REQUIRE(coordinator.lease_read().code() == errc::lease_expired);
+  REQUIRE(g.role() == Role::leader);
+  const auto generation = coordinator.state().generation();
+  ReadProbe probe;
+  Coordinator::ReadOperation op(probe.completion());
+  coordinator.read(op, cluster.clock(leader).now() + 10s);
+  REQUIRE_FALSE(probe.outcome.has_value());
+  REQUIRE(g.pending_reads() == 1);
+
+  coordinator.cancel(op);
+  REQUIRE(probe.outcome.has_value());  // at once, not at the deadline
+  CHECK(probe.outcome->code() == errc::cancelled);
+  CHECK(g.pending_reads() == 0);
+  // A caller's choice, not a leadership loss: the caller-side lease is not invalidated.
+  CHECK(coordinator.state().generation() == generation);
+  coordinator.cancel(op);  // completed already: nothing happens
+  CHECK(probe.completions == 1);
 }
