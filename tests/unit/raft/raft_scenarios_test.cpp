@@ -123,6 +123,16 @@ bool commit_one(Cluster& c, NodeId id, std::deque<TrackedPropose>& proposals, co
   return p.succeeded();
 }
 
+// Cuts every node but `leader` off from everyone: the leader stays, but no quorum answers it
+// and the followers cannot elect among themselves.
+void isolate_followers(Cluster& c, NodeId leader) {
+  for (NodeId id : c.ids()) {
+    if (id != leader) {
+      c.network().isolate(id);
+    }
+  }
+}
+
 bool is_one_of(std::error_code ec, std::initializer_list<errc> codes) {
   return std::any_of(codes.begin(), codes.end(),
                      [&](errc e) { return ec == tenure::raft::make_error_code(e); });
@@ -299,11 +309,7 @@ TEST_CASE(
     align_to_tick(c);
 
     // One follower loses its route, the other stalls as well: no quorum answers the leader.
-    for (NodeId id : c.ids()) {
-      if (id != leader) {
-        c.network().isolate(id);
-      }
-    }
+    isolate_followers(c, leader);
     auto& g = c.group(leader);
     auto& clock = c.clock(leader);
     Xoshiro256 random(seed);
@@ -890,11 +896,7 @@ TEST_CASE(
   REQUIRE(leader != kNoNode);
   REQUIRE(c.run_until([&] { return c.group(leader).leader_term() != 0; }, 1s));
   auto& g = c.group(leader);
-  for (NodeId id : c.ids()) {
-    if (id != leader) {
-      c.network().isolate(id);
-    }
-  }
+  isolate_followers(c, leader);
   const Bytes payload(100, std::byte{0x5a});
   for (int i = 0; i < 10; ++i) {
     g.propose(proposals.emplace_back(&c.clock(leader)).op, payload);
@@ -1018,11 +1020,7 @@ TEST_CASE("cancel completes a pending proposal or read at once with cancelled an
   REQUIRE(leader != kNoNode);
   REQUIRE(c.run_until([&] { return c.group(leader).leader_term() != 0; }, 1s));
   auto& g = c.group(leader);
-  for (NodeId id : c.ids()) {
-    if (id != leader) {
-      c.network().isolate(id);  // nothing can commit or confirm: both stay pending
-    }
-  }
+  isolate_followers(c, leader);  // nothing can commit or confirm: both stay pending
   TrackedPropose p(&c.clock(leader));
   TrackedRead r(&c.clock(leader));
   g.propose(p.op, bytes_of("x"));
