@@ -4,6 +4,9 @@
 // shuts everything down and prints a summary. Exit status 0 only if every check held.
 //
 //   tenure-kv-demo [--server PATH] [--data-dir DIR] [--shards N] [--clients N] [--seconds S]
+//
+// Without --data-dir the data and logs go to a fresh directory under /tmp, removed again when the
+// demo succeeds.
 #include "blocking_client.hpp"
 #include "local_cluster.hpp"
 #include "protocol.hpp"
@@ -43,6 +46,7 @@ using tenure::kv::ResponseKind;
 struct Options {
   std::string server;
   std::string data_dir;
+  bool own_data_dir = false;  // made under /tmp by the demo: removed after a successful run
   std::uint32_t shards = 3;
   unsigned clients = 4;
   unsigned seconds = 6;
@@ -196,6 +200,7 @@ Options parse(int argc, char** argv) {
       die("cannot create a data directory under /tmp");
     }
     o.data_dir = templ;
+    o.own_data_dir = true;
   }
   return o;
 }
@@ -393,5 +398,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   say("OK: no acknowledged write was lost");
+  if (o.own_data_dir) {
+    std::error_code ignored;
+    std::filesystem::remove_all(o.data_dir, ignored);  // kept when a check failed, for its logs
+  }
   return 0;
 }

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -61,14 +62,19 @@ void check(bool ok, const std::string& what) {
   }
 }
 
+std::vector<std::string> scratch_dirs;  // removed when the scenario passes (see main)
+
 std::string scratch_dir(const char* name) {
   std::string templ = std::string("/tmp/tenure-kv-") + name + "-XXXXXX";
   if (mkdtemp(templ.data()) == nullptr) {
     std::perror("mkdtemp");
     std::exit(1);
   }
+  scratch_dirs.push_back(templ);
   return templ;
 }
+
+int run_scenario(const std::string& scenario, const std::string& server, int argc, char** argv);
 
 // Waits as LocalCluster::wait_until does; a node that dies meanwhile is a failed check.
 template <class F>
@@ -611,8 +617,23 @@ int main(int argc, char** argv) {
         "[seed]\n");
     return 2;
   }
-  const std::string scenario = argv[1];
-  const std::string server = argv[2];
+  const int status = run_scenario(argv[1], argv[2], argc, argv);
+  // The nodes are gone (each scenario's LocalCluster kills what still runs). Their data and logs
+  // are only worth keeping when something failed.
+  for (const auto& dir : scratch_dirs) {
+    if (status == 0) {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    } else {
+      std::printf("data and logs kept in %s\n", dir.c_str());
+    }
+  }
+  return status;
+}
+
+namespace {
+
+int run_scenario(const std::string& scenario, const std::string& server, int argc, char** argv) {
   if (scenario == "outage") {
     return outage(server);
   }
@@ -632,3 +653,5 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "unknown scenario %s\n", scenario.c_str());
   return 2;
 }
+
+}  // namespace
