@@ -306,6 +306,8 @@ constexpr std::string_view name_of(raft::errc code) noexcept {
       return "cancelled";
     case errc::lease_expired:
       return "lease_expired";
+    case errc::leader_active:
+      return "leader_active";
   }
   return "?";
 }
@@ -313,7 +315,7 @@ constexpr std::string_view name_of(raft::errc code) noexcept {
 /// The error code with wire name `name`, or nullopt when no tenure code has that name.
 constexpr std::optional<raft::errc> errc_from_name(std::string_view name) noexcept {
   // errc values are dense from 1 and only ever appended: keep the bound at the last one.
-  for (int v = 1; v <= static_cast<int>(raft::errc::lease_expired); ++v) {
+  for (int v = 1; v <= static_cast<int>(raft::errc::leader_active); ++v) {
     if (name_of(static_cast<raft::errc>(v)) == name) {
       return static_cast<raft::errc>(v);
     }

@@ -23,7 +23,13 @@ namespace tenure::lease {
 struct LeaseConfig {
   /// The smallest election timeout of any voter: no follower campaigns, or votes for another
   /// candidate, sooner than this after hearing from the leader.
-  std::chrono::nanoseconds election_timeout_min{std::chrono::milliseconds(150)};
+  ///
+  /// Zero (the default): taken from the provider, which must then report it
+  /// (`election_timeout_min()`, as RaftGroup does from RaftConfig::election_timeout_min), so the
+  /// lease cannot be longer than what voters actually wait. A LeaseCoordinator refuses a non-zero
+  /// value that differs from the provider's with errc::invalid_config. Set it only for a provider
+  /// that does not report one.
+  std::chrono::nanoseconds election_timeout_min{0};
   /// The largest rate difference of any voter's clock from true time, in parts per million.
   std::int64_t max_clock_drift_ppm = 1000;
   /// Subtracted from the drift-adjusted timeout.

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <exception>
 #include <limits>
+#include <string>
 #include <system_error>
 #include <utility>
 
@@ -124,7 +125,7 @@ class LeaseCoordinator {
   /// (errc::invalid_config) when `config` leaves no positive lease.
   LeaseCoordinator(Provider& provider, const LeaseConfig& config, Reporter reporter = {})
       : provider_(provider),
-        lease_(checked_lease(config)),
+        lease_(checked_lease(provider, config)),
         default_read_timeout_(config.default_read_timeout),
         reporter_(std::move(reporter)),
         loss_hook_(*this) {
@@ -266,7 +267,30 @@ class LeaseCoordinator {
     LeaseCoordinator& owner_;
   };
 
-  static duration checked_lease(const LeaseConfig& config) {
+  // The lease from `config`, with the election timeout the provider's voters actually wait when
+  // it reports one (hole: a lease configured longer than that is unsafe, and nothing compared
+  // the two).
+  static duration checked_lease(const Provider& provider, LeaseConfig config) {
+    if constexpr (ReportsElectionTimeout<Provider>) {
+      const auto reported =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(provider.election_timeout_min());
+      if (config.election_timeout_min.count() != 0 && config.election_timeout_min != reported) {
+        throw std::system_error(
+            raft::errc::invalid_config,
+            "LeaseConfig::election_timeout_min (" +
+                std::to_string(config.election_timeout_min.count()) +
+                " ns) differs from the provider's election_timeout_min (RaftConfig::"
+                "election_timeout_min, " +
+                std::to_string(reported.count()) +
+                " ns): leave it 0 to take the provider's, which is what voters wait");
+      }
+      config.election_timeout_min = reported;
+    } else if (config.election_timeout_min.count() == 0) {
+      throw std::system_error(raft::errc::invalid_config,
+                              "LeaseConfig::election_timeout_min is 0 and the provider does not "
+                              "report one (`duration election_timeout_min() const noexcept`): set "
+                              "it to the smallest election timeout of any voter");
+    }
     const auto lease = lease::lease_duration(config);
     if (!lease) {
       throw std::system_error(lease.code(),

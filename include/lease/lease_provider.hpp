@@ -72,6 +72,16 @@ concept LeaseProvider = raft::MonotonicClock<typename P::clock_type> &&
   p.subscribe_leader_loss(callback);
 };
 
+/// A provider that reports the election_timeout_min its voters wait (RaftGroup does): the
+/// LeaseCoordinator then derives its lease from it instead of trusting a second copy in
+/// LeaseConfig. Optional; the value must be the smallest election_timeout_min of any voter of the
+/// group (tenure's RaftGroup reports its own RaftConfig's: configure every member alike).
+template <class P>
+concept ReportsElectionTimeout = requires(const P& p) {
+  { p.election_timeout_min() }
+  noexcept->std::convertible_to<typename P::clock_type::duration>;
+};
+
 namespace detail {
 
 /// Checks a LeaseProvider piece by piece so that the compiler names what is missing.

@@ -46,6 +46,10 @@ enum class errc : int {
   /// No valid lease: the read cannot be served from memory right now. Serve it through ReadIndex
   /// (LeaseCoordinator::read does this by itself).
   lease_expired = 14,
+  /// A leader was heard from within election_timeout_min (or the node has just started): an
+  /// election now could end that leader's term while it still serves lease reads. Wait, or move
+  /// leadership by a transfer (RaftGroup::campaign with CampaignMode::transfer_from_leader).
+  leader_active = 15,
 };
 
 namespace detail {
@@ -84,6 +88,8 @@ class ErrcCategory final : public std::error_category {
         return "cancelled";
       case errc::lease_expired:
         return "no valid lease";
+      case errc::leader_active:
+        return "a leader is active: campaigning now would break its lease";
     }
     return "unknown tenure error " + std::to_string(value);
   }
@@ -112,7 +118,7 @@ enum class ErrorClass : int {
   /// transfer_in_progress. The only class that may invalidate a lease.
   leadership_lost = 1,
   /// Transient: trying again later, or elsewhere, may succeed. tenure's timed_out, overloaded,
-  /// cancelled and lease_expired; from the generic category timed_out,
+  /// cancelled, lease_expired and leader_active; from the generic category timed_out,
   /// resource_unavailable_try_again, interrupted
   /// and the connection and reachability errors a transport sees.
   retryable = 2,
@@ -154,6 +160,7 @@ inline ErrorClass class_of(errc e) noexcept {
     case errc::overloaded:
     case errc::cancelled:
     case errc::lease_expired:
+    case errc::leader_active:
       return ErrorClass::retryable;
     default:
       return ErrorClass::permanent;

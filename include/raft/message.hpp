@@ -47,9 +47,10 @@ enum class MessageType : std::uint8_t {
   read_index_response = 11,  ///< leader -> follower: read at `index` for batch `seq`, or reject
   snapshot = 12,             ///< leader -> follower: a chunk of a snapshot (reserved)
   snapshot_response = 13,    ///< follower -> leader (reserved)
+  transfer_request = 14,     ///< follower -> its leader: please transfer leadership to me
 };
 
-inline constexpr std::uint8_t kMaxMessageType = 13;
+inline constexpr std::uint8_t kMaxMessageType = 14;
 
 /// Bits of Message::flags.
 enum MessageFlags : std::uint8_t {

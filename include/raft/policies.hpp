@@ -26,6 +26,12 @@ enum class PlantedBug : std::uint32_t {
   ack_before_durable = 1u << 2,
   /// Commit an entry of an earlier term by counting its replicas (Figure 8).
   commit_previous_term_by_counting = 1u << 3,
+  /// Forget when the leader was last heard from whenever a message that is not from a leader
+  /// moves the term, so that the node votes inside the old leader's lease.
+  forget_leader_contact_on_term_bump = 1u << 4,
+  /// Send vote requests (and lead on the other voters' votes alone) before the new term and
+  /// the own vote are durable.
+  campaign_before_durable = 1u << 5,
 };
 
 /// The planted-bugs policy of production: none, and every check compiles away.

@@ -38,6 +38,19 @@ namespace tenure::raft {
 /// The role of a node in its group (Raft paper section 5.1; PreVote, thesis section 9.6).
 enum class Role : std::uint8_t { follower, pre_candidate, candidate, leader };
 
+/// What RaftGroup::campaign() does when this node has heard from a leader (or started) within
+/// election_timeout_min, the window in which that leader may still be serving lease reads that
+/// count on this node's acknowledgement.
+enum class CampaignMode : std::uint8_t {
+  /// Refuse with errc::leader_active. Campaigning then would let this node vote for itself
+  /// inside the leader's lease, and win with the votes of nodes the leader does not count.
+  unless_leader_active,
+  /// Ask the active leader to hand over by a leadership transfer (it revokes its lease before
+  /// TimeoutNow leaves, as RaftGroup::transfer_leadership does); campaign at once when no leader
+  /// is active. The request is fire and forget: the outcome shows as this node leading, or not.
+  transfer_from_leader,
+};
+
 /// One Raft group: the replicated log of the Raft paper with PreVote, CheckQuorum, leader
 /// stickiness, pipelined replication, ReadIndex, leadership transfer, and the quorum-ack tracking
 /// that lets LeaseCoordinator serve reads from memory.
@@ -205,6 +218,9 @@ class RaftGroup {
       case MessageType::read_index_response:
         on_read_index_response(m);
         break;
+      case MessageType::transfer_request:
+        on_transfer_request(m);
+        break;
       case MessageType::snapshot:
       case MessageType::snapshot_response:
         break;  // snapshots arrive with their own issue
@@ -359,12 +375,43 @@ class RaftGroup {
     flush();
   }
 
-  /// Starts an election now (as a timeout would). For tests and operators.
-  void campaign() {
-    if (!stopped_ && role_ != Role::leader) {
-      campaign(false, clock_.now());
-      flush();
+  /// Starts an election now, as an election timeout would: for operators and tests.
+  ///
+  /// Within election_timeout_min of hearing from a leader (or of this group's start, when it
+  /// cannot know), an election could end that leader's term while it still serves lease reads
+  /// counting on this node: this node would vote for itself, breaking the promise the lease
+  /// rests on (lease_provider.hpp). So then, by default, it refuses with errc::leader_active;
+  /// CampaignMode::transfer_from_leader instead sends the leader a transfer request, which the
+  /// leader serves like transfer_leadership(): lease revoked first, target caught up, then
+  /// TimeoutNow (errc::not_leader when no leader is known to ask).
+  /// Other errors: stopped; invalid_argument when this node is not a voter. On the leader it
+  /// does nothing and succeeds. No allocation.
+  [[nodiscard]] std::error_code campaign(
+      CampaignMode mode = CampaignMode::unless_leader_active) {
+    if (stopped_) {
+      return errc::stopped;
     }
+    if (role_ == Role::leader) {
+      return {};
+    }
+    if ((voters_ & (Mask{1} << self_slot_)) == 0) {
+      return errc::invalid_argument;
+    }
+    const time_point now = clock_.now();
+    if (leader_active(now)) {
+      if (mode == CampaignMode::unless_leader_active) {
+        return errc::leader_active;
+      }
+      if (leader_ == kNoNode) {
+        return errc::not_leader;  // the term moved since: no leader to ask yet
+      }
+      send(base_message(MessageType::transfer_request, leader_));
+      flush();
+      return {};
+    }
+    campaign(false, now);
+    flush();
+    return {};
   }
 
   /// Withdraws a pending operation: it completes at once with errc::cancelled (with the leader
@@ -386,6 +433,12 @@ class RaftGroup {
   // ===========================================================================================
 
   const clock_type& clock() const noexcept { return clock_; }
+  /// RaftConfig::election_timeout_min: the window in which this node neither campaigns nor votes
+  /// for another candidate after hearing from a leader. LeaseCoordinator derives its lease from
+  /// it, so that the two cannot disagree.
+  duration election_timeout_min() const noexcept {
+    return std::chrono::duration_cast<duration>(config_.election_timeout_min);
+  }
 
   /// The term in which this node leads and may serve lease reads: it has committed and applied
   /// an entry of this term, and no transfer has revoked the lease in it. 0 otherwise.
@@ -632,11 +685,14 @@ class RaftGroup {
     return true;
   }
 
-  // Whether this node has heard from a live leader within election_timeout_min (or has just
-  // started and cannot know): then it grants no vote, unless the election was started by
-  // TimeoutNow. A restarted node has forgotten when it last heard from the leader, so it counts
-  // its start as such a moment; otherwise it could elect a new leader inside an old leader's
-  // lease (docs/lease.md).
+  // Whether this node refuses to vote for `m.from` now: while it leads, and within
+  // election_timeout_min of the last message it had from a leader (or of its own start, since a
+  // restarted node has forgotten when that was). The window rests on the time of that message
+  // alone, not on whom the node now believes leads: a message from elsewhere that moves the term
+  // (a late pre-vote answer, a reject answering what it sent as leader) leaves the old leader's
+  // lease as live as before (rule 1 of docs/lease.md). Two exceptions: an election started by
+  // TimeoutNow (the leader revoked its lease before sending it), and a vote for the very leader
+  // last heard from (it campaigns only after stepping down, which ended its lease).
   bool in_lease(const Message& m, time_point now) const noexcept {
     if ((m.flags & kFlagTransfer) != 0) {
       return false;
@@ -647,8 +703,19 @@ class RaftGroup {
     if (role_ == Role::leader) {
       return true;  // a live leader (CheckQuorum would have deposed a dead one) keeps its term
     }
-    return leader_ != kNoNode && leader_ != m.from &&
+    return m.from != contact_leader_ && now < leader_contact_ + config_.election_timeout_min;
+  }
+
+  // Whether a leader may still count on this node's acknowledgement for its lease: it heard from
+  // one (or started) within election_timeout_min.
+  bool leader_active(time_point now) const noexcept {
+    return now < started_at_ + config_.election_timeout_min ||
            now < leader_contact_ + config_.election_timeout_min;
+  }
+
+  void heard_from_leader(NodeId leader, time_point now) noexcept {
+    leader_contact_ = now;
+    contact_leader_ = leader;
   }
 
   void reset_election_timer(time_point now) {
@@ -669,11 +736,14 @@ class RaftGroup {
       vote_ = kNoNode;
       persist_hard_state();
       fail_reads(errc::leadership_lost, leader);
+      if (leader == kNoNode && planted(PlantedBug::forget_leader_contact_on_term_bump)) {
+        leader_contact_ = time_point{};
+      }
     }
     role_ = Role::follower;
     leader_ = leader;
     if (leader != kNoNode) {
-      leader_contact_ = now;
+      heard_from_leader(leader, now);
     }
     publish_leader_term();
     reset_election_timer(now);
@@ -740,11 +810,16 @@ class RaftGroup {
     votes_granted_ = 0;
     votes_rejected_ = 0;
     push_waiter(last_write_seq_, Waiter::Kind::self_vote).term = term_;
-    request_votes(MessageType::vote, term_, transfer ? kFlagTransfer : 0);
-    release_durable();  // counts our own vote now when the write is already durable
+    // Rule 2 of docs/lease.md: the new term and our own vote are durable before any message of
+    // the term leaves. A candidate that crashed before that write would restart in the old term,
+    // campaign for this one again, be granted again by voters whose vote is already ours, and
+    // lead the same term twice with different entries at the same indexes.
+    request_votes(MessageType::vote, term_, transfer ? kFlagTransfer : 0,
+                  !planted(PlantedBug::campaign_before_durable));
+    release_durable();  // counts our own vote, and sends the requests, if already durable
   }
 
-  void request_votes(MessageType type, Term term, std::uint8_t flags) {
+  void request_votes(MessageType type, Term term, std::uint8_t flags, bool when_durable = false) {
     const LogIndex last = storage_.last_index();
     const Term last_term = term_at(last);
     for (std::size_t i = 0; i < members_; ++i) {
@@ -756,7 +831,11 @@ class RaftGroup {
       m.index = last;
       m.log_term = last_term;
       m.flags = flags;
-      send(m);
+      if (when_durable) {
+        send_when_durable(m);
+      } else {
+        send(m);
+      }
     }
   }
 
@@ -822,8 +901,13 @@ class RaftGroup {
     maybe_win_election(now);
   }
 
+  // Our own vote is among the majority: a leader never acts in a term that is not durable here
+  // (rule 2 of docs/lease.md; with the requests held back, no other vote can arrive sooner
+  // anyway, but a stale or duplicated response could).
   void maybe_win_election(time_point now) {
-    if (role_ == Role::candidate && detail::is_majority(votes_granted_, voters_)) {
+    const bool own_vote = (votes_granted_ & (Mask{1} << self_slot_)) != 0 ||
+                          planted(PlantedBug::campaign_before_durable);
+    if (role_ == Role::candidate && own_vote && detail::is_majority(votes_granted_, voters_)) {
       become_leader(now);
     }
   }
@@ -953,7 +1037,7 @@ class RaftGroup {
       become_follower(term_, leader, now);
     }
     leader_ = leader;
-    leader_contact_ = now;
+    heard_from_leader(leader, now);
     publish_leader_term();
     reset_election_timer(now);
     if (transfer_ != nullptr) {
@@ -1209,10 +1293,33 @@ class RaftGroup {
     }
   }
 
+  // Drops applied entries beyond the retention tail, but never one that a follower heard from
+  // within election_timeout_min still needs: without snapshots, a follower whose next entry is
+  // gone could never catch up. A new leader, which has heard from no one yet, counts every
+  // follower as live until election_timeout_min has passed.
   void maybe_compact() {
     const std::uint64_t keep = config_.log_retention_entries;
-    if (applied_ > keep && applied_ - keep >= storage_.first_index() + keep / 4) {
-      storage_.compact(applied_ - keep);
+    if (applied_ <= keep) {
+      return;
+    }
+    LogIndex through = applied_ - keep;
+    if (role_ == Role::leader) {
+      const time_point now = clock_.now();
+      const bool new_leader = now - became_leader_at_ < config_.election_timeout_min;
+      for (std::size_t i = 0; i < members_; ++i) {
+        if (i == self_slot_) {
+          continue;
+        }
+        const time_point heard = tracker_.last_ack(ids_[i]);
+        const bool live = new_leader || (heard != time_point::min() &&
+                                         now - heard < config_.election_timeout_min);
+        if (live) {
+          through = std::min(through, progress_[i].match);
+        }
+      }
+    }
+    if (through >= storage_.first_index() + keep / 4) {
+      storage_.compact(through);
     }
   }
 
@@ -1374,6 +1481,19 @@ class RaftGroup {
     op.done_(handed_over ? Result<void>{} : Result<void>(Error(otherwise, new_leader)));
   }
 
+  // A follower asks to lead (campaign() with CampaignMode::transfer_from_leader): served as a
+  // transfer of our own, unless one is under way already or it is not a voter.
+  void on_transfer_request(const Message& m) {
+    const std::size_t slot = slot_of(m.from);
+    if (role_ != Role::leader || transfer_ != nullptr || requested_transfer_.pending() ||
+        (voters_ & (Mask{1} << slot)) == 0) {
+      return;
+    }
+    transfer_leadership(requested_transfer_, m.from);
+  }
+
+  static void requested_transfer_done(void*, Result<void>) noexcept {}
+
   void maybe_send_timeout_now() {
     if (transfer_ == nullptr || timeout_now_sent_) {
       return;
@@ -1503,7 +1623,8 @@ class RaftGroup {
   // Timers.
   time_point started_at_{};
   time_point election_deadline_{};
-  time_point leader_contact_{};    // follower: when the current leader was last heard from
+  time_point leader_contact_{};    // when a leader was last heard from (kept across terms)
+  NodeId contact_leader_ = kNoNode;  // ... and which
   time_point next_heartbeat_{};    // leader only
   time_point became_leader_at_{};  // leader only
 
@@ -1543,6 +1664,7 @@ class RaftGroup {
 
   // Transfer.
   TransferOperation* transfer_ = nullptr;
+  TransferOperation requested_transfer_{Completion<void>{&requested_transfer_done, nullptr}};
   std::size_t transfer_target_ = 0;
   bool timeout_now_sent_ = false;
   Term lease_revoked_term_ = 0;

@@ -492,7 +492,9 @@ class Harness {
     if (elapsed_ < hold_off) {
       advance_all(hold_off - elapsed_);
     }
-    group(id).campaign();
+    if (group(id).campaign()) {
+      return false;
+    }
     deliver_all();
     return group(id).role() == raft::Role::leader && group(id).leader_term() == group(id).term();
   }

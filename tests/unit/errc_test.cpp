@@ -18,7 +18,7 @@ constexpr errc kAllCodes[] = {
     errc::timed_out,         errc::overloaded,          errc::stopped,
     errc::corrupt_storage,   errc::invalid_config,      errc::invalid_argument,
     errc::malformed_message, errc::unsupported_version, errc::storage_failure,
-    errc::cancelled,         errc::lease_expired,
+    errc::cancelled,         errc::lease_expired,       errc::leader_active,
 };
 
 // A user's own error category, as a business layer would write it: a write conflict (must not
@@ -85,6 +85,7 @@ TEST_CASE("tenure's codes fall into the documented ErrorClass") {
   CHECK(std::error_code(errc::overloaded) == ErrorClass::retryable);
   CHECK(std::error_code(errc::cancelled) == ErrorClass::retryable);
   CHECK(std::error_code(errc::lease_expired) == ErrorClass::retryable);
+  CHECK(std::error_code(errc::leader_active) == ErrorClass::retryable);
   for (errc e : {errc::stopped, errc::corrupt_storage, errc::invalid_config, errc::invalid_argument,
                  errc::malformed_message, errc::unsupported_version, errc::storage_failure}) {
     CAPTURE(std::error_code(e).message());

@@ -410,6 +410,21 @@ TEST_CASE("a configuration that leaves no positive lease is refused at construct
   }
 }
 
+TEST_CASE("a provider that reports no election timeout needs one in the LeaseConfig") {
+  ScriptedProvider provider{1};
+  static_assert(!tenure::lease::ReportsElectionTimeout<ScriptedProvider>);
+  LeaseConfig c = exact_config();
+  c.election_timeout_min = 0ns;
+  try {
+    Coordinator refused(provider, c);
+    FAIL("a zero election_timeout_min was accepted from a provider that reports none");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == errc::invalid_config);
+    CHECK(std::string(e.what()).find("LeaseConfig::election_timeout_min is 0") !=
+          std::string::npos);
+  }
+}
+
 TEST_CASE("the lease duration follows the configured drift bound and margin") {
   ScriptedProvider provider{1};
   LeaseConfig c;

@@ -7,6 +7,8 @@
 #include <doctest/doctest.h>
 
 #include <optional>
+#include <string>
+#include <system_error>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -51,6 +53,43 @@ NodeId ready_leader(Cluster& cluster) {
       10s);
   return leader;
 }
+
+}  // namespace
+
+// Hole 3 (CHANGELOG 0.2.0): LeaseConfig::election_timeout_min was never compared with what the
+// group's voters actually wait, so a lease longer than that was accepted silently.
+TEST_CASE("the lease is derived from the group's own election timeout - a different one is refused") {
+  Cluster cluster(options(3));
+  Group& group = cluster.group(1);
+  REQUIRE(group.election_timeout_min() == Cluster::default_config().election_timeout_min);
+
+  tenure::lease::LeaseConfig c;  // election_timeout_min left 0: taken from the group
+  c.max_clock_drift_ppm = 1000;
+  c.margin = 1ms;
+  Coordinator taken(group, c);
+  tenure::lease::LeaseConfig expected = c;
+  expected.election_timeout_min = 100ms;
+  CHECK(taken.lease_duration() == tenure::lease::lease_duration(expected).value());
+
+  c.election_timeout_min = 100ms;  // the same, spelled out: accepted
+  Coordinator same(group, c);
+  CHECK(same.lease_duration() == taken.lease_duration());
+
+  for (const auto wrong : {150ms, 99ms}) {
+    c.election_timeout_min = wrong;
+    try {
+      Coordinator refused(group, c);
+      FAIL("a LeaseConfig::election_timeout_min other than the group's was accepted");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == errc::invalid_config);
+      const std::string what = e.what();
+      CHECK(what.find("LeaseConfig::election_timeout_min") != std::string::npos);
+      CHECK(what.find("RaftConfig::election_timeout_min") != std::string::npos);
+    }
+  }
+}
+
+namespace {
 
 struct ReadProbe {
   int completions = 0;

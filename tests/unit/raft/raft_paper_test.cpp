@@ -148,7 +148,7 @@ TEST_CASE("5.1: a node that sees a higher term becomes follower and adopts it") 
     REQUIRE(n->term() == 1);
   }
   SUBCASE("from candidate") {
-    n->campaign();
+    REQUIRE_FALSE(n->campaign());
     REQUIRE(n->role() == Role::candidate);
     REQUIRE(n->term() == 1);
   }
@@ -173,7 +173,7 @@ TEST_CASE(
   h.advance_all(100ms);
   TestNode& n = h.node(1);
   SUBCASE("candidate, rejected vote in a later term") {
-    n->campaign();
+    REQUIRE_FALSE(n->campaign());
     REQUIRE(n->role() == Role::candidate);
     n.deliver(vote_response(2, 1, 4, /*reject=*/true));
   }
@@ -308,7 +308,7 @@ TEST_CASE("5.2: a candidate that wins a majority becomes leader") {
     Harness h(c.size, without_pre_vote());
     TestNode& n = h.node(1);
     h.advance_all(100ms);
-    n->campaign();
+    REQUIRE_FALSE(n->campaign());
     for (NodeId id : c.grants) {
       n.deliver(vote_response(id, 1, 1, false));
     }
@@ -343,7 +343,7 @@ TEST_CASE("5.2: each node votes for at most one candidate per term") {
   // A candidate has voted for itself.
   Harness h2(3, without_pre_vote());
   h2.advance_all(100ms);
-  h2.group(1).campaign();
+  REQUIRE_FALSE(h2.group(1).campaign());
   h2.node(1).transport().clear();
   h2.node(1).deliver(vote_request(MessageType::vote, 2, 1, 1, 0, 0));
   CHECK(only(h2.node(1), MessageType::vote_response, 2)->reject);
@@ -354,7 +354,7 @@ TEST_CASE("5.2: a candidate that hears from a leader of its own term becomes its
   Harness h(3, without_pre_vote());
   TestNode& n = h.node(1);
   h.advance_all(100ms);
-  n->campaign();
+  REQUIRE_FALSE(n->campaign());
   REQUIRE(n->role() == Role::candidate);
   REQUIRE(n->term() == 1);
 
@@ -488,7 +488,7 @@ TEST_CASE(
       return id == 2 ? with_log({1, 1, 1}, 2) : with_log(leader_log, 2);
     });
     h.advance_all(100ms);
-    h.group(1).campaign();
+    REQUIRE_FALSE(h.group(1).campaign());
     h.deliver_all(drop_appends_to_2);
     REQUIRE(h.group(1).role() == Role::leader);
     REQUIRE(h.group(1).last_index() == 6);  // the no-op of term 3
@@ -520,7 +520,7 @@ TEST_CASE(
       return id == 2 ? with_log({1, 1, 1, 2, 2, 2, 2}, 2) : with_log({1, 1, 1, 3, 3}, 3);
     });
     h.advance_all(100ms);
-    h.group(1).campaign();
+    REQUIRE_FALSE(h.group(1).campaign());
     h.deliver_all(drop_appends_to_2);
     REQUIRE(h.group(1).role() == Role::leader);
 
@@ -549,7 +549,7 @@ TEST_CASE(
       return id == 2 ? with_log({1, 1, 1, 2, 2}, 2) : with_log({1, 3, 3, 3, 3}, 3);
     });
     h.advance_all(100ms);
-    h.group(1).campaign();
+    REQUIRE_FALSE(h.group(1).campaign());
     h.deliver_all(drop_appends_to_2);
     REQUIRE(h.group(1).role() == Role::leader);
     h.node(1).advance(20ms);
@@ -578,7 +578,7 @@ TEST_CASE(
     h.advance_all(100ms);
     int rejections = 0;
     int walked = 0;
-    h.group(1).campaign();
+    REQUIRE_FALSE(h.group(1).campaign());
     const auto count = [&](const Message& m) {
       rejections += m.type == MessageType::append_response && m.from == 2 && m.reject ? 1 : 0;
       walked += m.type == MessageType::append && m.to == 2 && m.index > 1 && m.index < 51 ? 1 : 0;
@@ -603,7 +603,7 @@ TEST_CASE("5.3: a heartbeat never commits follower entries the leader has not ma
     return id == 2 ? with_log({1, 1, 2, 2, 2}, 2) : with_log({1, 1, 3, 3}, 3, /*commit=*/4);
   });
   h.advance_all(100ms);
-  h.group(1).campaign();
+  REQUIRE_FALSE(h.group(1).campaign());
   h.deliver_all([](const Message& m) {
     return (m.type == MessageType::append && m.to == 2) ||
            (m.type == MessageType::append_response && m.from == 2);
@@ -697,7 +697,7 @@ TEST_CASE("5.4.2: a leader never commits an entry of an earlier term by counting
     return o;
   });
   h.advance_all(100ms);
-  h.group(1).campaign();
+  REQUIRE_FALSE(h.group(1).campaign());
   h.deliver_all([](const Message& m) {
     return m.type == MessageType::append || m.type == MessageType::append_response;
   });
@@ -831,8 +831,8 @@ TEST_CASE("durable-at-once storage: the leader's own append counts without on_pe
 }
 
 TEST_CASE(
-    "a leader keeps replicating while its own append is not yet durable - and its own vote counts "
-    "only once durable") {
+    "a leader keeps replicating while its own append is not yet durable - but it campaigns and "
+    "leads only in a term that is durable") {
   TrackedPropose p;
   Harness h(3, [](NodeId id) {
     NodeOptions o = without_pre_vote();
@@ -842,24 +842,31 @@ TEST_CASE(
   TestNode& n = h.node(1);
   h.advance_all(100ms);
 
-  SUBCASE("own vote") {
-    n->campaign();
+  SUBCASE("vote requests leave only once the term and the own vote are durable") {
+    REQUIRE_FALSE(n->campaign());
+    CHECK(n->role() == Role::candidate);
+    CHECK(n->term() == 1);
+    CHECK(n.transport().empty());  // nothing of term 1 leaves before term 1 is on disk
+    n.sync();
     const auto requests = n.transport().take();
-    CHECK(addressed(requests, MessageType::vote, 2).size() == 1);  // requests leave at once
+    CHECK(addressed(requests, MessageType::vote, 2).size() == 1);
     CHECK(addressed(requests, MessageType::vote, 3).size() == 1);
     n.deliver(vote_response(2, 1, 1, false));
-    CHECK(n->role() == Role::candidate);  // 2 of 3 only with its own, not yet durable vote
+    CHECK(n->role() == Role::leader);  // its own durable vote and node 2's
+  }
+  SUBCASE("the other voters' votes alone never make it lead") {
+    // Votes that arrive before the own vote is durable (stale or duplicated answers of an
+    // earlier campaign in the same term) do not let it lead a term it may still forget.
+    REQUIRE_FALSE(n->campaign());
+    n.deliver(vote_response(2, 1, 1, false));
+    n.deliver(vote_response(3, 1, 1, false));
+    CHECK(n->role() == Role::candidate);
+    CHECK(n->last_index() == 0);  // no entry of term 1 either
     n.sync();
     CHECK(n->role() == Role::leader);
   }
-  SUBCASE("two other votes win without the own one") {
-    n->campaign();
-    n.deliver(vote_response(2, 1, 1, false));
-    n.deliver(vote_response(3, 1, 1, false));
-    CHECK(n->role() == Role::leader);
-  }
   SUBCASE("own append") {
-    n->campaign();
+    REQUIRE_FALSE(n->campaign());
     n.sync();
     h.deliver_all();
     n.sync();
@@ -899,15 +906,86 @@ TEST_CASE(
   }
 }
 
+// Hole 2 (CHANGELOG 0.2.0): a candidate sent its vote requests, won on the others' votes and
+// replicated entries of a term that was not yet durable on its own disk. Crashing then, it came
+// back in the old term, campaigned for the same term again, was granted again by voters whose vote
+// was already its own, and appended different entries at the same (index, term).
+TEST_CASE("a candidate that crashes before its term is durable never leads that term twice") {
+  TrackedPropose first;
+  TrackedPropose second;
+  Harness h(3, [](NodeId id) {
+    NodeOptions o = without_pre_vote();
+    o.storage.manual_sync = id == 1;
+    return o;
+  });
+  TestNode& n = h.node(1);
+  h.advance_all(100ms);
+  REQUIRE_FALSE(n->campaign());
+  const Term term = n->term();
+  // Whatever leaves node 1 in that term reaches the others; entries reach node 2 only, so that
+  // node 3, which may have voted, stays as up to date as node 1 after a crash.
+  const auto entries_to_3 = [](const Message& m) {
+    return m.type == MessageType::append && m.to == 3;
+  };
+  h.deliver_all(entries_to_3);
+  const Bytes one = bytes_of("first");
+  n->propose(first.op, one);  // refused unless it leads
+  n->flush();
+  h.deliver_all(entries_to_3);
+
+  n.crash();  // before anything of node 1 was durable
+  n.restart();
+  REQUIRE(n->term() == term - 1);
+  h.advance_all(100ms);
+  REQUIRE_FALSE(n->campaign());
+  for (int i = 0; i < 3; ++i) {
+    n.sync();
+    h.deliver_all();
+  }
+  REQUIRE(n->role() == Role::leader);
+  const Bytes two = bytes_of("second");
+  n->propose(second.op, two);
+  n->flush();
+  for (int i = 0; i < 3; ++i) {
+    n.sync();
+    h.tick_all(20ms);
+    h.deliver_all();
+  }
+  CHECK(second.succeeded());
+
+  // Log Matching across the cluster: one entry per (index, term), and one applied per index.
+  for (LogIndex i = 1; i <= n->last_index(); ++i) {
+    for (NodeId other : {NodeId{2}, NodeId{3}}) {
+      auto& st = h.node(other).storage();
+      if (i > st.last_index() || st.entry(i).term != n.storage().entry(i).term) {
+        continue;
+      }
+      const auto mine = n.storage().entry(i).payload;
+      const auto theirs = st.entry(i).payload;
+      CHECK_MESSAGE(Bytes(mine.begin(), mine.end()) == Bytes(theirs.begin(), theirs.end()),
+                    "index " << i << " term " << n.storage().entry(i).term << " differs on node "
+                             << other);
+    }
+  }
+  for (const auto& e : n.machine().applied()) {
+    const Bytes* theirs = h.node(2).machine().payload_at(e.index);
+    REQUIRE(theirs != nullptr);
+    CHECK(*theirs == e.payload);  // the same command applied at the same index
+  }
+}
+
 // Regression: a truncation did not lower durable_last_, so a leader counted the durable copy of
 // entries its log no longer held and committed index 4 on 2 of 5 durable copies; match_of(1)
-// even reported 5 > last_index() (fixed in bee43e0).
+// even reported 5 > last_index() (fixed in bee43e0). Since a candidate also waits for its term to
+// be durable before it campaigns (hole 2), the truncated suffix is durable by the time it leads;
+// its no-op still is not.
 TEST_CASE(
     "a leader's own entry counts towards a commit only once durable - also after its log "
     "was truncated") {
   // Node 1 holds five durable entries of term 1. As a follower of node 2 (term 2) it truncates
-  // them at index 3 and appends (3, term 2), not yet durable. It then wins term 3 with the votes
-  // of nodes 3, 4 and 5 alone and appends its no-op at 4. Nodes 3 and 4 acknowledge it: with the
+  // them at index 3 and appends (3, term 2), not yet durable. It then campaigns for term 3: no
+  // vote request leaves before that term (and so the truncation) is durable. It wins with the
+  // votes of nodes 3, 4 and 5 and appends its no-op at 4. Nodes 3 and 4 acknowledge it: with the
   // leader's own copy that would be 3 of 5, but the leader's copy is not durable.
   Harness h(5, [](NodeId id) {
     NodeOptions o = id == 1 ? with_log({1, 1, 1, 1, 1}, 1) : with_log({1, 1}, 2);
@@ -924,14 +1002,18 @@ TEST_CASE(
   n.transport().clear();
 
   h.isolate(2);
-  n->campaign();
+  h.advance_all(100ms);  // node 2 was heard from: campaign() waits out its lease
+  REQUIRE_FALSE(n->campaign());
+  CHECK(n.transport().empty());
+  CHECK(n->match_of(1) == 0);  // not leading
+  n.sync();
   h.deliver_all([](const Message& m) { return m.type == MessageType::append && m.to == 5; });
   REQUIRE(n->role() == Role::leader);
   REQUIRE(n->last_index() == 4);
   REQUIRE(h.group(3).last_index() == 4);
   REQUIRE(h.group(4).last_index() == 4);
   REQUIRE(n.storage().durable_seq() < n.storage().last_seq());
-  CHECK(n->match_of(1) < 4);  // its durable prefix is not the current log
+  CHECK(n->match_of(1) == 3);  // its durable prefix: the truncated log, not the no-op
   CHECK(n->commit_index() < 4);
   n.sync();
   CHECK(n->match_of(1) == 4);
@@ -945,7 +1027,7 @@ TEST_CASE(
 TEST_CASE("a new leader appends a no-op of its term") {
   Harness h(3, with_log({1, 1}, 1));
   h.advance_all(100ms);
-  h.group(1).campaign();
+  REQUIRE_FALSE(h.group(1).campaign());
   h.deliver_all([](const Message& m) { return m.type == MessageType::append_response; });
   TestNode& n = h.node(1);
   REQUIRE(n->role() == Role::leader);
@@ -997,6 +1079,59 @@ TEST_CASE(
     CHECK_FALSE(only(n, MessageType::vote_response, 3)->reject);
     CHECK(n->term() == term + 1);
   }
+}
+
+// Hole 1 (CHANGELOG 0.2.0): a message that moved the term without coming from a leader made a
+// follower forget that it had just heard from one, and it voted inside that leader's lease.
+TEST_CASE(
+    "leader stickiness survives a term change: within election_timeout_min of its leader's last "
+    "message a follower votes for no one else, whatever message moved its term") {
+  Harness h(3);
+  REQUIRE(h.elect(1));
+  const Term term = h.group(1).term();
+  TestNode& n = h.node(2);
+  h.clear_all();
+  n.clock().advance(1ms);  // the leader was heard from 1 ms ago
+
+  Message bump;
+  SUBCASE("a late pre-vote refusal from another node") {
+    bump = make_message(MessageType::pre_vote_response, 3, 2, term + 1);
+    bump.reject = true;
+  }
+  SUBCASE("a reject answering an append this node sent when it led") {
+    bump = make_message(MessageType::append_response, 3, 2, term + 1);
+    bump.reject = true;
+  }
+  SUBCASE("a reject answering a heartbeat this node sent when it led") {
+    bump = make_message(MessageType::heartbeat_response, 3, 2, term + 1);
+    bump.reject = true;
+  }
+  SUBCASE("a read forwarded by a node of a later term") {
+    bump = make_message(MessageType::read_index, 3, 2, term + 1);
+  }
+  n.deliver(bump);
+  REQUIRE(n->term() == term + 1);  // the term moves: that is right
+  CHECK(n->leader() == kNoNode);
+  n.transport().clear();  // (the forwarded read is refused: not the leader)
+
+  for (const Term t : {term + 1, term + 2}) {
+    n.deliver(vote_request(MessageType::pre_vote, 3, 2, t + 1, 10, term));
+    n.deliver(vote_request(MessageType::vote, 3, 2, t, 10, term));
+  }
+  CHECK(n.transport().empty());  // no vote, no pre-vote, granted or refused
+  CHECK(n->vote() == kNoNode);
+  CHECK(n->term() == term + 1);  // nor did a vote request move the term further
+
+  // Nor does it campaign, by timeout or on request, inside that window.
+  n.advance(97ms);
+  CHECK(n->role() == Role::follower);
+  CHECK(n->campaign() == errc::leader_active);
+  CHECK(n.transport().empty());
+
+  n.clock().advance(2ms);  // election_timeout_min since the leader's last message
+  n.deliver(vote_request(MessageType::vote, 3, 2, term + 2, 10, term));
+  CHECK_FALSE(only(n, MessageType::vote_response, 3)->reject);
+  CHECK(n->vote() == 3);
 }
 
 TEST_CASE("a restarted node grants no vote for election_timeout_min after it starts") {
@@ -1221,7 +1356,7 @@ TEST_CASE(
   std::deque<TrackedRead> reads;
   Harness h(3, with_log({1, 1}, 1));
   h.advance_all(100ms);
-  h.group(1).campaign();
+  REQUIRE_FALSE(h.group(1).campaign());
   h.deliver_all([](const Message& m) { return m.type == MessageType::append_response; });
   TestNode& n = h.node(1);
   REQUIRE(n->role() == Role::leader);
@@ -1650,4 +1785,110 @@ TEST_CASE("transfer: a second transfer - a non-member - and the leader itself") 
   CHECK(pending.code() == errc::timed_out);
   CHECK_FALSE(n->transferring());
   CHECK(n->role() == Role::leader);
+}
+
+// Hole 4 (CHANGELOG 0.2.0): campaign() on a follower inside the leader's lease elected a new
+// leader (the follower voting for itself) while the old one still served lease reads.
+TEST_CASE(
+    "campaign() inside a leader's lease: refused with leader_active - or served by the leader as "
+    "a transfer") {
+  Harness h(3);
+  REQUIRE(h.elect(1));
+  const Term term = h.group(1).term();
+  TestNode& f = h.node(2);
+  h.clear_all();
+  f.clock().advance(50ms);
+
+  SUBCASE("refused by default, and nothing leaves") {
+    CHECK(f->campaign() == errc::leader_active);
+    CHECK(f.transport().empty());
+    CHECK(f->term() == term);
+    CHECK(f->role() == Role::follower);
+    f.clock().advance(50ms);  // the leader's lease has run out on the follower's clock
+    CHECK_FALSE(f->campaign());
+    CHECK(f->role() != Role::follower);
+  }
+  SUBCASE("transfer_from_leader: the leader revokes its lease, then hands over") {
+    REQUIRE_FALSE(f->campaign(tenure::raft::CampaignMode::transfer_from_leader));
+    REQUIRE(f.transport().count(MessageType::transfer_request) == 1);
+    CHECK(f->role() == Role::follower);  // it does not campaign itself
+    h.node(1).deliver(only(f, MessageType::transfer_request, 1));
+    CHECK(h.group(1).transferring());
+    CHECK(h.group(1).leader_term() == 0);  // lease gone before TimeoutNow can leave
+    h.deliver_all();
+    CHECK(f->role() == Role::leader);
+    CHECK(f->term() == term + 1);
+    CHECK(h.group(1).role() == Role::follower);
+  }
+  SUBCASE("a leader ignores a request from a non-member, and from its own term's past") {
+    Message stranger = make_message(MessageType::transfer_request, 9, 1, term);
+    h.node(1).deliver(stranger);
+    Message stale = make_message(MessageType::transfer_request, 2, 1, term - 1);
+    h.node(1).deliver(stale);
+    CHECK_FALSE(h.group(1).transferring());
+    CHECK(h.group(1).leader_term() == term);
+  }
+}
+
+TEST_CASE("campaign() right after a start waits out the lease a crashed node may still hold") {
+  TestNode n(1, {1, 2, 3}, with_log({1, 2, 3}, 3));
+  n.clock().advance(10s);
+  n.restart();
+  n.clock().advance(99ms);
+  CHECK(n->campaign() == errc::leader_active);
+  CHECK(n->campaign(tenure::raft::CampaignMode::transfer_from_leader) == errc::not_leader);
+  CHECK(n.transport().empty());
+  n.clock().advance(1ms);
+  CHECK_FALSE(n->campaign());
+  CHECK(n->role() == Role::pre_candidate);
+}
+
+// Hole 5 (CHANGELOG 0.2.0): compaction dropped entries a live follower still needed, and without
+// snapshots the follower could never catch up.
+TEST_CASE("compaction keeps every entry a follower heard from within election_timeout_min needs") {
+  std::deque<TrackedPropose> proposals;
+  Harness h(3, [](NodeId) {
+    NodeOptions o;
+    o.config.log_retention_entries = 4;
+    return o;
+  });
+  REQUIRE(h.elect(1));
+  TestNode& n = h.node(1);
+  const Bytes payload = bytes_of("p");
+  // Node 3 hears heartbeats and answers them, but every append to it is lost: live, and behind.
+  const auto appends_to_3 = [](const Message& m) {
+    return m.type == MessageType::append && m.to == 3;
+  };
+  const auto write = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      n->propose(proposals.emplace_back().op, payload);
+      n->flush();
+      h.deliver_all(appends_to_3);
+    }
+    REQUIRE(proposals.back().succeeded());
+  };
+  for (int i = 0; i < 8; ++i) {  // past the new leader's grace period
+    h.tick_all(20ms);
+    h.deliver_all(appends_to_3);
+  }
+  const LogIndex behind = n->match_of(3);
+  write(40);
+  REQUIRE(n->last_index() > behind + 30);
+
+  SUBCASE("a live follower's entries stay, and it catches up") {
+    CHECK(n.storage().first_index() <= behind + 1);
+    h.tick_all(20ms);
+    h.deliver_all();
+    CHECK(h.group(3).last_index() == n->last_index());
+  }
+  SUBCASE("a follower silent for election_timeout_min no longer holds compaction back") {
+    h.isolate(3);
+    for (int i = 0; i < 6; ++i) {
+      h.tick_all(20ms);
+      h.deliver_all();
+    }
+    write(10);
+    CHECK(n.storage().first_index() > behind + 1);
+    CHECK(n->last_index() - n.storage().first_index() < 20);  // the retention tail, roughly
+  }
 }

@@ -110,14 +110,13 @@ tenure::lease::LeaseConfig lease_config(const Cluster::Options& o) {
   return c;
 }
 
-// A lease of about 1 ms, far shorter than the 20 ms heartbeat interval: nearly every read through
-// this coordinator misses the lease and takes the ReadIndex fallback (which then extends the
-// caller-side lease from its anchor).
+// A lease of 1 ms (the group's 100 ms election timeout less a 99 ms margin), far shorter than the
+// 20 ms heartbeat interval: nearly every read through this coordinator misses the lease and takes
+// the ReadIndex fallback (which then extends the caller-side lease from its anchor).
 tenure::lease::LeaseConfig short_lease_config() {
   tenure::lease::LeaseConfig c;
-  c.election_timeout_min = 2ms;
   c.max_clock_drift_ppm = 0;
-  c.margin = 1ms;
+  c.margin = 99ms;
   return c;
 }
 
