@@ -386,8 +386,7 @@ class RaftGroup {
   /// TimeoutNow (errc::not_leader when no leader is known to ask).
   /// Other errors: stopped; invalid_argument when this node is not a voter. On the leader it
   /// does nothing and succeeds. No allocation.
-  [[nodiscard]] std::error_code campaign(
-      CampaignMode mode = CampaignMode::unless_leader_active) {
+  [[nodiscard]] std::error_code campaign(CampaignMode mode = CampaignMode::unless_leader_active) {
     if (stopped_) {
       return errc::stopped;
     }
@@ -1623,10 +1622,10 @@ class RaftGroup {
   // Timers.
   time_point started_at_{};
   time_point election_deadline_{};
-  time_point leader_contact_{};    // when a leader was last heard from (kept across terms)
+  time_point leader_contact_{};      // when a leader was last heard from (kept across terms)
   NodeId contact_leader_ = kNoNode;  // ... and which
-  time_point next_heartbeat_{};    // leader only
-  time_point became_leader_at_{};  // leader only
+  time_point next_heartbeat_{};      // leader only
+  time_point became_leader_at_{};    // leader only
 
   // Elections.
   Mask votes_granted_ = 0;

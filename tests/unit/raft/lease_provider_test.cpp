@@ -58,7 +58,8 @@ NodeId ready_leader(Cluster& cluster) {
 
 // Hole 3 (CHANGELOG 0.2.0): LeaseConfig::election_timeout_min was never compared with what the
 // group's voters actually wait, so a lease longer than that was accepted silently.
-TEST_CASE("the lease is derived from the group's own election timeout - a different one is refused") {
+TEST_CASE(
+    "the lease is derived from the group's own election timeout - a different one is refused") {
   Cluster cluster(options(3));
   Group& group = cluster.group(1);
   REQUIRE(group.election_timeout_min() == Cluster::default_config().election_timeout_min);

@@ -962,9 +962,9 @@ TEST_CASE("a candidate that crashes before its term is durable never leads that 
       }
       const auto mine = n.storage().entry(i).payload;
       const auto theirs = st.entry(i).payload;
-      CHECK_MESSAGE(Bytes(mine.begin(), mine.end()) == Bytes(theirs.begin(), theirs.end()),
-                    "index " << i << " term " << n.storage().entry(i).term << " differs on node "
-                             << other);
+      CHECK_MESSAGE(
+          Bytes(mine.begin(), mine.end()) == Bytes(theirs.begin(), theirs.end()),
+          "index " << i << " term " << n.storage().entry(i).term << " differs on node " << other);
     }
   }
   for (const auto& e : n.machine().applied()) {
