@@ -8,7 +8,8 @@
 // Other options: --nodes 3|5, --chaos-ms MS, --faults a,b (fault classes to allow, spaces and
 // slashes written as underscores: loss, duplication, delay_reorder, clogged_link,
 // symmetric_partition, asymmetric_partition, crash-restart, process_pause, clock_drift_skew,
-// leadership_transfer, flaky_links). Exit status: 0 when every run passed (or, with
+// leadership_transfer, flaky_links, divergence, disk_faults, stale_messages). Exit status: 0 when
+// every run passed (or, with
 // --expect-failure, when some run failed), 1 otherwise, 2 for bad usage.
 #include <raft/testing/simulator.hpp>
 
@@ -58,7 +59,8 @@ struct Args {
                "       tenure-sim --determinism N\n"
                "       tenure-sim --bug NAME --expect-failure --seeds N\n"
                "bugs: lease_anchor_at_receive, no_lease_revoke_before_transfer, "
-               "ack_before_durable, commit_previous_term_by_counting, excessive_clock_drift\n",
+               "ack_before_durable, commit_previous_term_by_counting, excessive_clock_drift,\n"
+               "      forget_leader_contact_on_term_bump, campaign_before_durable\n",
                message);
   std::exit(2);
 }
@@ -157,6 +159,10 @@ SimulationOptions options_for(const Args& a, std::uint64_t seed) {
     o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::ack_before_durable);
   } else if (a.bug == "commit_previous_term_by_counting") {
     o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::commit_previous_term_by_counting);
+  } else if (a.bug == "forget_leader_contact_on_term_bump") {
+    o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::forget_leader_contact_on_term_bump);
+  } else if (a.bug == "campaign_before_durable") {
+    o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::campaign_before_durable);
   } else if (a.bug == "excessive_clock_drift") {
     o.excessive_drift = true;
   } else {
@@ -189,11 +195,11 @@ int run_one(const Args& a) {
   }
   const SimulationReport r = run_simulation(o);
   std::printf(
-      "seed %llu: %s, %zu nodes on %s, %llu operations (%llu ok, %llu failed, %llu ambiguous), "
+      "seed %llu: %s, %zu nodes on %s%s, %llu operations (%llu ok, %llu failed, %llu ambiguous), "
       "%llu lease reads (%llu from memory), max term %llu, liveness %.1f ms, %llu torn syncs, "
       "%llu corruptions detected, trace %016llx\n",
       static_cast<unsigned long long>(r.seed), r.ok ? "passed" : "FAILED", r.nodes,
-      r.file_storage ? "FileStorage" : "MemoryStorage",
+      r.file_storage ? "FileStorage" : "MemoryStorage", r.pre_vote ? "" : " without PreVote",
       static_cast<unsigned long long>(r.operations),
       static_cast<unsigned long long>(r.ok_operations),
       static_cast<unsigned long long>(r.failed_operations),

@@ -177,6 +177,10 @@ class FileStorage {
 
   // --- beyond the Storage concept --------------------------------------------------------------
 
+  /// The newest write issued (group's thread): writes up to durable_seq() are on disk, the rest
+  /// are pending.
+  WriteSeq last_seq() const noexcept { return last_seq_; }
+
   /// Drops every pending write, as a process killed before its next sync would: the
   /// destructor then writes nothing. For simulations and tests of crashes.
   void abandon() {

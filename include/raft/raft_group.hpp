@@ -745,7 +745,13 @@ class RaftGroup {
       heard_from_leader(leader, now);
     }
     publish_leader_term();
-    reset_election_timer(now);
+    // The timer restarts on news from a leader (Figure 2) and when leadership ends, not when a
+    // candidate's request or a reject moves the term: a node that cannot win (its log behind)
+    // would otherwise reset everyone's timer at each of its campaigns, locking their phase to
+    // its own, and without PreVote nobody else would get a campaign in first.
+    if (leader != kNoNode || was_leader) {
+      reset_election_timer(now);
+    }
   }
 
   // Everything that ends with leadership, in the order lesson 6 demands: the lease is gone

@@ -25,9 +25,16 @@ inline std::uint64_t payload_hash(std::span<const std::byte> payload) noexcept {
 /// Checks, after every event of a simulation, the properties of Figure 3 of the Raft paper and
 /// the lease property of tenure:
 ///
-/// - Election Safety: at most one leader per term;
-/// - Log Matching: two logs with an entry of the same index and term hold the same entry there,
-///   and agree on the term of the entry before it (hence, inductively, on the whole prefix);
+/// - Election Safety: at most one leader per term, and at most one leadership: a node that led a
+///   term before a crash never leads it again after the restart (it would if it had led in a
+///   term it had not made durable);
+/// - Append Uniqueness: no two different entries are ever appended with the same (index, term),
+///   anywhere in the cluster, across restarts. Every entry is recorded as first seen in any log
+///   after any event (an entry lives in its log at least until the end of the event that
+///   appended it: crashes and truncations happen at or after event boundaries), and the record
+///   is never forgotten;
+/// - Log Matching: two logs with an entry of the same index and term agree on the term of the
+///   entry before it (hence, inductively, on the whole prefix);
 /// - Leader Append-Only: a leader never overwrites or removes entries of its log in its term;
 /// - Leader Completeness: a node that becomes leader of term T holds every entry committed in a
 ///   term before T (a leader of an older term, elected late, need not);
@@ -56,7 +63,11 @@ class InvariantChecker {
   }
 
   /// A node (re)started: its commit index may start lower again.
-  void node_started(NodeId id) { nodes_[id] = NodeState{}; }
+  void node_started(NodeId id) {
+    const std::uint64_t incarnation = nodes_[id].incarnation + 1;
+    nodes_[id] = NodeState{};
+    nodes_[id].incarnation = incarnation;
+  }
 
   /// State Machine Safety: node `id` applied `payload` at `index`.
   void applied(NodeId id, LogIndex index, std::span<const std::byte> payload) {
@@ -105,8 +116,9 @@ class InvariantChecker {
 
  private:
   struct NodeState {
-    LogIndex checked_through = 0;  // Log Matching checked up to here
-    Term checked_term = 0;         // the term of that entry when checked
+    std::uint64_t incarnation = 0;  // how many times the node has started
+    LogIndex checked_through = 0;   // Log Matching checked up to here
+    Term checked_term = 0;          // the term of that entry when checked
     LogIndex commit = 0;
     Term leader_term = 0;       // leader append-only: the term we saw it lead
     LogIndex leader_last = 0;   // ... its last index then
@@ -115,6 +127,11 @@ class InvariantChecker {
   struct Seen {
     std::uint64_t hash = 0;
     Term previous_term = 0;
+    NodeId node = kNoNode;  // where it was first seen
+  };
+  struct Leadership {
+    NodeId node = kNoNode;
+    std::uint64_t incarnation = 0;
   };
   struct CommittedEntry {
     Term term = 0;  // the entry's own term
@@ -150,10 +167,17 @@ class InvariantChecker {
 
     // Election Safety.
     if (g.role() == Role::leader) {
-      auto [it, inserted] = leaders_.try_emplace(g.term(), id);
-      if (!inserted && it->second != id) {
-        fail("election safety: nodes " + std::to_string(it->second) + " and " + std::to_string(id) +
-             " both lead term " + std::to_string(g.term()));
+      auto [it, inserted] = leaders_.try_emplace(g.term(), Leadership{id, s.incarnation});
+      if (!inserted && it->second.node != id) {
+        fail("election safety: nodes " + std::to_string(it->second.node) + " and " +
+             std::to_string(id) + " both lead term " + std::to_string(g.term()));
+        return;
+      }
+      if (!inserted && it->second.incarnation != s.incarnation) {
+        fail("election safety: node " + std::to_string(id) + " leads term " +
+             std::to_string(g.term()) +
+             " again after a restart (it led it before: a term it had "
+             "not made durable)");
         return;
       }
       if (g.leader_term() != 0 && g.term() > max_committed_leader_term_) {
@@ -169,14 +193,20 @@ class InvariantChecker {
     }
     for (LogIndex i = std::max(s.checked_through + 1, first); i <= last; ++i) {
       const EntryView e = storage.entry(i);
-      const Seen seen{payload_hash(e.payload), term_at(i - 1)};
+      const Seen seen{payload_hash(e.payload) ^ static_cast<std::uint64_t>(e.type), term_at(i - 1),
+                      id};
       auto [it, inserted] = log_.try_emplace(key(i, e.term), seen);
-      if (!inserted && (it->second.hash != seen.hash ||
-                        (i > first && it->second.previous_term != seen.previous_term))) {
+      if (!inserted && it->second.hash != seen.hash) {
+        fail("append uniqueness: node " + std::to_string(id) + " holds an entry at index " +
+             std::to_string(i) + " term " + std::to_string(e.term) +
+             " that differs from the one node " + std::to_string(it->second.node) +
+             " held there earlier");
+        return;
+      }
+      if (!inserted && i > first && it->second.previous_term != seen.previous_term) {
         fail("log matching: node " + std::to_string(id) +
-             " holds a different entry (or prefix) "
-             "at index " +
-             std::to_string(i) + " term " + std::to_string(e.term));
+             " holds a different prefix before index " + std::to_string(i) + " term " +
+             std::to_string(e.term));
         return;
       }
     }
@@ -223,7 +253,7 @@ class InvariantChecker {
   }
 
   std::vector<NodeState> nodes_;
-  std::unordered_map<Term, NodeId> leaders_;
+  std::unordered_map<Term, Leadership> leaders_;
   std::unordered_map<std::uint64_t, Seen> log_;
   std::unordered_map<LogIndex, std::uint64_t> applied_;
   std::vector<CommittedEntry> committed_;  // index -> the entry committed there

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,13 @@ struct SimNetworkOptions {
   /// Probability that a message is lost, and that it is delivered twice.
   double drop_rate = 0.0;
   double duplicate_rate = 0.0;
+  /// Probability that a message is also delivered once more much later, after
+  /// [late_min_delay, late_max_delay] more: a copy held up in a buffer or on a slow path, which
+  /// arrives after terms have moved on and its receiver may have restarted (stale requests,
+  /// stale responses, stale TimeoutNow).
+  double late_duplicate_rate = 0.0;
+  std::chrono::nanoseconds late_min_delay{std::chrono::milliseconds(50)};
+  std::chrono::nanoseconds late_max_delay{std::chrono::milliseconds(600)};
   /// Seeds every random choice of the network.
   std::uint64_t seed = 1;
   /// The most entries one delivered append may carry (the decoder's scratch).
@@ -36,8 +44,8 @@ struct SimNetworkOptions {
 };
 
 /// A network between nodes 1..64 that is deterministic from its seed: delays (hence
-/// reordering), loss, duplication, one-way blocks (asymmetric partitions), symmetric
-/// partitions and clogged links (extra delay on one link).
+/// reordering), loss, duplication (soon after, or much later), one-way blocks (asymmetric
+/// partitions), symmetric partitions and clogged links (extra delay on one link).
 ///
 /// Every message is encoded with tenure's codec when sent and decoded when delivered, so the
 /// wire format is exercised by every simulation, and a delivered message never aliases the
@@ -56,6 +64,7 @@ class SimNetwork {
     std::uint64_t delivered = 0;
     std::uint64_t dropped = 0;      // lost at random
     std::uint64_t duplicated = 0;   // delivered twice
+    std::uint64_t late = 0;         // delivered once more, much later
     std::uint64_t blocked = 0;      // lost to a block or partition
     std::uint64_t undecodable = 0;  // must stay 0: a frame the codec refused
     std::uint64_t overflowed = 0;   // lost because max_in_flight messages were in flight
@@ -92,10 +101,25 @@ class SimNetwork {
       return;
     }
     const std::size_t frame = encode_frame(m);
+    if (keep_requests_ && (is_answered_request(m.type) || m.type == MessageType::timeout_now)) {
+      const Kept kind =
+          m.type == MessageType::timeout_now ? Kept::timeout_now : Kept::answered_request;
+      auto& kept = kept_[kept_key(m.from, m.to, kind)];
+      kept.assign(frames_[frame].data(), frames_[frame].data() + frame_sizes_[frame]);
+    }
     schedule(frame, m.from, m.to);
     if (chance(options_.duplicate_rate)) {
       ++stats_.duplicated;
       schedule(copy_frame(frame), m.from, m.to);
+    }
+    if (chance(options_.late_duplicate_rate)) {
+      ++stats_.late;
+      const std::int64_t span = options_.late_max_delay.count() - options_.late_min_delay.count();
+      const std::int64_t extra =
+          options_.late_min_delay.count() +
+          (span > 0 ? static_cast<std::int64_t>(random_.below(static_cast<std::uint64_t>(span)))
+                    : 0);
+      schedule(copy_frame(frame), m.from, m.to, extra);
     }
   }
 
@@ -149,6 +173,7 @@ class SimNetwork {
   // --- faults ----------------------------------------------------------------------------------
   void set_drop_rate(double p) noexcept { options_.drop_rate = p; }
   void set_duplicate_rate(double p) noexcept { options_.duplicate_rate = p; }
+  void set_late_duplicate_rate(double p) noexcept { options_.late_duplicate_rate = p; }
   void set_delay(std::chrono::nanoseconds min, std::chrono::nanoseconds max) noexcept {
     options_.min_delay = min;
     options_.max_delay = std::max(min, max);
@@ -189,6 +214,54 @@ class SimNetwork {
 
   const Stats& stats() const noexcept { return stats_; }
   std::size_t in_flight() const noexcept { return events_.size(); }
+  /// Drops every message `from` has in flight: a power failure takes the send buffers and the
+  /// NIC queue with the process. Returns how many were lost.
+  std::size_t drop_from(NodeId from) {
+    std::size_t lost = 0;
+    for (std::size_t i = 0; i < events_.size();) {
+      if (events_[i].from == from) {
+        release(events_[i].frame);
+        events_[i] = events_.back();
+        events_.pop_back();
+        ++lost;
+      } else {
+        ++i;
+      }
+    }
+    std::make_heap(events_.begin(), events_.end(), Later{});
+    stats_.dropped += lost;
+    return lost;
+  }
+
+  /// Keeps, per link, a copy of the last request sent on it that a receiver answers even when it
+  /// is stale (append, heartbeat, pre-vote), and of the last TimeoutNow, so that replay_last()
+  /// can deliver one once more much later. Off by default (it costs a copy per request).
+  void keep_last_requests(bool on) {
+    keep_requests_ = on;
+    if (!on) {
+      kept_.clear();
+    }
+  }
+
+  /// What replay_last() replays: the last request answered even when stale, or the last
+  /// TimeoutNow.
+  enum class Kept : std::uint8_t { answered_request, timeout_now };
+
+  /// Delivers the last message of kind `kind` that `from` sent `to` once more, after the usual
+  /// delay: a stale duplicate, arriving after its receiver's term moved on or after it
+  /// restarted. Returns false when none was kept.
+  bool replay_last(NodeId from, NodeId to, Kept kind) {
+    const auto it = kept_.find(kept_key(from, to, kind));
+    if (it == kept_.end()) {
+      return false;
+    }
+    const std::size_t frame = acquire(it->second.size());
+    std::copy(it->second.begin(), it->second.end(), frames_[frame].data());
+    schedule(frame, from, to);
+    ++stats_.late;
+    return true;
+  }
+
   /// Drops every message in flight (e.g. when a whole cluster restarts).
   void clear() noexcept {
     for (const Event& e : events_) {
@@ -210,6 +283,16 @@ class SimNetwork {
       return a.at != b.at ? a.at > b.at : a.order > b.order;
     }
   };
+
+  // The requests a receiver answers even when they are stale (with a reject in its own term).
+  static bool is_answered_request(MessageType t) noexcept {
+    return t == MessageType::append || t == MessageType::heartbeat || t == MessageType::pre_vote;
+  }
+
+  static std::uint32_t kept_key(NodeId from, NodeId to, Kept kind) noexcept {
+    return static_cast<std::uint32_t>(index(from) << 8 | index(to) << 1) |
+           static_cast<std::uint32_t>(kind);
+  }
 
   static std::size_t index(NodeId id) noexcept {
     return static_cast<std::size_t>((id - 1) % kMaxNodes);
@@ -257,13 +340,13 @@ class SimNetwork {
     return copy;
   }
 
-  void schedule(std::size_t frame, NodeId from, NodeId to) {
+  void schedule(std::size_t frame, NodeId from, NodeId to, std::int64_t extra = 0) {
     const std::int64_t span = options_.max_delay.count() - options_.min_delay.count();
     const std::int64_t delay =
         options_.min_delay.count() +
         (span > 0 ? static_cast<std::int64_t>(random_.below(static_cast<std::uint64_t>(span) + 1))
                   : 0) +
-        clog_[index(from)][index(to)];
+        clog_[index(from)][index(to)] + extra;
     events_.push_back(Event{now_ + delay, ++order_, from, to, frame});
     std::push_heap(events_.begin(), events_.end(), Later{});
   }
@@ -279,6 +362,8 @@ class SimNetwork {
   std::vector<EntryView> scratch_;
   std::array<std::uint64_t, kMaxNodes> blocked_{};  // bit j of row i: i -> j blocked
   std::array<std::array<std::int64_t, kMaxNodes>, kMaxNodes> clog_{};
+  bool keep_requests_ = false;
+  std::unordered_map<std::uint32_t, std::vector<std::byte>> kept_;  // see keep_last_requests
   Stats stats_;
 };
 

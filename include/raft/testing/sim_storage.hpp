@@ -44,6 +44,8 @@ class SimStorage<MemoryStorage> {
   }
   /// Makes every pending write durable.
   void persist_all() { storage_.sync(); }
+  /// Whether a write issued is not yet durable (a crash now would lose it).
+  bool unsynced() const noexcept { return storage_.unsynced_writes() != 0; }
   bool supports_media_faults() const noexcept { return false; }
   /// Power fails during a sync: nothing to tear in memory. Returns false (no crash needed).
   bool fail_sync(std::uint64_t) { return false; }
@@ -126,6 +128,10 @@ class SimStorage<FileStorage<SimFileSystem>> {
   }
 
   void persist_all() { persist(0); }
+  /// Whether a write issued is not yet durable (a crash now would lose it).
+  bool unsynced() const noexcept {
+    return storage_ != nullptr && storage_->durable_seq() < storage_->last_seq();
+  }
   bool supports_media_faults() const noexcept { return true; }
 
   /// Power fails in the middle of the next sync: the batch is written, not durable, and the

@@ -57,8 +57,9 @@ enum class FaultClass : std::uint8_t {
   flaky_links,
   divergence,
   disk_faults,
+  stale_messages,
 };
-inline constexpr std::size_t kFaultClasses = 13;
+inline constexpr std::size_t kFaultClasses = 14;
 
 inline constexpr const char* to_string(FaultClass f) noexcept {
   switch (f) {
@@ -88,6 +89,8 @@ inline constexpr const char* to_string(FaultClass f) noexcept {
       return "divergence";
     case FaultClass::disk_faults:
       return "disk faults";
+    case FaultClass::stale_messages:
+      return "stale messages";
   }
   return "?";
 }
@@ -124,6 +127,7 @@ struct SimulationReport {
   std::array<bool, kFaultClasses> faults{};  // which fault classes fired
   std::size_t nodes = 0;
   bool file_storage = false;               // the nodes ran FileStorage over a simulated disk
+  bool pre_vote = true;                    // RaftConfig::pre_vote of the run
   std::uint64_t torn_syncs = 0;            // power failures in the middle of an fdatasync
   std::uint64_t corruptions_detected = 0;  // nodes whose recovery refused a flipped bit
   std::uint64_t operations = 0, ok_operations = 0, failed_operations = 0, ambiguous_operations = 0;
@@ -151,6 +155,7 @@ class Simulation {
     extras_.resize(report_.nodes + 1);
     draw_faults();
     cluster_ = std::make_unique<Cluster>(cluster_options());
+    cluster_->network().keep_last_requests(enabled(FaultClass::stale_messages));
     for (NodeId id : cluster_->ids()) {
       if (const auto ec = cluster_->clock(id).set_drift_ppm(drift_ppm(id))) {
         throw std::system_error(ec, "simulation drift");
@@ -210,8 +215,18 @@ class Simulation {
     }
     // How fast the disks are: each millisecond a node syncs a random prefix of its pending
     // writes with this chance (1 in 1 .. 1 in 12): slow disks hold acknowledgements back longer.
+    // Half the runs give every node its own disk speed: a candidate on a slow disk then hears
+    // the votes of nodes on fast ones before its own term is on disk.
     static constexpr std::uint64_t kSyncOdds[] = {1, 2, 4, 12};
-    sync_odds_ = kSyncOdds[random_.below(4)];
+    const std::uint64_t odds = kSyncOdds[random_.below(4)];
+    const bool mixed = random_.below(2) == 0;
+    for (std::uint64_t& node_odds : sync_odds_) {
+      node_odds = mixed ? kSyncOdds[random_.below(4)] : odds;
+    }
+    // And fsync latency spikes: per node and millisecond, the chance in 1000 that its disk
+    // stalls for 10-80 ms (never, or about twice a second).
+    static constexpr std::uint64_t kStallPerMille[] = {0, 0, 2};
+    stall_per_mille_ = kStallPerMille[random_.below(3)];
     // How often a newly elected leader crashes within milliseconds (a crash loop): never, 1 in
     // 4, or 3 in 4 of them.
     static constexpr std::uint64_t kDoomPercent[] = {0, 25, 75};
@@ -220,6 +235,17 @@ class Simulation {
     // point between committing an entry and replicating the next one.
     static constexpr std::uint64_t kCommitCrash[] = {0, 20, 200};
     commit_crash_ = kCommitCrash[random_.below(3)];
+    // How often a node that has just become candidate, or leader, crashes before its pending
+    // writes are durable (its new term and vote; a leader's no-op), in percent: the crash point
+    // between a hard-state write and its sync.
+    static constexpr std::uint64_t kCandidateCrashPercent[] = {0, 5, 15};
+    static constexpr std::uint64_t kLeaderCrashPercent[] = {0, 25, 50};
+    const auto crash_odds = random_.below(3);
+    candidate_crash_percent_ = kCandidateCrashPercent[crash_odds];
+    leader_crash_percent_ = kLeaderCrashPercent[crash_odds];
+    // A quarter of the runs go without PreVote: elections then move terms on every timeout,
+    // which is what exposes a candidate that acts in a term it has not made durable.
+    report_.pre_vote = random_.below(4) != 0;
     if (options_.excessive_drift) {
       enabled_[static_cast<std::size_t>(FaultClass::clock_skew)] = true;
     }
@@ -252,8 +278,10 @@ class Simulation {
     o.config.election_timeout_max =
         std::chrono::milliseconds(100 + kElectionSpreadMs[random_.below(3)]);
     election_timeout_max_ = o.config.election_timeout_max.count();
+    election_timeout_min_ = o.config.election_timeout_min.count();
     o.config.heartbeat_interval = std::chrono::milliseconds(20);
     o.config.default_operation_timeout = std::chrono::milliseconds(500);
+    o.config.pre_vote = report_.pre_vote;
     o.config.log_retention_entries = std::uint64_t{1} << 40;  // no compaction: restarts replay
     o.config.max_pending_reads = 4096;
     // Small appends split a new leader's catch-up from its no-op, which is where an entry of an
@@ -282,6 +310,10 @@ class Simulation {
     }
     if (enabled(FaultClass::duplication)) {
       o.network.duplicate_rate = static_cast<double>(random_.below(501)) / 1000.0;
+    }
+    if (enabled(FaultClass::stale_messages)) {
+      // Up to 10 % of messages arrive once more, 50-600 ms later.
+      o.network.late_duplicate_rate = static_cast<double>(1 + random_.below(100)) / 1000.0;
     }
     if (enabled(FaultClass::clock_skew) || options_.excessive_drift) {
       for (std::size_t i = 0; i < report_.nodes; ++i) {
@@ -366,6 +398,9 @@ class Simulation {
     if (chaos_ && (divergence_.phase == 2 || divergence_.phase == 4)) {
       run_divergence(leader);  // at once, between events: no message of the new leader leaves
     }
+    crash_on_new_term();
+    watch_stale_term();
+    watch_lost_term();
     if (leader != kNoNode && chaos_ && enabled(FaultClass::crash_restart) && doomed_ == kNoNode) {
       const LogIndex commit = cluster_->group(leader).commit_index();
       if (leader == last_leader_ && commit > last_leader_commit_ &&
@@ -385,6 +420,251 @@ class Simulation {
       last_leader_commit_ = commit;
     }
     last_leader_ = leader;
+  }
+
+  // The crash point between a hard-state write and its sync: a node that has just become
+  // candidate (its new term and self-vote written, not yet durable) or leader (its no-op
+  // written) crashes at once, between events, losing what its disk has not synced. It restarts
+  // in the term it had on disk; a stale TimeoutNow or a timeout without PreVote has it campaign
+  // for the same term again.
+  void crash_on_new_term() {
+    for (NodeId id : cluster_->ids()) {
+      auto& n = cluster_->node(id);
+      const Role role = n.up ? n.group->role() : Role::follower;
+      const Role before = roles_[id];
+      roles_[id] = role;
+      if (chaos_ && role == Role::candidate && before != Role::candidate &&
+          (stall_per_mille_ != 0 || leader_crash_percent_ != 0) && random_.below(2) == 0) {
+        // The fsync of its new term hits a latency spike: the votes of nodes on quicker disks
+        // come back before its own term is on disk.
+        stalled_until_[id] =
+            std::max(stalled_until_[id], cluster_->now() + 5'000'000 +
+                                             static_cast<std::int64_t>(random_.below(35'000'000)));
+      }
+      if (!chaos_ || !enabled(FaultClass::crash_restart) || role == before ||
+          (role != Role::candidate && role != Role::leader) || !n.disk.unsynced() ||
+          random_.below(100) >=
+              (role == Role::candidate ? candidate_crash_percent_ : leader_crash_percent_)) {
+        continue;
+      }
+      roles_[id] = Role::follower;
+      fired(FaultClass::crash_restart);
+      crash_now(id, role == Role::candidate ? "candidate, its term not yet durable"
+                                            : "new leader, its writes not yet durable");
+      if (random_.below(4) != 0) {
+        // A power failure: what it had sent but not yet put on the wire is gone too, so no
+        // one hears of its term from it.
+        cluster_->network().drop_from(id);
+      }
+      if (random_.below(2) == 0) {
+        // And it comes back at once (a supervisor restarts it), before the others time out:
+        // the moment in which it could campaign for the same term again.
+        restart_at_[id] =
+            cluster_->now() + 1'000'000 + static_cast<std::int64_t>(random_.below(10'000'000));
+      }
+    }
+  }
+
+  // An operator has `id` campaign: refused inside a leader's lease (errc::leader_active), or,
+  // half the time, passed to that leader as a transfer request.
+  void operator_campaign(NodeId id) {
+    auto& n = cluster_->node(id);
+    if (!n.up || cluster_->paused(id) || n.group->role() == Role::leader) {
+      return;
+    }
+    const auto mode = random_.below(2) == 0 ? CampaignMode::unless_leader_active
+                                            : CampaignMode::transfer_from_leader;
+    const std::error_code refused = n.group->campaign(mode);
+    fired(FaultClass::leadership_transfer);
+    if (options_.trace != nullptr) {
+      trace() << "fault: operator has node " << id << " campaign"
+              << (mode == CampaignMode::transfer_from_leader ? " (by transfer)" : "")
+              << (refused ? ": " + refused.message() : std::string()) << "\n";
+    }
+  }
+
+  // The lost-term nemesis, built on a transfer: its target's fsync of the new term stalls (a
+  // latency spike), the target crashes by power failure the moment it leads, comes straight
+  // back, and then the TimeoutNow that started its election arrives once more. A candidate that
+  // had waited for its term to be durable restarts in that term and ignores the stale TimeoutNow;
+  // one that had led before its term was durable restarts in the term before, campaigns for the
+  // same term again, and voters whose vote is already its own elect it again (rule 2 of
+  // docs/lease.md).
+  struct LostTerm {
+    int phase = 0;
+    NodeId leader = kNoNode, target = kNoNode;
+    std::int64_t until = 0;
+  };
+
+  void start_lost_term(NodeId leader, NodeId target) {
+    lost_term_ = LostTerm{1, leader, target, cluster_->now() + 200'000'000};
+    stalled_until_[target] =
+        std::max(stalled_until_[target], cluster_->now() + 60'000'000 +
+                                             static_cast<std::int64_t>(random_.below(60'000'000)));
+    if (options_.trace != nullptr) {
+      trace() << "nemesis: lost term: transfer leadership " << leader << " -> " << target
+              << ", whose disk stalls as it campaigns\n";
+    }
+  }
+
+  // Between events: the moment the target leads, it dies.
+  void watch_lost_term() {
+    LostTerm& lt = lost_term_;
+    if (lt.phase == 0) {
+      return;
+    }
+    if (cluster_->now() >= lt.until || !cluster_->node(lt.target).up) {
+      if (lt.phase == 1 || cluster_->now() >= lt.until) {
+        lost_term_ = LostTerm{};
+      }
+      return;
+    }
+    if (lt.phase == 1 && cluster_->group(lt.target).role() == Role::leader) {
+      crash_now(lt.target, "lost term: the new leader loses power");
+      cluster_->network().drop_from(lt.target);
+      restart_at_[lt.target] =
+          cluster_->now() + 1'000'000 + static_cast<std::int64_t>(random_.below(4'000'000));
+      lt.phase = 2;  // the restart path replays the TimeoutNow
+    }
+  }
+
+  // A stale TimeoutNow: one sent to `id` before it crashed arrives after its restart. Its term is
+  // the one the node restarted in when the crash lost what its election had written: the node
+  // campaigns (with the transfer flag, which voters honour inside a lease) for the same term
+  // again.
+  void replay_timeout_now(NodeId id) {
+    for (NodeId from : cluster_->ids()) {
+      if (from != id && cluster_->network().replay_last(from, id, SimNetwork::Kept::timeout_now)) {
+        fired(FaultClass::stale_messages);
+        if (options_.trace != nullptr) {
+          trace() << "fault: node " << id << " gets node " << from
+                  << "'s last TimeoutNow once more\n";
+        }
+        return;
+      }
+    }
+  }
+
+  // The stale-term nemesis (runs without PreVote, where a node cut off from the leader moves
+  // its term at every timeout): a follower F inside the leader L's lease hears of a later term
+  // from a node that is not a leader, and must still refuse to vote within election_timeout_min
+  // of L's last message (rule 1 of docs/lease.md). The clients pause, so that logs are level and
+  // only the lease rule stands between the cut-off node and a vote. 1. Cut C (and, of 5, D) off
+  // from L; F stays connected to both. 2. Once C is out of L's lease, C campaigns; F's last
+  // request to C (a heartbeat from when F led, a pre-vote of an old campaign) arrives once more,
+  // stale: C's refusal carries its later term to F, while F's answers to L lag. 3. The instant
+  // F has that term, an operator has C campaign again. A follower that forgot L's last message
+  // votes, C leads and commits while L still serves lease reads.
+  struct StaleTerm {
+    int phase = 0;
+    NodeId leader = kNoNode, follower = kNoNode, candidate = kNoNode, helper = kNoNode;
+    std::int64_t until = 0;
+  };
+
+  void start_stale_term(NodeId leader) {
+    std::vector<NodeId> followers;
+    for (NodeId id : cluster_->ids()) {
+      if (id != leader && cluster_->node(id).up && !cluster_->paused(id)) {
+        followers.push_back(id);
+      }
+    }
+    if (cluster_->group(leader).leader_term() == 0 || followers.size() + 1 < report_.nodes) {
+      return;
+    }
+    StaleTerm& st = stale_term_;
+    st = StaleTerm{};
+    st.leader = leader;
+    st.follower = followers[random_.below(followers.size())];
+    do {
+      st.candidate = followers[random_.below(followers.size())];
+    } while (st.candidate == st.follower);
+    if (report_.nodes == 5) {
+      for (NodeId id : followers) {
+        if (id != st.follower && id != st.candidate) {
+          st.helper = id;
+          break;
+        }
+      }
+    }
+    cluster_->network().heal();
+    quiet_until_ = cluster_->now() + 1'000'000'000;
+    st.phase = 1;
+    st.until = cluster_->now() + 30'000'000;  // the writes in flight land everywhere
+    fired(FaultClass::stale_messages);
+    if (options_.trace != nullptr) {
+      trace() << "nemesis: stale term: leader " << leader << ", follower " << st.follower
+              << ", candidate " << st.candidate << "; clients pause\n";
+    }
+  }
+
+  void end_stale_term() {
+    cluster_->network().heal();
+    quiet_until_ = 0;
+    stale_term_ = StaleTerm{};
+  }
+
+  // Phases 1 and 2, at the millisecond steps of inject_faults.
+  void run_stale_term() {
+    StaleTerm& st = stale_term_;
+    auto& net = cluster_->network();
+    const std::int64_t now = cluster_->now();
+    if (now < st.until) {
+      return;
+    }
+    const bool up = cluster_->node(st.follower).up && cluster_->node(st.candidate).up &&
+                    cluster_->node(st.leader).up;
+    if (!up || st.phase >= 3) {
+      end_stale_term();
+      return;
+    }
+    if (st.phase == 1) {
+      net.block(st.candidate, st.leader);
+      net.block(st.leader, st.candidate);
+      if (st.helper != kNoNode) {
+        net.block(st.helper, st.leader);
+        net.block(st.leader, st.helper);
+      }
+      st.phase = 2;
+      st.until = now + 120'000'000 + static_cast<std::int64_t>(random_.below(40'000'000));
+      return;
+    }
+    // Phase 2: the candidate is out of the leader's lease by now.
+    auto& c = cluster_->group(st.candidate);
+    if (c.term() <= cluster_->group(st.follower).term() && c.campaign()) {
+      end_stale_term();
+      return;
+    }
+    if (!net.replay_last(st.follower, st.candidate, SimNetwork::Kept::answered_request)) {
+      end_stale_term();
+      return;
+    }
+    net.clog(st.follower, st.leader,
+             std::chrono::milliseconds(50 + static_cast<std::int64_t>(random_.below(40))));
+    st.phase = 3;
+    st.until = now + 300'000'000;
+    if (options_.trace != nullptr) {
+      trace() << "nemesis: stale term: node " << st.candidate << " in term " << c.term()
+              << " gets node " << st.follower << "'s last request once more\n";
+    }
+  }
+
+  // Phase 3, between events: the instant the follower has the later term, the candidate
+  // campaigns again.
+  void watch_stale_term() {
+    StaleTerm& st = stale_term_;
+    if (st.phase != 3 || !cluster_->node(st.candidate).up || !cluster_->node(st.follower).up) {
+      return;
+    }
+    auto& c = cluster_->group(st.candidate);
+    if (cluster_->group(st.follower).term() >= c.term() && c.role() != Role::leader) {
+      const auto refused = c.campaign();
+      st.phase = 4;  // the rest of the run decides; phase 1-2 code ends it at `until`
+      if (options_.trace != nullptr) {
+        trace() << "nemesis: stale term: node " << st.follower << " reached term "
+                << cluster_->group(st.follower).term() << "; node " << st.candidate << " campaigns"
+                << (refused ? " (refused: " + refused.message() + ")" : "") << "\n";
+      }
+    }
   }
 
   // The divergence nemesis: a scripted schedule, built from the same crashes and partitions as
@@ -581,7 +861,8 @@ class Simulation {
   bool restart_node(NodeId id) {
     if (cluster_->restart(id)) {
       if (options_.trace != nullptr) {
-        trace() << "fault: restart node " << id << "\n";
+        trace() << "fault: restart node " << id << " (term " << cluster_->group(id).term()
+                << ", vote " << cluster_->group(id).vote() << ")\n";
       }
       return true;
     }
@@ -620,7 +901,12 @@ class Simulation {
   void sync_storage() {
     for (NodeId id : cluster_->ids()) {
       auto& n = cluster_->node(id);
-      if (!n.up || random_.below(sync_odds_) != 0) {
+      if (chaos_ && stall_per_mille_ != 0 && random_.below(1000) < stall_per_mille_) {
+        // An fsync latency spike: this disk syncs nothing for 10-80 ms.
+        stalled_until_[id] =
+            cluster_->now() + 10'000'000 + static_cast<std::int64_t>(random_.below(70'000'000));
+      }
+      if (!n.up || cluster_->now() < stalled_until_[id] || random_.below(sync_odds_[id]) != 0) {
         continue;
       }
       if (chaos_ && enabled(FaultClass::disk_faults) && n.disk.supports_media_faults() &&
@@ -649,6 +935,10 @@ class Simulation {
       run_divergence(leader);
       return;  // the script owns the faults while it runs
     }
+    if (stale_term_.phase != 0) {
+      run_stale_term();
+      return;  // likewise
+    }
     if (heal_at_ != 0 && cluster_->now() >= heal_at_) {
       net.heal();
       heal_at_ = 0;
@@ -669,7 +959,30 @@ class Simulation {
       if (restart_at_.size() > id && restart_at_[id] != 0 && cluster_->now() >= restart_at_[id]) {
         restart_at_[id] = 0;
         maybe_corrupt(id);
-        restart_node(id);
+        if (restart_node(id)) {
+          if (lost_term_.phase == 2 && lost_term_.target == id) {
+            cluster_->network().replay_last(lost_term_.leader, id, SimNetwork::Kept::timeout_now);
+            if (options_.trace != nullptr) {
+              trace() << "nemesis: lost term: node " << id << " gets node " << lost_term_.leader
+                      << "'s TimeoutNow once more\n";
+            }
+            lost_term_ = LostTerm{};
+          } else if (enabled(FaultClass::stale_messages) && random_.below(4) != 0) {
+            replay_timeout_now(id);
+          }
+          if (enabled(FaultClass::leadership_transfer) && random_.below(2) == 0) {
+            // An operator moves leadership to the restarted machine as soon as it may campaign
+            // (campaign() refuses within election_timeout_min of its start).
+            campaign_at_[id] = cluster_->now() + election_timeout_min_ +
+                               static_cast<std::int64_t>(random_.below(3'000'000));
+          }
+        }
+      }
+    }
+    for (NodeId id : cluster_->ids()) {
+      if (campaign_at_[id] != 0 && cluster_->now() >= campaign_at_[id]) {
+        campaign_at_[id] = 0;
+        operator_campaign(id);
       }
     }
     if (doomed_ != kNoNode && cluster_->now() >= doomed_at_) {
@@ -748,7 +1061,17 @@ class Simulation {
         }
         break;
       case FaultClass::crash_restart:
-        if (enabled(FaultClass::crash_restart)) {
+        if (enabled(FaultClass::crash_restart) && leader != kNoNode && lost_term_.phase == 0 &&
+            !transfer_.pending() && !cluster_->paused(leader) && random_.below(3) == 0) {
+          const NodeId target = leader % report_.nodes + 1;
+          if (cluster_->node(target).up && !cluster_->paused(target)) {
+            transfer_done_ = std::nullopt;
+            cluster_->group(leader).transfer_leadership(
+                transfer_, target, cluster_->clock(leader).now() + std::chrono::milliseconds(300));
+            start_lost_term(leader, target);
+            fired(FaultClass::crash_restart);
+          }
+        } else if (enabled(FaultClass::crash_restart)) {
           // Leaders half the time: a leader that crashes with entries on a minority is where
           // Figure 8 of the Raft paper begins.
           const NodeId victim = leader != kNoNode && random_.below(2) == 0 ? leader : n;
@@ -775,8 +1098,10 @@ class Simulation {
         }
         break;
       case FaultClass::leadership_transfer:
-        if (enabled(FaultClass::leadership_transfer) && leader != kNoNode && !transfer_.pending() &&
-            !cluster_->paused(leader)) {
+        if (enabled(FaultClass::leadership_transfer) && random_.below(3) == 0) {
+          operator_campaign(n);
+        } else if (enabled(FaultClass::leadership_transfer) && leader != kNoNode &&
+                   !transfer_.pending() && !cluster_->paused(leader)) {
           const NodeId target = leader % report_.nodes + 1;
           transfer_done_ = std::nullopt;
           cluster_->group(leader).transfer_leadership(
@@ -785,6 +1110,7 @@ class Simulation {
           if (options_.trace != nullptr) {
             trace() << "fault: transfer leadership " << leader << " -> " << target << "\n";
           }
+
           // Half the time the old leader then hears everything late: the new leader is elected
           // and commits while the old one has not yet learned of the new term and its quorum
           // evidence still looks fresh. Only the lease revoke at the transfer keeps its lease
@@ -823,6 +1149,12 @@ class Simulation {
           start_divergence(leader);
         }
         break;
+      case FaultClass::stale_messages:
+        if (enabled(FaultClass::stale_messages) && !report_.pre_vote && leader != kNoNode &&
+            !cluster_->paused(leader)) {
+          start_stale_term(leader);
+        }
+        break;
       case FaultClass::loss:
       case FaultClass::duplication:
       case FaultClass::delay_reorder:
@@ -839,15 +1171,23 @@ class Simulation {
     if (enabled(FaultClass::delay_reorder)) {
       fired(FaultClass::delay_reorder);
     }
+    if (enabled(FaultClass::stale_messages)) {
+      fired(FaultClass::stale_messages);
+    }
   }
 
   void heal_and_check_liveness() {
     auto& net = cluster_->network();
     divergence_ = Divergence{};
+    stale_term_ = StaleTerm{};
+    lost_term_ = LostTerm{};
+    quiet_until_ = 0;
+    campaign_at_.fill(0);
     doomed_ = kNoNode;
     net.heal();
     net.set_drop_rate(0);
     net.set_duplicate_rate(0);
+    net.set_late_duplicate_rate(0);
     for (NodeId id : cluster_->ids()) {
       if (!cluster_->node(id).up) {
         restart_node(id);
@@ -894,6 +1234,20 @@ class Simulation {
       step(false);
     }
     report_.liveness_ns = cluster_->now() - start;
+    if (!committed && options_.trace != nullptr) {
+      for (NodeId id : cluster_->ids()) {
+        auto& n = cluster_->node(id);
+        if (!n.up) {
+          trace() << "node " << id << ": down\n";
+          continue;
+        }
+        const auto& g = *n.group;
+        trace() << "node " << id << ": role " << static_cast<int>(g.role()) << ", term " << g.term()
+                << ", vote " << g.vote() << ", leader " << g.leader() << ", last index "
+                << g.last_index() << " (term " << n.storage().term_at(g.last_index()).value()
+                << "), commit " << g.commit_index() << ", unsynced " << n.disk.unsynced() << "\n";
+      }
+    }
     if (!committed && checker_->ok()) {
       checker_->fail("liveness: no write committed within 10 election timeouts after healing");
     }
@@ -942,7 +1296,7 @@ class Simulation {
   }
 
   void issue_client_operations() {
-    if (stop_clients_) {
+    if (stop_clients_ || cluster_->now() < quiet_until_) {
       return;
     }
     for (auto& cp : clients_) {
@@ -1122,16 +1476,26 @@ class Simulation {
   NodeId slow_victim_ = kNoNode;      // a leader the clock nemesis made slow...
   std::int64_t isolate_slow_at_ = 0;  // ...and when it is to be cut off
   std::int64_t election_timeout_max_ = 200'000'000;
+  std::int64_t election_timeout_min_ = 100'000'000;
   NodeId doomed_ = kNoNode;     // a new leader to crash at doomed_at_
   NodeId corrupted_ = kNoNode;  // the node whose disk got a flipped bit
   bool corruption_counted_ = false;
   Divergence divergence_;
+  StaleTerm stale_term_;
+  LostTerm lost_term_;
+  std::int64_t quiet_until_ = 0;               // clients issue nothing before this
+  std::array<std::int64_t, 8> campaign_at_{};  // per node: an operator has it campaign then
   std::uint64_t doom_percent_ = 0;
   std::uint64_t commit_crash_ = 0;
+  std::uint64_t candidate_crash_percent_ = 0;
+  std::uint64_t leader_crash_percent_ = 0;
+  std::vector<Role> roles_ = std::vector<Role>(8, Role::follower);  // as of the last event
   LogIndex last_leader_commit_ = 0;
   std::int64_t doomed_at_ = 0;
   bool chaos_ = false;
-  std::uint64_t sync_odds_ = 3;
+  std::array<std::uint64_t, 8> sync_odds_{};  // per node (index: node id)
+  std::uint64_t stall_per_mille_ = 0;
+  std::array<std::int64_t, 8> stalled_until_{};  // per node: its disk syncs nothing before
   std::int64_t last_value_seen_ = kAbsent;
   NodeId last_leader_ = kNoNode;
   bool stop_clients_ = false;

@@ -1134,6 +1134,26 @@ TEST_CASE(
   CHECK(n->vote() == 3);
 }
 
+TEST_CASE(
+    "5.2: a vote request that moves the term but is refused does not restart the election timer") {
+  // Figure 2: the timer restarts on an append from the leader or a granted vote. A node whose
+  // log is behind, campaigning without PreVote, must not push everyone's next campaign back by
+  // a whole timeout each time it tries: it would lock their timers to its own and keep anyone
+  // else from getting a campaign in first.
+  Harness h(3, without_pre_vote());
+  REQUIRE(h.elect(1));
+  const Term term = h.group(1).term();
+  TestNode& n = h.node(2);
+  h.clear_all();
+  n.clock().advance(100ms);  // the leader's last message is election_timeout_min old
+  n.deliver(vote_request(MessageType::vote, 3, 2, term + 1, 0, 0));  // a log far behind
+  REQUIRE(only(n, MessageType::vote_response, 3)->reject);
+  REQUIRE(n->term() == term + 1);
+  // It campaigns before election_timeout_max has passed since the leader's last message.
+  const bool campaigned = n.advance_until(99ms, 1ms, [&] { return n->role() == Role::candidate; });
+  CHECK(campaigned);
+}
+
 TEST_CASE("a restarted node grants no vote for election_timeout_min after it starts") {
   TestNode n(1, {1, 2, 3}, with_log({1, 2, 3}, 3));
   n.clock().advance(10s);
