@@ -8,9 +8,9 @@
 // Other options: --nodes 3|5, --chaos-ms MS, --faults a,b (fault classes to allow, spaces and
 // slashes written as underscores: loss, duplication, delay_reorder, clogged_link,
 // symmetric_partition, asymmetric_partition, crash-restart, process_pause, clock_drift_skew,
-// leadership_transfer, flaky_links, divergence, disk_faults, stale_messages). Exit status: 0 when
-// every run passed (or, with
-// --expect-failure, when some run failed), 1 otherwise, 2 for bad usage.
+// leadership_transfer, flaky_links, divergence, disk_faults, stale_messages). Exit status: 0
+// when every run passed (or, with --expect-failure, when some run failed), 1 otherwise, 2 for
+// bad usage.
 #include <raft/testing/simulator.hpp>
 
 #include <algorithm>
