@@ -77,7 +77,6 @@ int main() {
   // 3. A LeaseCoordinator on the leader serves a linearizable read from its memory: the lease
   //    holds, so no round trip is needed. The lease must end before any follower may campaign.
   tenure::lease::LeaseConfig lease;
-  lease.election_timeout_min = Cluster::default_config().election_timeout_min;
   Coordinator coordinator(group, lease);
   Outcome<LogIndex> read;
   Coordinator::ReadOperation read_op(read.completion());

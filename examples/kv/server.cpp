@@ -231,8 +231,7 @@ struct Shard {
     }
     c.random_seed = 0;
     c.check_quorum = args.check_quorum;
-    tenure::raft::asio::AsioGroupOptions o;
-    o.lease.election_timeout_min = c.election_timeout_min;
+    tenure::raft::asio::AsioGroupOptions o;  // the lease takes the group's election timeout
     group = std::make_unique<Group>(io, c, o, clock, transport, storage, store);
     runner.store(group.get(), std::memory_order_release);
   }

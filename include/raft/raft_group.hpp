@@ -140,6 +140,12 @@ class RaftGroup {
     last_write_seq_ = storage_.durable_seq();
     const time_point now = clock_.now();
     started_at_ = now;
+    // Forwarded read batches are numbered from the clock's reading at start: an answer to a
+    // batch sent before a restart (a late duplicate) can then never confirm a read after it. The
+    // clock must not go back across restarts (a monotonic clock does not within one boot, and no
+    // message outlives a reboot).
+    next_batch_ = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::max<std::int64_t>(
+                                                 0, to_nanos<clock_type>(now))));
     reset_election_timer(now);
     apply_committed();
   }

@@ -70,7 +70,8 @@ struct AsioGroupOptions {
   /// How often the group's timers are checked. Operation deadlines are honoured exactly anyway
   /// (the runtime also wakes at RaftGroup::next_deadline()).
   std::chrono::nanoseconds tick_interval{std::chrono::milliseconds(10)};
-  /// The lease layer's configuration; its election_timeout_min must match the group's.
+  /// The lease layer's configuration. Leave election_timeout_min 0: it is taken from the group's
+  /// RaftConfig (a different value is refused with invalid_config).
   lease::LeaseConfig lease;
 };
 

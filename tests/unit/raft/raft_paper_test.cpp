@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <set>
 #include <string>
 #include <system_error>
@@ -1424,6 +1425,55 @@ TEST_CASE("ReadIndex: a term change fails every pending read with leadership_los
     CHECK(reads[i].code() == errc::leadership_lost);
     CHECK(reads[i].calls() == 1);
   }
+}
+
+// Found by the simulator's stale messages (late duplicates): a follower numbered its forwarded read
+// batches from 1 again after a restart, so a late answer to a batch it had sent before the
+// restart confirmed a read begun after it, at a read index older than the read.
+TEST_CASE("ReadIndex: an answer to a batch forwarded before a restart confirms no read after it") {
+  std::deque<TrackedRead> reads;
+  std::deque<TrackedPropose> proposals;
+  Harness h(3);
+  REQUIRE(h.elect(1));
+  const Term term = h.group(1).term();
+  TestNode& f = h.node(2);
+  h.clear_all();
+  f->read_index(reads.emplace_back().op);
+  f->flush();
+  const CapturedMessage forwarded = only(f, MessageType::read_index, 1);
+  h.node(1).deliver(forwarded);
+  h.tick_all(20ms);  // the leader's heartbeat round confirms the batch
+  std::optional<CapturedMessage> answer;
+  h.deliver_all([&](const Message& m) {
+    if (m.type != MessageType::read_index_response) {
+      return false;
+    }
+    answer.emplace(m);  // held back
+    return true;
+  });
+  REQUIRE(answer.has_value());
+  const CapturedMessage stale = *answer;
+  REQUIRE_FALSE(stale->reject);
+
+  f.restart();  // before the answer arrived
+  // A write commits after the answer was made and before the new read starts.
+  const Bytes payload = bytes_of("w");
+  h.group(1).propose(proposals.emplace_back().op, payload);
+  h.group(1).flush();
+  h.deliver_all();
+  REQUIRE(proposals.back().succeeded());
+  const LogIndex written = proposals.back().outcome()->value().index;
+  REQUIRE(stale->index < written);
+  h.tick_all(20ms);
+  h.deliver_all();
+  REQUIRE(f->leader() == 1);
+  REQUIRE(f->term() == term);
+
+  f->read_index(reads.emplace_back().op);
+  f->flush();
+  f.transport().clear();  // the new batch is lost; only the stale answer arrives
+  f.deliver(stale);
+  CHECK_FALSE(reads.back().completed());  // it would read at an index before the write
 }
 
 // Regression: leave_leadership() failed proposals but not local reads; a leader that stepped
