@@ -144,8 +144,8 @@ class RaftGroup {
     // batch sent before a restart (a late duplicate) can then never confirm a read after it. The
     // clock must not go back across restarts (a monotonic clock does not within one boot, and no
     // message outlives a reboot).
-    next_batch_ = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::max<std::int64_t>(
-                                                 0, to_nanos<clock_type>(now))));
+    next_batch_ = std::max<std::uint64_t>(
+        1, static_cast<std::uint64_t>(std::max<std::int64_t>(0, to_nanos<clock_type>(now))));
     reset_election_timer(now);
     apply_committed();
   }
