@@ -184,7 +184,14 @@ class SteadyProvider {
 
 struct FastPathGroup {
   SteadyProvider provider;
-  LeaseCoordinator<SteadyProvider> coordinator{provider, LeaseConfig{}};
+  LeaseCoordinator<SteadyProvider> coordinator{provider, lease_config()};
+
+  // The provider reports no election timeout: the config names it.
+  static LeaseConfig lease_config() {
+    LeaseConfig c;
+    c.election_timeout_min = std::chrono::milliseconds(150);
+    return c;
+  }
 };
 
 // Shared by every thread of every run; built on first use, outside any timed loop.

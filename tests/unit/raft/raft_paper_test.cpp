@@ -1086,7 +1086,7 @@ TEST_CASE(
 // follower forget that it had just heard from one, and it voted inside that leader's lease.
 TEST_CASE(
     "leader stickiness survives a term change: within election_timeout_min of its leader's last "
-    "message a follower votes for no one else, whatever message moved its term") {
+    "message a follower votes for no one else - whatever message moved its term") {
   Harness h(3);
   REQUIRE(h.elect(1));
   const Term term = h.group(1).term();
