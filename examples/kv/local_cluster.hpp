@@ -109,6 +109,21 @@ class LocalCluster {
     }
   }
 
+  /// Sends `signal` to node `id` (continuing it first, if stopped), reaps it and returns its
+  /// wait status; -1 when it was not running.
+  int stop(std::uint64_t id, int signal) {
+    LocalNode& n = node(id);
+    if (n.pid <= 0) {
+      return -1;
+    }
+    ::kill(n.pid, SIGCONT);
+    ::kill(n.pid, signal);
+    int status = 0;
+    waitpid(n.pid, &status, 0);
+    n.pid = -1;
+    return status;
+  }
+
   /// Sends `signal` to every running node and reaps them all.
   void stop_all(int signal) {
     for (auto& n : nodes_) {

@@ -249,6 +249,17 @@ struct Shard {
     return o;
   }
 
+  // The storage's sync thread reports durability to the group (on_durable): it is stopped while
+  // the group is still alive, and only then the group goes. (Members alone would destroy the
+  // group first, and a last on_durable would reach freed memory: SIGSEGV at SIGTERM.)
+  ~Shard() {
+    storage.close();
+    runner.store(nullptr, std::memory_order_release);
+    group.reset();
+  }
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+
   std::atomic<Group*> runner{nullptr};
   tenure::kv::KvStore store;
   Policies::storage_type storage;

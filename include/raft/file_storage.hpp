@@ -98,9 +98,15 @@ class FileStorage {
   FileStorage(const FileStorage&) = delete;
   FileStorage& operator=(const FileStorage&) = delete;
 
-  /// Writes and syncs what is pending (unless abandon()ed), then stops the sync thread and
-  /// closes the segment.
-  ~FileStorage() {
+  /// close()s the storage.
+  ~FileStorage() { close(); }
+
+  /// Writes and syncs what is pending (unless abandon()ed), stops the sync thread and closes the
+  /// segment. When it returns, on_durable is not running and will never be called again: call it
+  /// before destroying whatever on_durable refers to (a runtime that on_durable notifies). The
+  /// storage may then still be read (a group being destroyed may look at it) but not written.
+  /// Idempotent. Group's thread.
+  void close() {
     if (thread_.joinable()) {
       {
         std::lock_guard lock(mutex_);
@@ -108,11 +114,13 @@ class FileStorage {
       }
       wake_.notify_one();
       thread_.join();
-    } else {
+    } else if (!closed_) {
       sync_now();
     }
+    closed_ = true;
     if (segment_open_) {
       fs_.close(segment_);
+      segment_open_ = false;
     }
   }
 
@@ -780,6 +788,7 @@ class FileStorage {
   std::vector<std::byte> pending_;
   std::vector<std::byte> spare_;  // sync_now()'s batch buffer, traded with pending_
   WriteSeq last_seq_ = 0;
+  bool closed_ = false;  // close() ran
   bool stopping_ = false;
   std::atomic<WriteSeq> durable_seq_{0};
   std::atomic<WriteSeq> reported_seq_{0};  // durable, and on_durable has been called for it
