@@ -622,11 +622,13 @@ class Server {
       if (ec || stopping_) {
         return;
       }
-      ++monitor_rounds_;
+      // The round goes to each shard's strand by value: with --threads > 1 those run on other
+      // threads, and reading the member there raced with the next round's increment.
+      const std::uint64_t round = ++monitor_rounds_;
       for (std::uint32_t s = 0; s < shards_.size(); ++s) {
         Shard& shard = *shards_[s];
         Group& g = *shard.group;
-        net::post(g.executor(), [this, &shard, &g, s] {
+        net::post(g.executor(), [this, &shard, &g, s, round] {
           const auto& group = g.group();
           const NodeId leader = group.leader_hint();
           if (leader != shard.last_leader || group.term() != shard.last_term) {
@@ -639,7 +641,7 @@ class Server {
             shard.last_term = group.term();
           }
           const NodeId preferred = args_.cluster[s % args_.cluster.size()].id;
-          if (monitor_rounds_ % 40 == 0 && group.leader_term() != 0 && preferred != args_.id &&
+          if (round % 40 == 0 && group.leader_term() != 0 && preferred != args_.id &&
               group.match_of(preferred) >= group.commit_index()) {
             g.async_transfer_leadership(preferred, 1s, [](tenure::raft::Result<void>) {});
           }
@@ -666,7 +668,7 @@ class Server {
   net::steady_timer monitor_;
   net::signal_set signals_;
   std::atomic<bool> stopping_{false};
-  std::uint64_t monitor_rounds_ = 0;
+  std::uint64_t monitor_rounds_ = 0;  // the monitor timer's chain only
   std::thread watchdog_;
   std::mutex finished_mutex_;
   std::condition_variable finished_cv_;

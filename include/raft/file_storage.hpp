@@ -340,7 +340,13 @@ class FileStorage {
         error_ = ec;
       }
     }
-    failed_.store(true);
+    {
+      // Under the mutex that sync_now() checks its condition under: set between that check and
+      // its wait, and notified without the mutex, the failure would be a lost wake-up, and
+      // sync_now() (save_snapshot() with it) would wait for ever.
+      std::lock_guard lock(mutex_);
+      failed_.store(true);
+    }
     done_.notify_all();
   }
 

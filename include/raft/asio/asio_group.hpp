@@ -177,7 +177,12 @@ class AsioGroup {
   void notify_persisted() {
     if (!persist_posted_.exchange(true, std::memory_order_acq_rel)) {
       ::boost::asio::post(strand_, [this] {
-        persist_posted_.store(false, std::memory_order_release);
+        // An exchange, not a store: a release store may be reordered after the loads in
+        // on_persisted() (store buffering). The sync thread could then see the flag still set
+        // and post nothing while this handler read the durable_seq of before its write, and the
+        // group would notice that write a tick late. Two read-modify-writes of the flag are
+        // ordered: whichever comes second sees the first.
+        persist_posted_.exchange(false, std::memory_order_acq_rel);
         group_.on_persisted();
         rearm();
       });
