@@ -50,6 +50,9 @@ enum class errc : int {
   /// election now could end that leader's term while it still serves lease reads. Wait, or move
   /// leadership by a transfer (RaftGroup::campaign with CampaignMode::transfer_from_leader).
   leader_active = 15,
+  /// An argument is larger than a configured limit allows: a proposal over
+  /// RaftConfig::max_proposal_bytes. Sending it again will not help.
+  too_large = 16,
 };
 
 namespace detail {
@@ -90,6 +93,8 @@ class ErrcCategory final : public std::error_category {
         return "no valid lease";
       case errc::leader_active:
         return "a leader is active: campaigning now would break its lease";
+      case errc::too_large:
+        return "too large for the configured limit";
     }
     return "unknown tenure error " + std::to_string(value);
   }
@@ -123,7 +128,8 @@ enum class ErrorClass : int {
   /// and the connection and reachability errors a transport sees.
   retryable = 2,
   /// Trying again will not help: stopped, corrupt_storage, invalid_config, invalid_argument,
-  /// malformed_message, unsupported_version, storage_failure. A classifier also puts here every
+  /// malformed_message, unsupported_version, storage_failure, too_large. A classifier also puts
+  /// here every
   /// code it cannot place.
   permanent = 3,
 };

@@ -12,6 +12,7 @@
 #include <limits>
 #include <optional>
 #include <span>
+#include <string>
 #include <system_error>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include <lease/leader_loss.hpp>
 #include <lease/quorum_ack_tracker.hpp>
 #include <raft/clock.hpp>
+#include <raft/codec.hpp>
 #include <raft/completion.hpp>
 #include <raft/config.hpp>
 #include <raft/detail/majority.hpp>
@@ -119,6 +121,7 @@ class RaftGroup {
         tracker_(config.self),
         entry_scratch_(config.max_entries_per_message),
         waiters_(64) {
+    check_frame_limit(config_, transport_);
     for (std::size_t i = 0; i < config_.voters.size(); ++i) {
       ids_[i] = config_.voters[i];
       voters_ |= detail::MemberMask{1} << i;
@@ -534,6 +537,35 @@ class RaftGroup {
       throw std::system_error(ec, "RaftConfig");
     }
     return config;
+  }
+
+  // The largest append this configuration sends: at most max_entries_per_message entries whose
+  // payloads add up to max_message_bytes, or one entry alone that is larger (a proposal of up to
+  // max_proposal_bytes).
+  static std::uint64_t max_append_frame_bytes(const RaftConfig& c) noexcept {
+    return kFrameHeaderSize + std::uint64_t{c.max_entries_per_message} * kEntryHeaderSize +
+           std::max(c.max_message_bytes, c.max_proposal_bytes);
+  }
+
+  // A transport with a frame limit must carry the largest append, or replication stalls.
+  static void check_frame_limit(const RaftConfig& c, const transport_type& transport) {
+    if constexpr (ReportsFrameLimit<transport_type>) {
+      const std::uint64_t needed = max_append_frame_bytes(c);
+      const std::uint64_t limit = transport.max_frame_bytes();
+      if (needed > limit) {
+        throw std::system_error(
+            make_error_code(errc::invalid_config),
+            "RaftConfig lets an append frame reach " + std::to_string(needed) +
+                " bytes (max_message_bytes, max_proposal_bytes, max_entries_per_message), but the "
+                "transport carries at most " +
+                std::to_string(limit) +
+                " (TcpTransportOptions::max_frame_bytes and max_queue_bytes): lower the former or "
+                "raise the latter");
+      }
+    } else {
+      (void)c;
+      (void)transport;
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1341,6 +1373,9 @@ class RaftGroup {
   std::optional<Error> refuse_proposal(std::size_t size) const noexcept {
     if (stopped_) {
       return Error(errc::stopped);
+    }
+    if (size > config_.max_proposal_bytes) {
+      return Error(errc::too_large, leader_);
     }
     if (role_ != Role::leader) {
       return Error::not_leader(leader_);

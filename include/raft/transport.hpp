@@ -2,6 +2,7 @@
 #pragma once
 
 #include <concepts>
+#include <cstddef>
 
 #include <raft/message.hpp>
 
@@ -19,6 +20,17 @@ namespace tenure::raft {
 template <class T>
 concept Transport = requires(T& t, const Message& m) {
   t.send(m);
+};
+
+/// A transport that can carry frames only up to a size (AsioTcpTransport: its max_frame_bytes
+/// and per-peer queue) says so, and RaftGroup refuses at construction a configuration whose
+/// largest append would not fit: such an append would be dropped on every send and replication
+/// would stall without a word. `max_frame_bytes()` is the largest encoded message
+/// (encoded_size(), codec.hpp) it carries. Optional.
+template <class T>
+concept ReportsFrameLimit = requires(const T& t) {
+  { t.max_frame_bytes() }
+  noexcept->std::convertible_to<std::size_t>;
 };
 
 namespace detail {

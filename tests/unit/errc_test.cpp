@@ -19,6 +19,7 @@ constexpr errc kAllCodes[] = {
     errc::corrupt_storage,   errc::invalid_config,      errc::invalid_argument,
     errc::malformed_message, errc::unsupported_version, errc::storage_failure,
     errc::cancelled,         errc::lease_expired,       errc::leader_active,
+    errc::too_large,
 };
 
 // A user's own error category, as a business layer would write it: a write conflict (must not

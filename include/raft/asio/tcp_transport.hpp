@@ -546,6 +546,17 @@ class AsioTcpTransport {
   /// Thread-safety: any thread. Allocation: none.
   ::boost::asio::ip::tcp::endpoint local_endpoint() const { return local_; }
 
+  /// The largest message (its encoded_size()) send() can carry: max_frame_bytes, and what fits
+  /// one peer's queue with its length prefix. A RaftGroup over this transport checks its
+  /// configuration against it (ReportsFrameLimit). Any thread.
+  std::size_t max_frame_bytes() const noexcept {
+    const std::size_t queue = options_.max_queue_bytes > detail::kLengthPrefixSize
+                                  ? options_.max_queue_bytes - detail::kLengthPrefixSize
+                                  : 0;
+    return std::min(
+        {options_.max_frame_bytes, queue, std::size_t{std::numeric_limits<std::uint32_t>::max()}});
+  }
+
   /// Names where peer `id` listens. Allowed before start() or at any time; a changed endpoint is
   /// used from the next connection attempt on. Ignored (and logged) for kNoNode and for self.
   /// Thread-safety: any thread. Allocation: the peer's state and queue ring, the first time `id`
@@ -1312,6 +1323,7 @@ class AsioTcpTransport {
 struct TransportRef {
   AsioTcpTransport* transport;
   void send(const Message& m) { transport->send(m); }
+  std::size_t max_frame_bytes() const noexcept { return transport->max_frame_bytes(); }
 };
 
 }  // namespace tenure::raft::asio
