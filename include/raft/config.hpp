@@ -42,9 +42,10 @@ struct RaftConfig {
   /// Proposals are refused with errc::overloaded while the leader holds more uncommitted payload
   /// bytes than this.
   std::uint64_t max_uncommitted_bytes = std::uint64_t{64} << 20;
-  /// The largest payload of one proposal; a larger one is refused with errc::too_large. At most
-  /// max_uncommitted_bytes, and an append carrying one such entry must fit the transport's frame
-  /// limit when it reports one (RaftGroup checks both at construction).
+  /// The largest payload of one proposal; a larger one (or one larger than
+  /// max_uncommitted_bytes, which could never be accepted) is refused with errc::too_large. An
+  /// append carrying one such entry must fit the transport's frame limit when it reports one
+  /// (RaftGroup checks at construction).
   std::uint64_t max_proposal_bytes = std::uint64_t{8} << 20;
   /// Pending ReadIndex reads, local and forwarded, at most (lesson 2); past it, overloaded.
   std::uint32_t max_pending_reads = 65536;
@@ -92,8 +93,7 @@ struct RaftConfig {
     }
     if (max_inflight_messages == 0 || max_inflight_bytes == 0 || max_message_bytes == 0 ||
         max_entries_per_message == 0 || max_uncommitted_bytes == 0 || max_pending_reads == 0 ||
-        max_remote_read_batches == 0 || max_proposal_bytes == 0 ||
-        max_proposal_bytes > max_uncommitted_bytes) {
+        max_remote_read_batches == 0 || max_proposal_bytes == 0) {
       return bad;
     }
     return {};

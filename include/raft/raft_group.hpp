@@ -544,7 +544,7 @@ class RaftGroup {
   // max_proposal_bytes).
   static std::uint64_t max_append_frame_bytes(const RaftConfig& c) noexcept {
     return kFrameHeaderSize + std::uint64_t{c.max_entries_per_message} * kEntryHeaderSize +
-           std::max(c.max_message_bytes, c.max_proposal_bytes);
+           std::max(c.max_message_bytes, std::min(c.max_proposal_bytes, c.max_uncommitted_bytes));
   }
 
   // A transport with a frame limit must carry the largest append, or replication stalls.
@@ -1374,7 +1374,7 @@ class RaftGroup {
     if (stopped_) {
       return Error(errc::stopped);
     }
-    if (size > config_.max_proposal_bytes) {
+    if (size > std::min(config_.max_proposal_bytes, config_.max_uncommitted_bytes)) {
       return Error(errc::too_large, leader_);
     }
     if (role_ != Role::leader) {

@@ -74,13 +74,24 @@ TEST_CASE("a proposal over max_proposal_bytes is refused with too_large - one at
   CHECK(proposals.back().succeeded());
 }
 
-TEST_CASE("max_proposal_bytes must be positive and within max_uncommitted_bytes") {
+TEST_CASE("max_proposal_bytes must be positive") {
   RaftConfig c = config();
   CHECK_FALSE(c.validate(7));
-  c.max_proposal_bytes = c.max_uncommitted_bytes + 1;
-  CHECK(c.validate(7) == errc::invalid_config);
   c.max_proposal_bytes = 0;
   CHECK(c.validate(7) == errc::invalid_config);
+}
+
+TEST_CASE("a proposal larger than max_uncommitted_bytes is too_large - not overloaded") {
+  // It could never be accepted: overloaded (retryable) would have the client retry for ever.
+  std::deque<TrackedPropose> proposals;
+  NodeOptions o;
+  o.config.max_uncommitted_bytes = 500;
+  Harness h(3, o);
+  REQUIRE(h.elect(1));
+  const Bytes big(501, std::byte{7});
+  h.group(1).propose(proposals.emplace_back().op, big);
+  REQUIRE(proposals.back().completed());
+  CHECK(proposals.back().code() == errc::too_large);
 }
 
 TEST_CASE("a group refuses a transport whose frames cannot carry its largest append") {
