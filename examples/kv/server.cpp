@@ -4,12 +4,23 @@
 //
 //   tenure-kv --id 1 --cluster 1=127.0.0.1:7101/7201,2=127.0.0.1:7102/7202,3=127.0.0.1:7103/7203
 //             --data-dir /tmp/kv1 [--shards 4] [--threads 1] [--timeout-ms 2000]
-//             [--no-check-quorum] [--quiet]
+//             [--no-check-quorum] [--quiet] [--max-clients 1024] [--max-inflight 1024]
+//             [--max-queued-bytes 1048576] [--idle-timeout-ms 300000]
+//             [--shutdown-grace-ms 1000] [--shutdown-timeout-ms 3000]
 //
 // `--cluster` lists every node as id=host:raft_port/client_port. `--timeout-ms` is every
 // operation's deadline. `--no-check-quorum` lets a leader that lost its quorum keep leading (as
 // etcd/raft does without CheckQuorum): its reads and writes then end only by their deadline.
 // Lease reads stay safe either way: a lease needs fresh quorum acknowledgements.
+//
+// Whatever clients do, a node's resources stay bounded (docs/runtime.md, "Security"): at most
+// --max-clients connections (one more is told `0 error overloaded -` and closed), at most
+// --max-inflight requests being served per connection and --max-queued-bytes of answers waiting
+// to be written to it (past either, the node stops reading that connection until its client
+// reads), and a connection idle for --idle-timeout-ms is closed. At SIGTERM, connections get
+// --shutdown-grace-ms to take their answers, then close; if the event loop still holds work at
+// --shutdown-timeout-ms, the process exits at once with status 3 (what was acknowledged is
+// durable; the log names what was still open).
 #include "kv_store.hpp"
 #include "protocol.hpp"
 
@@ -75,16 +86,24 @@ struct Args {
   std::chrono::milliseconds timeout{2000};
   bool check_quorum = true;
   bool quiet = false;
+  std::size_t max_clients = 1024;
+  std::size_t max_inflight = 1024;
+  std::size_t max_queued_bytes = std::size_t{1} << 20;
+  std::chrono::milliseconds idle_timeout{300'000};
+  std::chrono::milliseconds shutdown_grace{1000};
+  std::chrono::milliseconds shutdown_timeout{3000};
 };
 
 [[noreturn]] void usage(const std::string& error) {
   if (!error.empty()) {
     std::cerr << "tenure-kv: " << error << "\n";
   }
-  std::cerr
+  (error.empty() ? std::cout : std::cerr)
       << "usage: tenure-kv --id N --cluster ID=HOST:RAFT_PORT/CLIENT_PORT,... --data-dir DIR\n"
          "                 [--shards N] [--threads N] [--timeout-ms MS] [--no-check-quorum]\n"
-         "                 [--quiet]\n";
+         "                 [--quiet] [--max-clients N] [--max-inflight N]\n"
+         "                 [--max-queued-bytes N] [--idle-timeout-ms MS]\n"
+         "                 [--shutdown-grace-ms MS] [--shutdown-timeout-ms MS]\n";
   std::exit(error.empty() ? 0 : 2);
 }
 
@@ -179,6 +198,26 @@ Args parse_args(int argc, char** argv) {
         usage("--timeout-ms must be positive");
       }
       a.timeout = std::chrono::milliseconds(*v);
+    } else if (arg == "--max-clients" || arg == "--max-inflight" || arg == "--max-queued-bytes" ||
+               arg == "--idle-timeout-ms" || arg == "--shutdown-grace-ms" ||
+               arg == "--shutdown-timeout-ms") {
+      const auto v = number(value());
+      if (!v || *v == 0) {
+        usage(std::string(arg) + " must be a positive number");
+      }
+      if (arg == "--max-clients") {
+        a.max_clients = *v;
+      } else if (arg == "--max-inflight") {
+        a.max_inflight = *v;
+      } else if (arg == "--max-queued-bytes") {
+        a.max_queued_bytes = *v;
+      } else if (arg == "--idle-timeout-ms") {
+        a.idle_timeout = std::chrono::milliseconds(*v);
+      } else if (arg == "--shutdown-grace-ms") {
+        a.shutdown_grace = std::chrono::milliseconds(*v);
+      } else {
+        a.shutdown_timeout = std::chrono::milliseconds(*v);
+      }
     } else if (arg == "--no-check-quorum") {
       a.check_quorum = false;
     } else if (arg == "--quiet") {
@@ -280,16 +319,23 @@ class Server;
 // and with it the io_context at shutdown.)
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Server& server, tcp::socket socket)
-      : server_(server), socket_(std::move(socket)), strand_(socket_.get_executor()) {}
+  Session(Server& server, tcp::socket socket);
+  ~Session();
 
-  void start() { read(); }
+  void start() {
+    touch();
+    read();
+  }
   /// Closes the connection once every request read so far is answered and written.
   void close_after_writes() {
     net::post(strand_, [self = shared_from_this()] {
       self->close_when_drained_ = true;
       self->close_if_drained();
     });
+  }
+  /// Closes the connection now: answers not yet written are dropped (shutdown's grace is over).
+  void close_now() {
+    net::post(strand_, [self = shared_from_this()] { self->close(); });
   }
   /// Answers one request that handle() took. Any thread.
   void respond(const tenure::kv::Response& r) {
@@ -299,16 +345,31 @@ class Session : public std::enable_shared_from_this<Session> {
       --self->outstanding_;
       self->enqueue(std::move(line));
       self->close_if_drained();
+      self->resume_if_below_limits();
     });
   }
 
  private:
   void read();
 
+  // Backpressure: past max_inflight requests being served, or max_queued_bytes of answers not
+  // yet written, the session stops reading its socket; the client's own writes then block in
+  // TCP, and the node's memory for it stays bounded whatever the client does.
+  bool over_limits() const;
+  void resume_if_below_limits() {
+    if (paused_ && !closed_ && !over_limits()) {
+      paused_ = false;
+      read();
+    }
+  }
+
+  void touch();
+
   void enqueue(std::string line) {
     if (closed_) {
       return;  // the client is gone: nobody to answer
     }
+    queued_bytes_ += line.size();
     queue_.push_back(std::move(line));
     if (!writing_) {
       write();
@@ -326,12 +387,14 @@ class Session : public std::enable_shared_from_this<Session> {
                 self->close();
                 return;
               }
+              self->queued_bytes_ -= self->queue_.front().size();
               self->queue_.pop_front();
               if (!self->queue_.empty()) {
                 self->write();
-                return;
+              } else {
+                self->close_if_drained();
               }
-              self->close_if_drained();
+              self->resume_if_below_limits();
             }));
   }
 
@@ -347,7 +410,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     closed_ = true;
     queue_.clear();
+    queued_bytes_ = 0;
     boost::system::error_code ignored;
+    idle_.cancel();
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
@@ -355,10 +420,13 @@ class Session : public std::enable_shared_from_this<Session> {
   Server& server_;
   tcp::socket socket_;
   net::strand<tcp::socket::executor_type> strand_;
+  net::steady_timer idle_;
   std::string input_;
   std::deque<std::string> queue_;
-  std::size_t outstanding_ = 0;  // requests handed to handle() and not yet answered
+  std::size_t queued_bytes_ = 0;  // bytes of the answers in queue_
+  std::size_t outstanding_ = 0;   // requests handed to handle() and not yet answered
   bool writing_ = false;
+  bool paused_ = false;  // not reading: over a limit
   bool close_when_drained_ = false;
   bool closed_ = false;
 };
@@ -371,6 +439,8 @@ class Server {
         transport_(io, transport_options()),
         transport_ref_{&transport_},
         acceptor_(io),
+        accept_retry_(io),
+        grace_(io),
         monitor_(io),
         signals_(io, SIGINT, SIGTERM) {
     for (const auto& n : args_.cluster) {
@@ -420,43 +490,47 @@ class Server {
     if (stopping_.exchange(true)) {
       return;
     }
-    // Shutdown has a deadline too: whatever still holds the event loop 3 s from now is cut off
-    // (and reported), so a stuck connection cannot keep the process alive.
+    // Shutdown has a deadline too: if the event loop still holds work at shutdown_timeout, the
+    // process exits at once with status 3, without running a destructor. Stopping the loop and
+    // unwinding instead destroyed the server (the transport's frame pool with it) while the
+    // loop's queued handlers still pointed into it. Everything acknowledged is durable already.
     watchdog_ = std::thread([this] {
       std::unique_lock lock(finished_mutex_);
-      if (!finished_cv_.wait_for(lock, 3s, [this] { return finished_; })) {
-        std::size_t sessions = 0;
-        {
-          std::lock_guard sessions_lock(sessions_mutex_);
-          for (const auto& w : sessions_) {
-            sessions += w.expired() ? 0 : 1;
-          }
-        }
+      if (!finished_cv_.wait_for(lock, args_.shutdown_timeout, [this] { return finished_; })) {
         const auto t = transport_.stats();
-        log_line("node " + std::to_string(args_.id) +
-                 ": work still pending 3 s after shutdown began (client sessions alive: " +
-                 std::to_string(sessions) + ", peer connections established and not closed: " +
-                 std::to_string(t.connects - t.disconnects) + "); stopping the event loop");
-        io_.stop();
+        log_line("node " + std::to_string(args_.id) + ": work still pending " +
+                 std::to_string(args_.shutdown_timeout.count()) +
+                 " ms after shutdown began (client sessions alive: " +
+                 std::to_string(live_sessions_.load()) +
+                 ", peer connections established and not closed: " +
+                 std::to_string(t.connects - t.disconnects) + "); exiting with status 3");
+        std::fflush(stderr);
+        std::_Exit(kForcedExit);
       }
     });
     boost::system::error_code ignored;
     acceptor_.close(ignored);
+    accept_retry_.cancel();
     monitor_.cancel();
     signals_.cancel();
     for (auto& s : shards_) {
       s->group->stop();
     }
     transport_.stop();
-    // Client connections end too (their reads would keep the io_context running); responses
-    // already queued are written first.
-    std::lock_guard lock(sessions_mutex_);
-    for (auto& w : sessions_) {
-      if (auto session = w.lock()) {
-        session->close_after_writes();
+    // Client connections end too (their reads would keep the io_context running): answers
+    // already queued are written first, for shutdown_grace; then whatever a client has not read
+    // is dropped.
+    for_each_session([](Session& s) { s.close_after_writes(); });
+    grace_.expires_after(args_.shutdown_grace);
+    grace_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) {
+        for_each_session([](Session& s) { s.close_now(); });
       }
-    }
+    });
   }
+
+  /// The process's exit status when shutdown had to be cut off (see stop()).
+  static constexpr int kForcedExit = 3;
 
   void handle(const std::shared_ptr<Session>& session, std::string_view line) {
     const auto parsed = tenure::kv::parse_request(line);
@@ -561,6 +635,8 @@ class Server {
 
   const Args& args() const noexcept { return args_; }
   bool stopping() const noexcept { return stopping_.load(); }
+  /// Sessions alive (constructed and not yet destroyed). Any thread.
+  std::atomic<std::size_t>& live_sessions() noexcept { return live_sessions_; }
 
  private:
   void fail(Session& session, std::uint64_t id, const tenure::raft::Error& e) {
@@ -596,12 +672,54 @@ class Server {
     return o;
   }
 
+  template <class F>
+  void for_each_session(F&& f) {
+    std::lock_guard lock(sessions_mutex_);
+    for (auto& w : sessions_) {
+      if (auto session = w.lock()) {
+        f(*session);
+      }
+    }
+  }
+
   void accept() {
     acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+      if (stopping_) {
+        return;
+      }
       if (ec) {
-        return;  // closed: stopping
+        // Out of descriptors (EMFILE, ENFILE) or buffers: the condition lasts a while, and an
+        // accept retried at once would spin. Pause, then accept again; never stop for good.
+        ++accept_failures_;
+        if (accept_failures_ == 1 || accept_failures_ % 100 == 0) {
+          log("accept failed (" + ec.message() + "), " + std::to_string(accept_failures_) +
+              " so far; retrying in 100 ms");
+        }
+        accept_retry_.expires_after(100ms);
+        accept_retry_.async_wait([this](const boost::system::error_code& wait_ec) {
+          if (!wait_ec && !stopping_) {
+            accept();
+          }
+        });
+        return;
       }
       boost::system::error_code ignored;
+      if (live_sessions_.load() >= args_.max_clients) {
+        // One too many: say why, where the socket takes it at once, and close.
+        std::string line;
+        tenure::kv::format_response(tenure::kv::Response::failure(0, errc::overloaded), line);
+        socket.non_blocking(true, ignored);
+        socket.write_some(net::buffer(line), ignored);
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+        socket.close(ignored);
+        if (++refused_clients_ == 1 || refused_clients_ % 1000 == 0) {
+          log("refused a client: " + std::to_string(args_.max_clients) +
+              " connections open (--max-clients); " + std::to_string(refused_clients_) +
+              " refused so far");
+        }
+        accept();
+        return;
+      }
       socket.set_option(tcp::no_delay(true), ignored);
       auto session = std::make_shared<Session>(*this, std::move(socket));
       {
@@ -665,6 +783,11 @@ class Server {
   tenure::raft::asio::TransportRef transport_ref_;
   std::vector<std::unique_ptr<Shard>> shards_;
   tcp::acceptor acceptor_;
+  net::steady_timer accept_retry_;
+  net::steady_timer grace_;
+  std::uint64_t accept_failures_ = 0;  // the accept chain only
+  std::uint64_t refused_clients_ = 0;  // likewise
+  std::atomic<std::size_t> live_sessions_{0};
   net::steady_timer monitor_;
   net::signal_set signals_;
   std::atomic<bool> stopping_{false};
@@ -677,11 +800,44 @@ class Server {
   std::vector<std::weak_ptr<Session>> sessions_;
 };
 
+Session::Session(Server& server, tcp::socket socket)
+    : server_(server), socket_(std::move(socket)), strand_(socket_.get_executor()), idle_(strand_) {
+  server_.live_sessions().fetch_add(1);
+}
+
+Session::~Session() {
+  server_.live_sessions().fetch_sub(1);
+}
+
+bool Session::over_limits() const {
+  return outstanding_ >= server_.args().max_inflight ||
+         queued_bytes_ >= server_.args().max_queued_bytes;
+}
+
+// A connection that sends nothing for idle_timeout, with nothing of its own still being served
+// or written, is closed.
+void Session::touch() {
+  idle_.expires_after(server_.args().idle_timeout);
+  idle_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->closed_) {
+      return;  // re-armed, or closed
+    }
+    if (self->outstanding_ == 0 && self->queue_.empty()) {
+      self->close();
+    } else {
+      self->touch();
+    }
+  });
+}
+
 void Session::read() {
   net::async_read_until(
       socket_, net::dynamic_buffer(input_, tenure::kv::kMaxRequestLine + 1), '\n',
       net::bind_executor(
           strand_, [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            if (self->closed_) {
+              return;
+            }
             if (ec) {
               if (ec == net::error::not_found) {
                 // A line longer than the protocol allows: answer, then close.
@@ -695,6 +851,7 @@ void Session::read() {
               self->close_if_drained();
               return;
             }
+            self->touch();
             std::string_view line(self->input_.data(), n - 1);
             if (!line.empty() && line.back() == '\r') {
               line.remove_suffix(1);
@@ -704,6 +861,10 @@ void Session::read() {
               self->server_.handle(self, line);
             }
             self->input_.erase(0, n);
+            if (self->over_limits()) {
+              self->paused_ = true;  // resume_if_below_limits() reads on
+              return;
+            }
             self->read();
           }));
 }

@@ -9,6 +9,12 @@
 //
 // A bad hello, a bad length or a frame the codec refuses closes that one connection with a
 // logged error (peer and reason) and counts malformed_frames; other connections and groups go on.
+//
+// Without TLS this transport trusts its network (docs/runtime.md, "Security"): a hello names a
+// node id, nothing proves it. What it does check: a hello must name a peer configured with
+// set_peer() (anything else is refused and creates nothing), every frame's `from` must be the
+// node the connection's hello named, at most max_inbound_connections accepted connections are
+// open at once, and a frame's buffer grows only as its bytes arrive.
 #pragma once
 
 #include <algorithm>
@@ -68,6 +74,12 @@ struct TcpTransportOptions {
   /// delay drawn uniformly in [d/2, d] (jitter), back to reconnect_min after a successful connect.
   std::chrono::milliseconds reconnect_min{10};
   std::chrono::milliseconds reconnect_max{1000};
+  /// Accepted connections open at once (hello pending or established); one more is closed at
+  /// once and counted in refused_connections.
+  std::size_t max_inbound_connections = 64;
+  /// Idle frame buffers of 1 MiB and more that the pool keeps for reuse, in bytes; a large buffer
+  /// released past it goes back to the system.
+  std::size_t max_pooled_bytes = std::size_t{64} << 20;
   /// After a failed accept (out of descriptors: EMFILE, ENFILE; out of buffers), how long to wait
   /// before accepting again. The condition usually persists for a while; retrying at once would
   /// spin a core and flood the log.
@@ -243,7 +255,9 @@ struct Frame {
 /// Thread-safety: acquire and release from any thread (one mutex, held for a pointer move).
 class FramePool {
  public:
-  explicit FramePool(std::atomic<std::uint64_t>* fallbacks) noexcept : fallbacks_(fallbacks) {}
+  explicit FramePool(std::atomic<std::uint64_t>* fallbacks,
+                     std::size_t max_idle_large_bytes = std::size_t{64} << 20) noexcept
+      : fallbacks_(fallbacks), max_idle_large_bytes_(max_idle_large_bytes) {}
 
   /// A frame with room for `size` bytes and size == size. Throws std::bad_alloc.
   Frame* acquire(std::size_t size) {
@@ -264,22 +278,61 @@ class FramePool {
     } else {
       frame = free.back();
       free.pop_back();
+      if (cls >= kLargeClass) {
+        idle_large_bytes_ -= std::size_t{1} << cls;
+      }
     }
     frame->size = size;
     return frame;
   }
 
+  /// Back to the free list; a large buffer (1 MiB and more) past the pool's idle allowance goes
+  /// back to the system instead, so a burst of large frames does not hold its memory for ever.
   void release(Frame* frame) noexcept {
     std::lock_guard lock(mutex_);
+    const std::size_t bytes = std::size_t{1} << frame->size_class;
+    if (frame->size_class >= kLargeClass) {
+      if (idle_large_bytes_ + bytes > max_idle_large_bytes_) {
+        const auto it =
+            std::find_if(all_.begin(), all_.end(),
+                         [&](const std::unique_ptr<Frame>& f) { return f.get() == frame; });
+        if (it != all_.end()) {
+          std::swap(*it, all_.back());
+          all_.pop_back();  // frees it
+          --created_[frame->size_class];
+          return;
+        }
+      }
+      idle_large_bytes_ += bytes;
+    }
     free_[frame->size_class].push_back(frame);
   }
 
+  /// Bytes of large buffers (1 MiB and more) held idle for reuse.
+  std::size_t idle_large_bytes() const {
+    std::lock_guard lock(mutex_);
+    return idle_large_bytes_;
+  }
+
+  /// Bytes of every buffer the pool owns, in use or idle.
+  std::size_t allocated_bytes() const {
+    std::lock_guard lock(mutex_);
+    std::size_t total = 0;
+    for (const auto& f : all_) {
+      total += f->bytes.size();
+    }
+    return total;
+  }
+
  private:
-  static constexpr std::size_t kMinClass = 8;  // 256 bytes: a header-only frame and its prefix
-  static constexpr std::size_t kClasses = 33;  // up to 4 GiB, past any u32 length
+  static constexpr std::size_t kMinClass = 8;     // 256 bytes: a header-only frame and its prefix
+  static constexpr std::size_t kLargeClass = 20;  // 1 MiB
+  static constexpr std::size_t kClasses = 33;     // up to 4 GiB, past any u32 length
 
   std::atomic<std::uint64_t>* fallbacks_;
-  std::mutex mutex_;
+  const std::size_t max_idle_large_bytes_;
+  mutable std::mutex mutex_;
+  std::size_t idle_large_bytes_ = 0;                // guarded by mutex_
   std::vector<std::unique_ptr<Frame>> all_;         // guarded by mutex_
   std::array<std::vector<Frame*>, kClasses> free_;  // guarded by mutex_
   std::array<std::size_t, kClasses> created_{};     // guarded by mutex_
@@ -498,6 +551,16 @@ class AsioTcpTransport {
     std::uint64_t handler_fallbacks = 0;
     /// accept() failures (each followed by a pause of accept_retry).
     std::uint64_t accept_failures = 0;
+    /// Accepted connections closed at once: max_inbound_connections were open.
+    std::uint64_t refused_connections = 0;
+    /// Hellos naming a node that is not a configured peer (each closed its connection, counted
+    /// in malformed_frames too).
+    std::uint64_t unknown_hellos = 0;
+    /// Frames whose `from` was not the node the connection's hello named (each closed its
+    /// connection, counted in malformed_frames too).
+    std::uint64_t wrong_sender = 0;
+    /// Bytes of the frame buffers the transport owns now, in use or idle (a gauge).
+    std::uint64_t pool_bytes = 0;
   };
 
   /// Opens, binds and listens on options.listen at once (so local_endpoint() is known before
@@ -506,7 +569,7 @@ class AsioTcpTransport {
   AsioTcpTransport(::boost::asio::io_context& io, TcpTransportOptions options)
       : io_(io),
         options_(std::move(options)),
-        pool_(&stats_.handler_fallbacks),
+        pool_(&stats_.handler_fallbacks, options_.max_pooled_bytes),
         acceptor_(io),
         accept_strand_(::boost::asio::make_strand(io)),
         accept_timer_(accept_strand_) {
@@ -695,6 +758,10 @@ class AsioTcpTransport {
     s.dropped_stopped = get(stats_.dropped_stopped);
     s.handler_fallbacks = get(stats_.handler_fallbacks);
     s.accept_failures = get(stats_.accept_failures);
+    s.refused_connections = get(stats_.refused_connections);
+    s.unknown_hellos = get(stats_.unknown_hellos);
+    s.wrong_sender = get(stats_.wrong_sender);
+    s.pool_bytes = pool_.allocated_bytes();
     return s;
   }
 
@@ -706,7 +773,8 @@ class AsioTcpTransport {
     std::atomic<std::uint64_t> frames_sent{0}, frames_received{0}, bytes_sent{0}, bytes_received{0},
         dropped_queue_full{0}, dropped_unknown_peer{0}, dropped_unknown_group{0},
         malformed_frames{0}, connects{0}, disconnects{0}, dropped_invalid{0}, dropped_stopped{0},
-        handler_fallbacks{0}, accept_failures{0};
+        handler_fallbacks{0}, accept_failures{0}, refused_connections{0}, unknown_hellos{0},
+        wrong_sender{0};
   };
 
   /// What this node knows of one peer. Never destroyed before the transport, so a Peer& stays
@@ -876,10 +944,11 @@ class AsioTcpTransport {
                          std::to_string(peer_->id));
       }
       if (!dialer_) {
-        try {
-          peer_ = &t_.peer_for(sender);
-        } catch (const std::bad_alloc&) {
-          return close("out of memory");
+        peer_ = t_.find_peer(sender);
+        if (peer_ == nullptr) {
+          count(t_.stats_.unknown_hellos);
+          return malformed("bad hello: node " + std::to_string(sender) +
+                           " is not a configured peer");
         }
       }
       establish();
@@ -931,14 +1000,34 @@ class AsioTcpTransport {
       if (length == 0 || length > t_.options_.max_frame_bytes) {
         return malformed("bad frame length " + std::to_string(length));
       }
+      rx_length_ = length;
+      rx_received_ = 0;
+      read_body();
+    }
+
+    // The body is read into a buffer that grows (doubling from 64 KiB) only as its bytes
+    // arrive: a length prefix alone, sent and then never followed, costs its sender as much
+    // memory here as it sent.
+    void read_body() {
+      const std::size_t want = std::min(rx_length_, std::max(kFirstChunk, 2 * rx_received_));
       try {
-        rx_ = t_.pool_.acquire(length);
+        detail::Frame* bigger = t_.pool_.acquire(want);
+        if (rx_ != nullptr) {
+          std::copy_n(rx_->bytes.data(), rx_received_, bigger->bytes.data());
+          t_.pool_.release(rx_);
+        }
+        rx_ = bigger;
       } catch (const std::bad_alloc&) {
-        return close("out of memory for a frame of " + std::to_string(length) + " bytes");
+        return close("out of memory for a frame of " + std::to_string(rx_length_) + " bytes");
       }
       ::boost::asio::async_read(
-          socket_, ::boost::asio::buffer(rx_->bytes.data(), length),
-          bind([self = shared_from_this()](const ::boost::system::error_code& ec, std::size_t) {
+          socket_, ::boost::asio::buffer(rx_->bytes.data() + rx_received_, want - rx_received_),
+          bind([self = shared_from_this(), want](const ::boost::system::error_code& ec,
+                                                 std::size_t) {
+            if (!ec && want < self->rx_length_) {
+              self->rx_received_ = want;
+              return self->read_body();
+            }
             self->on_body(ec);
           }));
     }
@@ -949,6 +1038,7 @@ class AsioTcpTransport {
         t_.pool_.release(frame);
         return close(ec == ::boost::asio::error::eof ? "closed by peer" : ec.message());
       }
+      frame->size = rx_length_;
       t_.stats_.bytes_received.fetch_add(detail::kLengthPrefixSize + frame->size,
                                          std::memory_order_relaxed);
       const Result<Message> r =
@@ -957,6 +1047,13 @@ class AsioTcpTransport {
       if (!r) {
         t_.pool_.release(frame);
         return malformed("bad frame: " + r.code().message());
+      }
+      if (r.value().from != peer_->id) {
+        const NodeId from = r.value().from;
+        t_.pool_.release(frame);
+        count(t_.stats_.wrong_sender);
+        return malformed("frame from node " + std::to_string(from) + " on the connection of node " +
+                         std::to_string(peer_->id));
       }
       t_.dispatch(frame, r.value().group);
       read_length();
@@ -1054,6 +1151,9 @@ class AsioTcpTransport {
         return;
       }
       closed_ = true;
+      if (!dialer_) {
+        t_.inbound_.fetch_sub(1, std::memory_order_relaxed);
+      }
       const std::string line = who() + ": closing: " + reason;
       ::boost::system::error_code ignored;
       socket_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -1085,7 +1185,10 @@ class AsioTcpTransport {
     std::array<std::byte, detail::kHelloSize> hello_out_{};
     std::array<std::byte, detail::kHelloSize> hello_in_{};
     std::array<std::byte, detail::kLengthPrefixSize> length_in_{};
+    static constexpr std::size_t kFirstChunk = std::size_t{64} << 10;
     detail::Frame* rx_ = nullptr;     // the frame being read, owned until dispatched
+    std::size_t rx_length_ = 0;       // its length, from the prefix
+    std::size_t rx_received_ = 0;     // bytes of it in rx_ so far
     std::vector<EntryView> scratch_;  // validation decode, this strand only
     std::array<::boost::asio::const_buffer, detail::kMaxGather> gather_{};
     std::size_t batch_ = 0;  // frames of the queue's head being written by this connection
@@ -1257,9 +1360,24 @@ class AsioTcpTransport {
       }
       return;
     }
+    if (inbound_.load(std::memory_order_relaxed) >= options_.max_inbound_connections) {
+      stats_.refused_connections.fetch_add(1, std::memory_order_relaxed);
+      const std::uint64_t refused = stats_.refused_connections.load(std::memory_order_relaxed);
+      if (refused == 1 || refused % 1000 == 0) {
+        log("node " + std::to_string(options_.self) +
+            ": refused a connection: " + std::to_string(options_.max_inbound_connections) +
+            " accepted ones are open (max_inbound_connections); " + std::to_string(refused) +
+            " refused so far");
+      }
+      ::boost::system::error_code ignored;
+      c->socket().close(ignored);
+      accept_next();
+      return;
+    }
     if (!register_connection(c)) {
       return;  // stopped meanwhile: dropping `c` closes the socket
     }
+    inbound_.fetch_add(1, std::memory_order_relaxed);
     c->post_accepted();
     accept_next();
   }
@@ -1301,7 +1419,8 @@ class AsioTcpTransport {
   detail::FramePool pool_;
   tcp::endpoint local_;
 
-  tcp::acceptor acceptor_;  // only on accept_strand_ once started
+  std::atomic<std::size_t> inbound_{0};  // accepted connections not yet closed
+  tcp::acceptor acceptor_;               // only on accept_strand_ once started
   Strand accept_strand_;
   ::boost::asio::steady_timer accept_timer_;  // on accept_strand_: the pause after a failed accept
 

@@ -334,6 +334,23 @@ std::vector<std::uint8_t> concat(std::vector<std::uint8_t> a, const std::vector<
   return a;
 }
 
+/// Makes `id` a configured peer of `node` (at a port that refuses: nobody answers its dials), so
+/// that a raw client may say hello as `id`.
+void configure_raw_peer(Node& node, NodeId id) {
+  node.transport->set_peer(id, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 1));
+}
+
+/// The bytes of `m` as one length-prefixed frame.
+std::vector<std::uint8_t> framed(const Message& m) {
+  std::vector<std::byte> frame(tenure::raft::encoded_size(m));
+  REQUIRE(tenure::raft::encode(m, frame));
+  std::vector<std::uint8_t> out = le32(static_cast<std::uint32_t>(frame.size()));
+  for (std::byte b : frame) {
+    out.push_back(static_cast<std::uint8_t>(b));
+  }
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("tcp transport: malformed input closes only its own connection") {
@@ -347,6 +364,7 @@ TEST_CASE("tcp transport: malformed input closes only its own connection") {
     return run_until({&a, &b}, [&] { return b.count(7) == sent; });
   };
   REQUIRE(traffic_flows());
+  configure_raw_peer(b, 9);
 
   SUBCASE("a bad hello") {
     RawClient raw(b);
@@ -512,6 +530,7 @@ TEST_CASE("tcp transport: out of descriptors - accept pauses and retries instead
   TcpTransportOptions o;
   o.accept_retry = std::chrono::milliseconds(100);
   Node b(2, o);
+  configure_raw_peer(b, 9);
   b.transport->start();
   RawClient raw(b);  // the kernel completes the handshake; the connection waits to be accepted
   raw.write(hello(9));
@@ -639,4 +658,95 @@ TEST_CASE("tcp transport: steady-state send and receive allocate nothing") {
   io.restart();
   io.run_for(kDeadline);
   CHECK(io.stopped());
+}
+
+TEST_CASE("tcp transport: a hello naming a node that is not a configured peer is refused") {
+  Node b(2);
+  b.add_group(7);
+  b.transport->start();
+  RawClient raw(b);
+  raw.write(concat(hello(9), framed([] {
+                     Message m;
+                     m.type = MessageType::heartbeat;
+                     m.group = 7;
+                     m.from = 9;
+                     m.to = 2;
+                     m.term = 1;
+                     return m;
+                   }())));
+  REQUIRE(run_until({&b}, [&] { return b.transport->stats().unknown_hellos == 1; }));
+  CHECK(raw.closed_by_peer());
+  CHECK(b.logged("not a configured peer"));
+  CHECK(b.transport->stats().malformed_frames == 1);
+  CHECK(b.transport->stats().connects == 0);
+  CHECK(b.count(7) == 0);  // nothing it sent was delivered
+  // And it created nothing: a send to node 9 still finds no such peer.
+  Message m;
+  m.group = 7;
+  m.from = 2;
+  m.to = 9;
+  b.transport->send(m);
+  CHECK(b.transport->stats().dropped_unknown_peer == 1);
+  CHECK(stop_and_drain(b));
+}
+
+TEST_CASE("tcp transport: a frame whose from is not the node of the hello closes the connection") {
+  Node b(2);
+  b.add_group(7);
+  configure_raw_peer(b, 9);
+  b.transport->start();
+  RawClient raw(b);
+  Message m;
+  m.type = MessageType::heartbeat;
+  m.group = 7;
+  m.to = 2;
+  m.term = 1;
+  m.from = 9;
+  const auto honest = framed(m);
+  m.from = 5;  // node 9 speaking for node 5
+  raw.write(concat(concat(hello(9), honest), framed(m)));
+  REQUIRE(run_until({&b}, [&] { return b.transport->stats().wrong_sender == 1; }));
+  CHECK(raw.closed_by_peer());
+  CHECK(b.logged("frame from node 5 on the connection of node 9"));
+  CHECK(b.count(7) == 1);  // the honest frame only
+  CHECK(b.received[7].front().from == 9);
+  CHECK(stop_and_drain(b));
+}
+
+TEST_CASE("tcp transport: past max_inbound_connections an accepted connection is closed at once") {
+  TcpTransportOptions o;
+  o.max_inbound_connections = 2;
+  Node b(2, o);
+  b.transport->start();
+  RawClient first(b);
+  RawClient second(b);
+  b.io.restart();
+  b.io.run_for(50ms);  // both accepted
+  RawClient third(b);
+  REQUIRE(run_until({&b}, [&] { return b.transport->stats().refused_connections == 1; }));
+  CHECK(third.closed_by_peer());
+  CHECK(b.logged("max_inbound_connections"));
+  // Once one of the first two goes, a new one is taken again.
+  first.socket.close();
+  REQUIRE(run_until({&b}, [&] { return b.logged("no hello"); }));
+  RawClient fourth(b);
+  b.io.restart();
+  b.io.run_for(50ms);
+  CHECK(b.transport->stats().refused_connections == 1);
+  CHECK(stop_and_drain(b));
+}
+
+TEST_CASE("tcp transport: a frame's buffer grows only as its bytes arrive") {
+  Node b(2);
+  configure_raw_peer(b, 9);
+  b.transport->start();
+  RawClient raw(b);
+  // A length of 60 MiB (under the 64 MiB limit), then 100 bytes, then nothing.
+  raw.write(concat(concat(hello(9), le32(60u << 20)), std::vector<std::uint8_t>(100, 1)));
+  REQUIRE(run_until({&b}, [&] { return b.transport->stats().connects == 1; }));
+  b.io.restart();
+  b.io.run_for(50ms);
+  CHECK(b.transport->stats().pool_bytes < (std::uint64_t{1} << 20));
+  raw.socket.close();
+  CHECK(stop_and_drain(b));
 }
