@@ -42,7 +42,7 @@ inline constexpr std::size_t kMaxKeyBytes = 1024;
 inline constexpr std::size_t kMaxValueBytes = 1024;
 
 /// Most shards an `info` answer may announce (bounds the leaders list).
-inline constexpr std::uint32_t kMaxShards = 4096;
+inline constexpr std::uint32_t kMaxShards = 256;
 
 /// Longest client address `host:port` (a DNS name is at most 253 bytes, plus brackets and port).
 inline constexpr std::size_t kMaxAddressBytes = 270;
@@ -684,7 +684,9 @@ inline Parsed<Request> parse_request(std::string_view line) noexcept {
   std::array<std::string_view, 5> t;
   const std::size_t n = detail::split(line, t);
   if (n == 0) {
-    return ParseError{0, "empty token or line"};
+    // The answer still carries the line's id when its first token is one ("5  get k lease").
+    const auto first = detail::parse_u64(line.substr(0, line.find(' ')));
+    return ParseError{first ? *first : 0, "empty token or line"};
   }
   const auto id = detail::parse_u64(t[0]);
   if (!id) {

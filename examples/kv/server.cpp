@@ -182,8 +182,8 @@ Args parse_args(int argc, char** argv) {
       a.data_dir = std::string(value());
     } else if (arg == "--shards") {
       const auto v = number(value());
-      if (!v || *v == 0 || *v > 256) {
-        usage("--shards must be 1..256");
+      if (!v || *v == 0 || *v > tenure::kv::kMaxShards) {
+        usage("--shards must be 1.." + std::to_string(tenure::kv::kMaxShards));
       }
       a.shards = static_cast<std::uint32_t>(*v);
     } else if (arg == "--threads") {

@@ -182,6 +182,28 @@ TEST_CASE("kv protocol: a rejected request carries its id when the id parsed") {
   const auto bad_id = parse_request("x7 info");
   REQUIRE_FALSE(bad_id);
   CHECK(bad_id.error().id == 0);
+
+  // An empty token (two spaces) anywhere after a valid id: the answer still carries the id.
+  for (const char* line : {"19  get k lease", "19 get  k lease", "19 get k lease "}) {
+    CAPTURE(line);
+    const auto spaced = parse_request(line);
+    REQUIRE_FALSE(spaced);
+    CHECK(spaced.error().id == 19);
+  }
+  CHECK(parse_request(" 19 info").error().id == 0);  // no id in front
+}
+
+TEST_CASE(
+    "kv protocol: an info answer announces at most kMaxShards shards - what --shards allows") {
+  CHECK(tenure::kv::kMaxShards == 256);
+  std::string leaders = "1";
+  for (std::uint32_t s = 1; s < tenure::kv::kMaxShards; ++s) {
+    leaders += ",1";
+  }
+  const std::string ok = "7 info node=1 shards=256 leaders=" + leaders + " addresses=1@a:1";
+  CHECK(tenure::kv::parse_response(ok));
+  const std::string over = "7 info node=1 shards=257 leaders=" + leaders + ",1 addresses=1@a:1";
+  CHECK_FALSE(tenure::kv::parse_response(over));
 }
 
 TEST_CASE("kv protocol: request lines longer than the limit are rejected") {
