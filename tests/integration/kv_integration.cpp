@@ -16,6 +16,9 @@
 //   tenure_kv_integration sigterm <path-to-tenure-kv> [rounds]
 //     A node SIGTERMed under write load, 50 times (rounds), each time restarted: it must exit 0
 //     every time.
+//   tenure_kv_integration stalled <path-to-tenure-kv>
+//     A client pipelines requests and never reads: the node's memory stays bounded; SIGTERM
+//     ends it with exit 0 after the grace, or with status 3 when the shutdown is cut off.
 //   tenure_kv_integration threads <path-to-tenure-kv>
 //     Nodes running --threads 4 under load and leader transfers, then SIGTERM: each exits 0 (a
 //     ThreadSanitizer build reports any data race by a non-zero status).
@@ -559,6 +562,94 @@ int sigterm(const std::string& server, int rounds) {
   return failures == 0 ? 0 : 1;
 }
 
+// Connects to `address` and pipelines gets of `key` without ever reading an answer, until the
+// node stops reading too (a write would block for 300 ms): a client whose answers pile up.
+// Returns the connected socket, or nullopt when it could not connect.
+std::optional<::boost::asio::ip::tcp::socket> stall(::boost::asio::io_context& io,
+                                                    const std::string& address,
+                                                    const std::string& key, std::size_t& sent) {
+  namespace net = ::boost::asio;
+  net::ip::tcp::socket socket(io);
+  if (!connect_to(socket, address)) {
+    return std::nullopt;
+  }
+  socket.non_blocking(true);
+  std::string batch;
+  for (int i = 0; i < 64; ++i) {
+    tenure::kv::format_request(
+        Request::get(static_cast<std::uint64_t>(i) + 1, key, tenure::kv::ReadLevel::lease), batch);
+  }
+  auto blocked_since = Clock::now();
+  std::size_t offset = 0;
+  while (Clock::now() - blocked_since < 300ms) {
+    boost::system::error_code ec;
+    const std::size_t n =
+        socket.write_some(net::buffer(batch.data() + offset, batch.size() - offset), ec);
+    if (ec == net::error::would_block) {
+      std::this_thread::sleep_for(5ms);  // the node is not reading: that is what we wait for
+      continue;
+    }
+    if (ec) {
+      break;
+    }
+    sent += n;
+    offset = (offset + n) % batch.size();
+    blocked_since = Clock::now();
+  }
+  return socket;
+}
+
+int stalled(const std::string& server) {
+  // A client that pipelines requests and never reads an answer: the node stops reading it
+  // (--max-queued-bytes), so its memory stays bounded; at SIGTERM the client's connection gets
+  // --shutdown-grace-ms and is then dropped, and the node exits 0. With a grace longer than
+  // --shutdown-timeout-ms the shutdown is cut off: the process exits at once with status 3 (it
+  // used to stop the event loop and destroy the server under the handlers still queued in it).
+  std::printf("stalled: a client that never reads its answers, then SIGTERM\n");
+  namespace net = ::boost::asio;
+  LocalCluster cluster(server, scratch_dir("stalled"), 1, 1);
+  const std::string value(1000, 'v');
+  for (const bool cut_off : {false, true}) {
+    cluster.set_server_args(cut_off ? std::vector<std::string>{"--max-queued-bytes", "65536",
+                                                               "--shutdown-grace-ms", "20000",
+                                                               "--shutdown-timeout-ms", "500"}
+                                    : std::vector<std::string>{"--max-queued-bytes", "65536"});
+    cluster.start(1);
+    if (elected(cluster, "the node leads").empty()) {
+      return 1;
+    }
+    BlockingClient client(cluster.node(1).client_address());
+    std::uint64_t id = 0;
+    check(put_acknowledged(client, id, "big", value, 5s), "a 1000-byte value is written");
+    net::io_context io;
+    std::size_t sent = 0;
+    auto socket = stall(io, cluster.node(1).client_address(), "big", sent);
+    check(socket.has_value(), "the stalling client connects");
+    const std::uint64_t rss = rss_kib(cluster.node(1).pid);
+    check(rss < 100 * 1024, "the node's RSS stays bounded with the client stalled (" +
+                                std::to_string(rss) + " KiB after " + std::to_string(sent) +
+                                " bytes of requests)");
+    const auto start = Clock::now();
+    const int status = cluster.stop(1, SIGTERM);
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+    if (!cut_off) {
+      check(WIFEXITED(status) && WEXITSTATUS(status) == 0 && took < 2500ms,
+            "after the 1 s grace the connection is dropped and the node exits 0 (" +
+                describe(status) + " after " + std::to_string(took.count()) + " ms)");
+    } else {
+      check(WIFEXITED(status) && WEXITSTATUS(status) == 3 && took < 2500ms,
+            "shutdown cut off at 500 ms: the node exits with status 3 (" + describe(status) +
+                " after " + std::to_string(took.count()) + " ms)");
+      std::ifstream log(cluster.data_dir() + "/node1.log");
+      const std::string text((std::istreambuf_iterator<char>(log)),
+                             std::istreambuf_iterator<char>());
+      check(text.find("client sessions alive: 1") != std::string::npos,
+            "its log names the session still open");
+    }
+  }
+  return failures == 0 ? 0 : 1;
+}
+
 int threads(const std::string& server) {
   // Every node runs its io_context on 4 threads (--threads 4) under load, with the leader
   // transfers that tenure-kv's monitor makes every 2 s; then SIGTERM. Built with
@@ -758,10 +849,10 @@ int linearizability(const std::string& server, std::uint64_t seed) {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   if (argc < 3) {
-    std::fprintf(
-        stderr,
-        "usage: tenure_kv_integration outage|deadline|shutdown|sigterm|threads|linearizability "
-        "<tenure-kv> [seed|rounds]\n");
+    std::fprintf(stderr,
+                 "usage: tenure_kv_integration outage|deadline|shutdown|sigterm|stalled|threads|"
+                 "linearizability "
+                 "<tenure-kv> [seed|rounds]\n");
     return 2;
   }
   const int status = run_scenario(argv[1], argv[2], argc, argv);
@@ -789,6 +880,9 @@ int run_scenario(const std::string& scenario, const std::string& server, int arg
   }
   if (scenario == "shutdown") {
     return shutdown(server);
+  }
+  if (scenario == "stalled") {
+    return stalled(server);
   }
   if (scenario == "threads") {
     return threads(server);
