@@ -77,6 +77,9 @@ struct TcpTransportOptions {
   /// Accepted connections open at once (hello pending or established); one more is closed at
   /// once and counted in refused_connections.
   std::size_t max_inbound_connections = 64;
+  /// An accepted connection whose hello has not arrived within this is closed (a connection that
+  /// never speaks would hold one of max_inbound_connections for ever).
+  std::chrono::milliseconds hello_timeout{5000};
   /// Idle frame buffers of 1 MiB and more that the pool keeps for reuse, in bytes; a large buffer
   /// released past it goes back to the system.
   std::size_t max_pooled_bytes = std::size_t{64} << 20;
@@ -820,6 +823,7 @@ class AsioTcpTransport {
           // would allocate each time Asio copies it to track work. Completions still run on
           // strand_, the handlers' associated executor.
           socket_(transport.io_),
+          hello_timer_(transport.io_),
           peer_(dialed),
           dialer_(dialed != nullptr) {
       memory_.count_fallbacks_in(&t_.stats_.handler_fallbacks);
@@ -860,7 +864,17 @@ class AsioTcpTransport {
     }
 
     void post_accepted() {
-      post([self = shared_from_this()] { self->send_hello(); });
+      post([self = shared_from_this()] {
+        self->hello_timer_.expires_after(self->t_.options_.hello_timeout);
+        self->hello_timer_.async_wait(
+            self->bind([self](const ::boost::system::error_code& ec) {
+              if (!ec && !self->established_) {
+                self->close("no hello within " +
+                            std::to_string(self->t_.options_.hello_timeout.count()) + " ms");
+              }
+            }));
+        self->send_hello();
+      });
     }
 
     void post_close(std::string reason) {
@@ -951,6 +965,7 @@ class AsioTcpTransport {
                            " is not a configured peer");
         }
       }
+      hello_timer_.cancel();
       establish();
       read_length();
     }
@@ -1151,6 +1166,7 @@ class AsioTcpTransport {
         return;
       }
       closed_ = true;
+      hello_timer_.cancel();
       if (!dialer_) {
         t_.inbound_.fetch_sub(1, std::memory_order_relaxed);
       }
@@ -1178,6 +1194,7 @@ class AsioTcpTransport {
     AsioTcpTransport& t_;
     Strand strand_;
     tcp::socket socket_;
+    ::boost::asio::steady_timer hello_timer_;  // accepted connections: the hello's deadline
     Peer* peer_;  // set at construction (dialer) or after the hello (accepted)
     const bool dialer_;
     bool established_ = false;

@@ -750,3 +750,20 @@ TEST_CASE("tcp transport: a frame's buffer grows only as its bytes arrive") {
   raw.socket.close();
   CHECK(stop_and_drain(b));
 }
+
+TEST_CASE("tcp transport: an accepted connection that says no hello is closed at hello_timeout") {
+  TcpTransportOptions o;
+  o.hello_timeout = 100ms;
+  o.max_inbound_connections = 1;
+  Node b(2, o);
+  b.transport->start();
+  RawClient silent(b);
+  REQUIRE(run_until({&b}, [&] { return b.logged("no hello within 100 ms"); }));
+  CHECK(silent.closed_by_peer());
+  // Its slot is free again: the next connection is taken, not refused.
+  RawClient next(b);
+  b.io.restart();
+  b.io.run_for(30ms);
+  CHECK(b.transport->stats().refused_connections == 0);
+  CHECK(stop_and_drain(b));
+}
