@@ -15,9 +15,10 @@
 //
 // Whatever clients do, a node's resources stay bounded (docs/runtime.md, "Security"): at most
 // --max-clients connections (one more is told `0 error overloaded -` and closed), at most
-// --max-inflight requests being served per connection and --max-queued-bytes of answers waiting
-// to be written to it (past either, the node stops reading that connection until its client
-// reads), and a connection idle for --idle-timeout-ms is closed. At SIGTERM, connections get
+// --max-inflight requests in flight per connection (read, and not yet answered or not yet written
+// to the socket) and --max-queued-bytes of answers waiting to be written to it (past either, the
+// node stops reading that connection until its client reads), and a connection idle for
+// --idle-timeout-ms is closed. At SIGTERM, connections get
 // --shutdown-grace-ms to take their answers, then close; if the event loop still holds work at
 // --shutdown-timeout-ms, the process exits at once with status 3 (what was acknowledged is
 // durable; the log names what was still open).
@@ -531,6 +532,8 @@ class Server {
 
   /// The process's exit status when shutdown had to be cut off (see stop()).
   static constexpr int kForcedExit = 3;
+  /// SO_SNDBUF and SO_RCVBUF of a client connection.
+  static constexpr int kSessionSocketBuffer = 128 << 10;
 
   void handle(const std::shared_ptr<Session>& session, std::string_view line) {
     const auto parsed = tenure::kv::parse_request(line);
@@ -721,6 +724,12 @@ class Server {
         return;
       }
       socket.set_option(tcp::no_delay(true), ignored);
+      // Modest socket buffers: a client that stops reading is noticed after 128 KiB of answers
+      // sit in the kernel, not after the megabytes autotuning would let pile up there (each
+      // of them a request served on that client's behalf, and CPU taken from everyone else),
+      // and a client's unread requests hold at most 128 KiB of kernel memory.
+      socket.set_option(net::socket_base::send_buffer_size(kSessionSocketBuffer), ignored);
+      socket.set_option(net::socket_base::receive_buffer_size(kSessionSocketBuffer), ignored);
       auto session = std::make_shared<Session>(*this, std::move(socket));
       {
         std::lock_guard lock(sessions_mutex_);
@@ -809,8 +818,10 @@ Session::~Session() {
   server_.live_sessions().fetch_sub(1);
 }
 
+// In flight: read and not yet answered, or answered and not yet written to the socket. Answers
+// queue up only for a client that does not read them.
 bool Session::over_limits() const {
-  return outstanding_ >= server_.args().max_inflight ||
+  return outstanding_ + queue_.size() >= server_.args().max_inflight ||
          queued_bytes_ >= server_.args().max_queued_bytes;
 }
 

@@ -19,6 +19,9 @@
 //   tenure_kv_integration stalled <path-to-tenure-kv>
 //     A client pipelines requests and never reads: the node's memory stays bounded; SIGTERM
 //     ends it with exit 0 after the grace, or with status 3 when the shutdown is cut off.
+//   tenure_kv_integration flood <path-to-tenure-kv>
+//     Garbage, half-open connections, clients that never read and hellos from unknown nodes on
+//     every port while writes run: at least half the unloaded write rate, bounded memory.
 //   tenure_kv_integration threads <path-to-tenure-kv>
 //     Nodes running --threads 4 under load and leader transfers, then SIGTERM: each exits 0 (a
 //     ThreadSanitizer build reports any data race by a non-zero status).
@@ -45,6 +48,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -565,9 +569,9 @@ int sigterm(const std::string& server, int rounds) {
 // Connects to `address` and pipelines gets of `key` without ever reading an answer, until the
 // node stops reading too (a write would block for 300 ms): a client whose answers pile up.
 // Returns the connected socket, or nullopt when it could not connect.
-std::optional<::boost::asio::ip::tcp::socket> stall(::boost::asio::io_context& io,
-                                                    const std::string& address,
-                                                    const std::string& key, std::size_t& sent) {
+std::optional<::boost::asio::ip::tcp::socket> stall(
+    ::boost::asio::io_context& io, const std::string& address, const std::string& key,
+    std::size_t& sent, std::size_t at_most = std::numeric_limits<std::size_t>::max()) {
   namespace net = ::boost::asio;
   net::ip::tcp::socket socket(io);
   if (!connect_to(socket, address)) {
@@ -581,7 +585,8 @@ std::optional<::boost::asio::ip::tcp::socket> stall(::boost::asio::io_context& i
   }
   auto blocked_since = Clock::now();
   std::size_t offset = 0;
-  while (Clock::now() - blocked_since < 300ms) {
+  const std::size_t before = sent;
+  while (Clock::now() - blocked_since < 300ms && sent - before < at_most) {
     boost::system::error_code ec;
     const std::size_t n =
         socket.write_some(net::buffer(batch.data() + offset, batch.size() - offset), ec);
@@ -646,6 +651,146 @@ int stalled(const std::string& server) {
       check(text.find("client sessions alive: 1") != std::string::npos,
             "its log names the session still open");
     }
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+// Writers that put for `duration`, each key to the node it believes leads the key's shard
+// (learned from not_leader hints): acknowledged writes per second.
+double write_rate(LocalCluster& cluster, std::uint32_t shards, std::chrono::milliseconds duration,
+                  unsigned writers) {
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> acknowledged{0};
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < writers; ++i) {
+    threads.emplace_back([&, i] {
+      std::map<std::string, std::unique_ptr<BlockingClient>> clients;
+      std::vector<std::string> leader_of(shards, cluster.node(i % 3 + 1).client_address());
+      std::uint64_t id = 0;
+      while (!stop.load()) {
+        ++id;
+        const std::string key = "w" + std::to_string(i) + "-" + std::to_string(id % 16);
+        const std::uint32_t shard = tenure::kv::shard_of(key, shards);
+        auto& client = clients[leader_of[shard]];
+        if (!client) {
+          client = std::make_unique<BlockingClient>(leader_of[shard]);
+        }
+        const auto r = client->call(Request::put(id, key, "v"), 1s);
+        if (r.ok()) {
+          acknowledged.fetch_add(1);
+        } else if (r.response && !r.response->leader.empty()) {
+          leader_of[shard] = std::string(r.response->leader);
+        } else {
+          std::this_thread::sleep_for(5ms);  // no answer: do not spin
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(duration);  // the measurement window
+  stop = true;
+  for (auto& t : threads) {
+    t.join();
+  }
+  return static_cast<double>(acknowledged.load()) / std::chrono::duration<double>(duration).count();
+}
+
+int flood(const std::string& server) {
+  // Hostile traffic on every port of every node while a write workload runs: garbage, half-open
+  // connections, clients that pipeline and never read, raft connections with hellos from nodes
+  // that do not exist and with garbage. The workload keeps at least half its unloaded rate and
+  // every node's memory stays bounded.
+  std::printf("flood: hostile traffic on every port while a workload runs\n");
+  namespace net = ::boost::asio;
+  LocalCluster cluster(server, scratch_dir("flood"), 3, 2);
+  cluster.start_all();
+  if (elected(cluster, "leaders are elected").empty()) {
+    return 1;
+  }
+  write_rate(cluster, 2, 500ms, 4);  // warm-up
+  const double unloaded = write_rate(cluster, 2, 3s, 4);
+
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> attackers;
+  net::io_context held_io;
+  std::vector<net::ip::tcp::socket> held;  // half-open and stalled connections, kept open
+  std::mutex held_mutex;
+  const auto raft_address = [&](std::uint64_t n) {
+    return "127.0.0.1:" + std::to_string(cluster.node(n).raft_port);
+  };
+  std::size_t stalled_bytes = 0;
+  for (std::uint64_t n = 1; n <= 3; ++n) {
+    const std::string client_address = cluster.node(n).client_address();
+    // Half-open: connections that never send a byte (50 per client port, 20 per raft port).
+    for (int i = 0; i < 70; ++i) {
+      net::ip::tcp::socket s(held_io);
+      if (connect_to(s, i < 50 ? client_address : raft_address(n))) {
+        held.push_back(std::move(s));
+      }
+    }
+    // Clients that pipeline gets and never read.
+    for (int i = 0; i < 2; ++i) {
+      if (auto s = stall(held_io, client_address, "k" + std::to_string(i), stalled_bytes,
+                         std::size_t{1} << 20)) {
+        held.push_back(std::move(*s));
+      }
+    }
+    // Garbage on both ports, and hellos from a node that does not exist.
+    for (int kind = 0; kind < 3; ++kind) {
+      attackers.emplace_back([&, n, kind, client_address] {
+        tenure::raft::Xoshiro256 random(n * 10 + static_cast<std::uint64_t>(kind));
+        net::io_context io;
+        while (!stop.load()) {
+          net::ip::tcp::socket s(io);
+          if (connect_to(s, kind == 0 ? client_address : raft_address(n))) {
+            std::vector<std::uint8_t> junk(4096);
+            for (auto& b : junk) {
+              b = static_cast<std::uint8_t>(random.next());
+            }
+            if (kind == 2) {  // a well-formed hello from node 999, then a frame
+              const std::uint8_t hello[] = {'T', 'N', 'R', '1', 1, 0xe7, 0x03, 0, 0, 0, 0, 0, 0};
+              std::copy(std::begin(hello), std::end(hello), junk.begin());
+            }
+            boost::system::error_code ec;
+            net::write(s, net::buffer(junk), ec);
+            s.close(ec);
+          }
+          // 20 hostile connections a second per thread, 180 in all: a steady flood that the
+          // nodes must shrug off, not a contest for the machine's two cores with the workload.
+          std::this_thread::sleep_for(50ms);
+        }
+      });
+    }
+  }
+  std::uint64_t max_rss = 0;
+  std::thread sampler([&] {
+    while (!stop.load()) {
+      for (const auto& node : cluster.nodes()) {
+        if (node.pid > 0) {
+          max_rss = std::max(max_rss, rss_kib(node.pid));
+        }
+      }
+      std::this_thread::sleep_for(50ms);  // sampling period
+    }
+  });
+  const double loaded = write_rate(cluster, 2, 3s, 4);
+  stop = true;
+  for (auto& t : attackers) {
+    t.join();
+  }
+  sampler.join();
+  char rates[160];
+  std::snprintf(rates, sizeof rates, "%.0f writes/s under attack, %.0f unloaded", loaded, unloaded);
+  check(loaded >= unloaded / 2, std::string("the workload keeps half its rate: ") + rates);
+  check(max_rss < 150 * 1024,
+        "every node stays under 150 MiB of RSS (largest seen: " + std::to_string(max_rss) +
+            " KiB; stalled clients wrote " + std::to_string(stalled_bytes) + " bytes)");
+  std::string died;
+  check(!cluster.exited().has_value(), "no node died");
+  held.clear();
+  for (const auto& node : cluster.nodes()) {
+    const int status = cluster.stop(node.id, SIGTERM);
+    check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "node " + std::to_string(node.id) + " exits 0 after SIGTERM (" + describe(status) + ")");
   }
   return failures == 0 ? 0 : 1;
 }
@@ -880,6 +1025,9 @@ int run_scenario(const std::string& scenario, const std::string& server, int arg
   }
   if (scenario == "shutdown") {
     return shutdown(server);
+  }
+  if (scenario == "flood") {
+    return flood(server);
   }
   if (scenario == "stalled") {
     return stalled(server);

@@ -866,13 +866,12 @@ class AsioTcpTransport {
     void post_accepted() {
       post([self = shared_from_this()] {
         self->hello_timer_.expires_after(self->t_.options_.hello_timeout);
-        self->hello_timer_.async_wait(
-            self->bind([self](const ::boost::system::error_code& ec) {
-              if (!ec && !self->established_) {
-                self->close("no hello within " +
-                            std::to_string(self->t_.options_.hello_timeout.count()) + " ms");
-              }
-            }));
+        self->hello_timer_.async_wait(self->bind([self](const ::boost::system::error_code& ec) {
+          if (!ec && !self->established_) {
+            self->close("no hello within " +
+                        std::to_string(self->t_.options_.hello_timeout.count()) + " ms");
+          }
+        }));
         self->send_hello();
       });
     }
