@@ -10,8 +10,12 @@
 // A bad hello, a bad length or a frame the codec refuses closes that one connection with a
 // logged error (peer and reason) and counts malformed_frames; other connections and groups go on.
 //
-// Without TLS this transport trusts its network (docs/runtime.md, "Security"): a hello names a
-// node id, nothing proves it. What it does check: a hello must name a peer configured with
+// With TLS (options.tls, in a build with TENURE_WITH_TLS) every connection is mutual TLS: each
+// side presents a certificate that must chain to the cluster CA, and the subject common name of
+// the other side's certificate must be "node-<id>" for exactly the id its hello claims;
+// otherwise the connection is closed before any frame is read (Stats::tls_refused). Without TLS
+// this transport trusts its network (docs/runtime.md, "Security"): a hello names a node id,
+// nothing proves it. What it does check: a hello must name a peer configured with
 // set_peer() (anything else is refused and creates nothing), every frame's `from` must be the
 // node the connection's hello named, at most max_inbound_connections accepted connections are
 // open at once, and a frame's buffer grows only as its bytes arrive.
@@ -44,6 +48,7 @@
 
 #include <boost/asio.hpp>
 
+#include <raft/asio/tls.hpp>
 #include <raft/codec.hpp>
 #include <raft/errc.hpp>
 #include <raft/message.hpp>
@@ -78,8 +83,12 @@ struct TcpTransportOptions {
   /// once and counted in refused_connections.
   std::size_t max_inbound_connections = 64;
   /// An accepted connection whose hello has not arrived within this is closed (a connection that
-  /// never speaks would hold one of max_inbound_connections for ever).
+  /// never speaks would hold one of max_inbound_connections for ever). With TLS, the handshake
+  /// counts against it too.
   std::chrono::milliseconds hello_timeout{5000};
+  /// Mutual TLS on every connection (see the top of this file). Needs a build with
+  /// TENURE_WITH_TLS; without it the constructor refuses TLS with errc::invalid_config.
+  std::optional<TlsFiles> tls;
   /// Idle frame buffers of 1 MiB and more that the pool keeps for reuse, in bytes; a large buffer
   /// released past it goes back to the system.
   std::size_t max_pooled_bytes = std::size_t{64} << 20;
@@ -564,6 +573,9 @@ class AsioTcpTransport {
     std::uint64_t wrong_sender = 0;
     /// Bytes of the frame buffers the transport owns now, in use or idle (a gauge).
     std::uint64_t pool_bytes = 0;
+    /// Connections closed for TLS: a failed handshake (no certificate, one from another CA, a
+    /// peer without TLS) or a certificate that names another node than the hello.
+    std::uint64_t tls_refused = 0;
   };
 
   /// Opens, binds and listens on options.listen at once (so local_endpoint() is known before
@@ -582,6 +594,15 @@ class AsioTcpTransport {
     }
     options_.reconnect_min = std::max(options_.reconnect_min, std::chrono::milliseconds{1});
     options_.reconnect_max = std::max(options_.reconnect_max, options_.reconnect_min);
+    if (options_.tls) {
+#if defined(TENURE_WITH_TLS)
+      tls_context_.emplace(make_tls_context(*options_.tls));
+#else
+      throw std::system_error(make_error_code(errc::invalid_config),
+                              "AsioTcpTransport: options.tls needs a build with TENURE_WITH_TLS "
+                              "(CMake: link tenure::tls)");
+#endif
+    }
     ::boost::system::error_code ec;
     acceptor_.open(options_.listen.protocol(), ec);
     if (!ec) {
@@ -610,7 +631,9 @@ class AsioTcpTransport {
 
   /// The address the transport listens on (its port, when options.listen had port 0).
   /// Thread-safety: any thread. Allocation: none.
-  ::boost::asio::ip::tcp::endpoint local_endpoint() const { return local_; }
+  ::boost::asio::ip::tcp::endpoint local_endpoint() const {
+    return local_;
+  }
 
   /// The largest message (its encoded_size()) send() can carry: max_frame_bytes, and what fits
   /// one peer's queue with its length prefix. A RaftGroup over this transport checks its
@@ -765,6 +788,7 @@ class AsioTcpTransport {
     s.unknown_hellos = get(stats_.unknown_hellos);
     s.wrong_sender = get(stats_.wrong_sender);
     s.pool_bytes = pool_.allocated_bytes();
+    s.tls_refused = get(stats_.tls_refused);
     return s;
   }
 
@@ -777,7 +801,7 @@ class AsioTcpTransport {
         dropped_queue_full{0}, dropped_unknown_peer{0}, dropped_unknown_group{0},
         malformed_frames{0}, connects{0}, disconnects{0}, dropped_invalid{0}, dropped_stopped{0},
         handler_fallbacks{0}, accept_failures{0}, refused_connections{0}, unknown_hellos{0},
-        wrong_sender{0};
+        wrong_sender{0}, tls_refused{0};
   };
 
   /// What this node knows of one peer. Never destroyed before the transport, so a Peer& stays
@@ -827,6 +851,11 @@ class AsioTcpTransport {
           peer_(dialed),
           dialer_(dialed != nullptr) {
       memory_.count_fallbacks_in(&t_.stats_.handler_fallbacks);
+#if defined(TENURE_WITH_TLS)
+      if (t_.tls_context_) {
+        tls_ = std::make_unique<TlsStream>(socket_, *t_.tls_context_);
+      }
+#endif
     }
 
     Connection(const Connection&) = delete;
@@ -842,7 +871,9 @@ class AsioTcpTransport {
       }
     }
 
-    tcp::socket& socket() noexcept { return socket_; }
+    tcp::socket& socket() noexcept {
+      return socket_;
+    }
 
     void set_registry_entry(std::list<std::weak_ptr<Connection>>::iterator it) noexcept {
       registry_it_ = it;
@@ -858,7 +889,7 @@ class AsioTcpTransport {
           if (ec) {
             return self->close("connect failed: " + ec.message());
           }
-          self->send_hello();
+          self->handshake_then_hello();
         }));
       });
     }
@@ -872,7 +903,7 @@ class AsioTcpTransport {
                         std::to_string(self->t_.options_.hello_timeout.count()) + " ms");
           }
         }));
-        self->send_hello();
+        self->handshake_then_hello();
       });
     }
 
@@ -910,7 +941,68 @@ class AsioTcpTransport {
       return s;
     }
 
-    // ---- hello -----------------------------------------------------------------------------
+    // ---- TLS, hello ------------------------------------------------------------------------
+
+    // With TLS, the handshake (which verifies the other side's certificate against the CA)
+    // comes first, and every later byte goes through it.
+    void handshake_then_hello() {
+#if defined(TENURE_WITH_TLS)
+      if (tls_) {
+        tls_->async_handshake(
+            dialer_ ? ::boost::asio::ssl::stream_base::client
+                    : ::boost::asio::ssl::stream_base::server,
+            bind([self = shared_from_this()](const ::boost::system::error_code& ec) {
+              if (ec) {
+                count(self->t_.stats_.tls_refused);
+                return self->close("TLS handshake failed: " + ec.message());
+              }
+              self->send_hello();
+            }));
+        return;
+      }
+#endif
+      send_hello();
+    }
+
+    // The certificate the other side presented must name the node its hello claims.
+    bool tls_identity_matches(NodeId sender) {
+#if defined(TENURE_WITH_TLS)
+      if (tls_) {
+        const auto name = tls_peer_name(tls_->native_handle());
+        if (!name || *name != tls_node_name(sender)) {
+          count(t_.stats_.tls_refused);
+          close("TLS certificate names '" + name.value_or("nothing") + "', the hello node " +
+                std::to_string(sender));
+          return false;
+        }
+      }
+#else
+      (void)sender;
+#endif
+      return true;
+    }
+
+    template <class Buffers, class Handler>
+    void write_all(const Buffers& buffers, Handler&& handler) {
+#if defined(TENURE_WITH_TLS)
+      if (tls_) {
+        ::boost::asio::async_write(*tls_, buffers, std::forward<Handler>(handler));
+        return;
+      }
+#endif
+      ::boost::asio::async_write(socket_, buffers, std::forward<Handler>(handler));
+    }
+
+    template <class Buffers, class Handler>
+    void read_exactly(const Buffers& buffers, Handler&& handler) {
+#if defined(TENURE_WITH_TLS)
+      if (tls_) {
+        ::boost::asio::async_read(*tls_, buffers, std::forward<Handler>(handler));
+        return;
+      }
+#endif
+      ::boost::asio::async_read(socket_, buffers, std::forward<Handler>(handler));
+    }
 
     void send_hello() {
       if (closed_) {
@@ -919,8 +1011,8 @@ class AsioTcpTransport {
       std::copy(detail::kHelloMagic.begin(), detail::kHelloMagic.end(), hello_out_.begin());
       raft::detail::store_u8(hello_out_.data() + 4, detail::kHelloVersion);
       raft::detail::store_le<std::uint64_t>(hello_out_.data() + 5, t_.options_.self);
-      ::boost::asio::async_write(
-          socket_, ::boost::asio::buffer(hello_out_),
+      write_all(
+          ::boost::asio::buffer(hello_out_),
           bind([self = shared_from_this()](const ::boost::system::error_code& ec, std::size_t) {
             if (ec) {
               return self->close("hello not sent: " + ec.message());
@@ -930,11 +1022,9 @@ class AsioTcpTransport {
     }
 
     void read_hello() {
-      ::boost::asio::async_read(
-          socket_, ::boost::asio::buffer(hello_in_),
-          bind([self = shared_from_this()](const ::boost::system::error_code& ec, std::size_t) {
-            self->on_hello(ec);
-          }));
+      read_exactly(::boost::asio::buffer(hello_in_),
+                   bind([self = shared_from_this()](const ::boost::system::error_code& ec,
+                                                    std::size_t) { self->on_hello(ec); }));
     }
 
     void on_hello(const ::boost::system::error_code& ec) {
@@ -955,6 +1045,9 @@ class AsioTcpTransport {
       if (dialer_ && sender != peer_->id) {
         return malformed("bad hello: sender " + std::to_string(sender) + ", dialed " +
                          std::to_string(peer_->id));
+      }
+      if (!tls_identity_matches(sender)) {
+        return;
       }
       if (!dialer_) {
         peer_ = t_.find_peer(sender);
@@ -999,11 +1092,9 @@ class AsioTcpTransport {
       if (closed_) {
         return;
       }
-      ::boost::asio::async_read(
-          socket_, ::boost::asio::buffer(length_in_),
-          bind([self = shared_from_this()](const ::boost::system::error_code& ec, std::size_t) {
-            self->on_length(ec);
-          }));
+      read_exactly(::boost::asio::buffer(length_in_),
+                   bind([self = shared_from_this()](const ::boost::system::error_code& ec,
+                                                    std::size_t) { self->on_length(ec); }));
     }
 
     void on_length(const ::boost::system::error_code& ec) {
@@ -1034,16 +1125,15 @@ class AsioTcpTransport {
       } catch (const std::bad_alloc&) {
         return close("out of memory for a frame of " + std::to_string(rx_length_) + " bytes");
       }
-      ::boost::asio::async_read(
-          socket_, ::boost::asio::buffer(rx_->bytes.data() + rx_received_, want - rx_received_),
-          bind([self = shared_from_this(), want](const ::boost::system::error_code& ec,
-                                                 std::size_t) {
-            if (!ec && want < self->rx_length_) {
-              self->rx_received_ = want;
-              return self->read_body();
-            }
-            self->on_body(ec);
-          }));
+      read_exactly(::boost::asio::buffer(rx_->bytes.data() + rx_received_, want - rx_received_),
+                   bind([self = shared_from_this(), want](const ::boost::system::error_code& ec,
+                                                          std::size_t) {
+                     if (!ec && want < self->rx_length_) {
+                       self->rx_received_ = want;
+                       return self->read_body();
+                     }
+                     self->on_body(ec);
+                   }));
     }
 
     void on_body(const ::boost::system::error_code& ec) {
@@ -1087,8 +1177,8 @@ class AsioTcpTransport {
     }
 
     void write_batch(std::size_t n) {
-      ::boost::asio::async_write(
-          socket_, std::span<const ::boost::asio::const_buffer>(gather_.data(), n),
+      write_all(
+          std::span<const ::boost::asio::const_buffer>(gather_.data(), n),
           bind([self = shared_from_this()](const ::boost::system::error_code& ec,
                                            std::size_t bytes) { self->on_written(ec, bytes); }));
     }
@@ -1194,6 +1284,10 @@ class AsioTcpTransport {
     Strand strand_;
     tcp::socket socket_;
     ::boost::asio::steady_timer hello_timer_;  // accepted connections: the hello's deadline
+#if defined(TENURE_WITH_TLS)
+    using TlsStream = ::boost::asio::ssl::stream<tcp::socket&>;
+    std::unique_ptr<TlsStream> tls_;  // with TLS: over socket_ (declared after it: goes first)
+#endif
     Peer* peer_;  // set at construction (dialer) or after the hello (accepted)
     const bool dialer_;
     bool established_ = false;
@@ -1436,7 +1530,10 @@ class AsioTcpTransport {
   tcp::endpoint local_;
 
   std::atomic<std::size_t> inbound_{0};  // accepted connections not yet closed
-  tcp::acceptor acceptor_;               // only on accept_strand_ once started
+#if defined(TENURE_WITH_TLS)
+  std::optional<::boost::asio::ssl::context> tls_context_;  // with options.tls
+#endif
+  tcp::acceptor acceptor_;  // only on accept_strand_ once started
   Strand accept_strand_;
   ::boost::asio::steady_timer accept_timer_;  // on accept_strand_: the pause after a failed accept
 

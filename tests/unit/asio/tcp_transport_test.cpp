@@ -767,3 +767,104 @@ TEST_CASE("tcp transport: an accepted connection that says no hello is closed at
   CHECK(b.transport->stats().refused_connections == 0);
   CHECK(stop_and_drain(b));
 }
+
+#if defined(TENURE_WITH_TLS) && defined(TENURE_TEST_CERTS)
+
+namespace {
+
+// The TLS files of `node` from the test certificates (`ca_dir`: the cluster CA's, or "/other"
+// for a CA nobody trusts); `presented` is the node whose certificate it presents.
+TcpTransportOptions tls_options(NodeId presented, const std::string& ca_dir = "") {
+  const std::string dir = std::string(TENURE_TEST_CERTS) + ca_dir;
+  TcpTransportOptions o;
+  o.tls = tenure::raft::asio::TlsFiles{dir + "/node-" + std::to_string(presented) + ".pem",
+                                       dir + "/node-" + std::to_string(presented) + "-key.pem",
+                                       dir + "/ca.pem"};
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "tcp transport with TLS: two nodes with certificates of the cluster CA exchange appends") {
+  Node a(1, tls_options(1));
+  Node b(2, tls_options(2));
+  a.add_group(7);
+  b.add_group(7);
+  mesh({&a, &b});
+  constexpr std::uint64_t kMessages = 50;
+  for (std::uint64_t seq = 0; seq < kMessages; ++seq) {
+    send_append(*a.transport, 7, 1, 2, seq);
+    send_append(*b.transport, 7, 2, 1, seq);
+  }
+  REQUIRE(run_until({&a, &b}, [&] { return a.count(7) == kMessages && b.count(7) == kMessages; }));
+  check_stream(b, 7, 1, kMessages);
+  check_stream(a, 7, 2, kMessages);
+  CHECK(a.transport->stats().tls_refused == 0);
+  CHECK(b.transport->stats().tls_refused == 0);
+  CHECK(stop_and_drain(a));
+  CHECK(stop_and_drain(b));
+}
+
+TEST_CASE("tcp transport with TLS: a certificate from another CA is refused and changes nothing") {
+  Node a(1, tls_options(1, "/other"));  // a valid-looking node 1, but its CA is not the cluster's
+  Node b(2, tls_options(2));
+  a.add_group(7);
+  b.add_group(7);
+  mesh({&a, &b});
+  send_append(*a.transport, 7, 1, 2, 1);
+  REQUIRE(run_until({&a, &b}, [&] { return b.transport->stats().tls_refused >= 1; }));
+  b.io.restart();
+  b.io.run_for(50ms);
+  CHECK(b.count(7) == 0);
+  CHECK(b.transport->stats().connects == 0);
+  CHECK(b.logged("TLS handshake failed"));
+  CHECK(stop_and_drain(a));
+  CHECK(stop_and_drain(b));
+}
+
+TEST_CASE("tcp transport with TLS: a node claiming another id than its certificate is refused") {
+  Node a(1, tls_options(3));  // says hello as node 1, presents node 3's certificate
+  Node b(2, tls_options(2));
+  a.add_group(7);
+  b.add_group(7);
+  mesh({&a, &b});
+  send_append(*a.transport, 7, 1, 2, 1);
+  REQUIRE(run_until({&a, &b}, [&] { return b.transport->stats().tls_refused >= 1; }));
+  CHECK(b.logged("TLS certificate names 'node-3', the hello node 1"));
+  b.io.restart();
+  b.io.run_for(50ms);
+  CHECK(b.count(7) == 0);
+  CHECK(b.transport->stats().connects == 0);
+  CHECK(stop_and_drain(a));
+  CHECK(stop_and_drain(b));
+}
+
+TEST_CASE("tcp transport with TLS: a connection without TLS is refused before its hello is read") {
+  Node b(2, tls_options(2));
+  b.add_group(7);
+  configure_raw_peer(b, 9);
+  b.transport->start();
+  RawClient raw(b);
+  raw.write(hello(9));
+  REQUIRE(run_until({&b}, [&] { return b.transport->stats().tls_refused == 1; }));
+  CHECK(raw.closed_by_peer());
+  CHECK(b.transport->stats().connects == 0);
+  CHECK(stop_and_drain(b));
+}
+
+TEST_CASE("tcp transport with TLS: missing files are refused at construction, naming the file") {
+  TcpTransportOptions o = tls_options(2);
+  o.tls->ca = "/nonexistent/ca.pem";
+  o.self = 2;
+  boost::asio::io_context io;
+  try {
+    AsioTcpTransport t(io, o);
+    FAIL("a missing CA file was accepted");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == tenure::raft::errc::invalid_config);
+    CHECK(std::string(e.what()).find("/nonexistent/ca.pem") != std::string::npos);
+  }
+}
+
+#endif
