@@ -26,6 +26,7 @@
 // Latencies are in microseconds, kept in log-bucketed histograms (3% relative precision).
 // Exit status: 0 when at least one operation succeeded, 1 otherwise, 2 for bad usage.
 #include "protocol.hpp"
+#include "stream.hpp"
 
 #include <algorithm>
 #include <array>
@@ -179,6 +180,7 @@ struct Options {
   unsigned connections_per_server = 1;
   std::string json;
   std::uint64_t seed = 1;
+  std::optional<tenure::raft::asio::TlsFiles> tls;
 };
 
 constexpr const char* kUsage =
@@ -195,6 +197,8 @@ constexpr const char* kUsage =
     "  --connections-per-server C  connections to each server, shared by the clients (default 1)\n"
     "  --json FILE                 also write the results as JSON to FILE\n"
     "  --seed X                    seed of the operation and key choice (default 1)\n"
+    "  --tls-cert F --tls-key F --tls-ca F\n"
+    "                              mutual TLS: this client's certificate and key, the CA\n"
     "exit status: 0 when some operation succeeded, 1 when none did, 2 for bad usage\n";
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -285,12 +289,25 @@ Options parse_options(int argc, char** argv) {
       o.json = value;
     } else if (arg == "--seed") {
       o.seed = parse_number(arg, value, 0, ~std::uint64_t{0});
+    } else if (arg == "--tls-cert" || arg == "--tls-key" || arg == "--tls-ca") {
+      if (!o.tls) {
+        o.tls.emplace();
+      }
+      (arg == "--tls-cert"  ? o.tls->certificate
+       : arg == "--tls-key" ? o.tls->private_key
+                            : o.tls->ca) = value;
     } else {
       usage_error("unknown option " + std::string(arg));
     }
   }
   if (o.servers.empty()) {
     usage_error("--servers is required");
+  }
+  if (o.tls && (o.tls->certificate.empty() || o.tls->private_key.empty() || o.tls->ca.empty())) {
+    usage_error("TLS needs all of --tls-cert, --tls-key and --tls-ca");
+  }
+  if (o.tls && !tenure::raft::asio::kHasTls) {
+    usage_error("this build has no TLS (OpenSSL was not found when it was built)");
   }
   return o;
 }
@@ -344,8 +361,9 @@ class Waiter {
 // kReconnectPause new requests fail at once instead of hammering a dead node.
 class Connection {
  public:
-  Connection(asio::io_context& io, std::string address)
-      : io_(io), address_(std::move(address)), socket_(io), resolver_(io) {}
+  Connection(asio::io_context& io, std::string address,
+             std::optional<tenure::raft::asio::TlsFiles> tls)
+      : io_(io), address_(std::move(address)), tls_(std::move(tls)), resolver_(io) {}
 
   const std::string& address() const { return address_; }
 
@@ -367,8 +385,9 @@ class Connection {
   void forget(std::uint64_t id) { waiting_.erase(id); }
 
   void close() {
-    ErrorCode ignored;
-    socket_.close(ignored);
+    if (stream_) {
+      stream_->close();
+    }
     resolver_.cancel();
   }
 
@@ -391,8 +410,11 @@ class Connection {
           if (ec) {
             return fail("connection");
           }
-          asio::async_connect(socket_, endpoints,
-                              [this, generation](ErrorCode ec2, const tcp::endpoint&) {
+          // A fresh stream per attempt (a TLS stream cannot be reused); handlers hold theirs,
+          // so a stale one outlives its last operation.
+          stream_ = std::make_shared<tenure::kv::Stream>(tcp::socket(io_));
+          asio::async_connect(stream_->socket(), endpoints,
+                              [this, generation, s = stream_](ErrorCode ec2, const tcp::endpoint&) {
                                 if (generation != generation_) {
                                   return;
                                 }
@@ -400,12 +422,23 @@ class Connection {
                                   return fail("connection");
                                 }
                                 ErrorCode ignored;
-                                socket_.set_option(tcp::no_delay(true), ignored);
-                                state_ = State::connected;
-                                start_read();
-                                if (!pending_.empty()) {
-                                  start_write();
+                                s->socket().set_option(tcp::no_delay(true), ignored);
+                                if (tls_) {
+                                  s->use_tls(*tls_);
                                 }
+                                s->async_handshake(false, [this, generation, s](ErrorCode ec3) {
+                                  if (generation != generation_) {
+                                    return;
+                                  }
+                                  if (ec3) {
+                                    return fail("connection");
+                                  }
+                                  state_ = State::connected;
+                                  start_read();
+                                  if (!pending_.empty()) {
+                                    start_write();
+                                  }
+                                });
                               });
         });
   }
@@ -415,27 +448,27 @@ class Connection {
     writing_buffer_.swap(pending_);
     pending_.clear();
     const unsigned generation = generation_;
-    asio::async_write(socket_, asio::buffer(writing_buffer_),
-                      [this, generation](ErrorCode ec, std::size_t) {
-                        if (generation != generation_) {
-                          return;
-                        }
-                        writing_ = false;
-                        writing_buffer_.clear();
-                        if (ec) {
-                          return fail("connection");
-                        }
-                        if (!pending_.empty()) {
-                          start_write();
-                        }
-                      });
+    stream_->async_write(asio::buffer(writing_buffer_),
+                         [this, generation, s = stream_](ErrorCode ec, std::size_t) {
+                           if (generation != generation_) {
+                             return;
+                           }
+                           writing_ = false;
+                           writing_buffer_.clear();
+                           if (ec) {
+                             return fail("connection");
+                           }
+                           if (!pending_.empty()) {
+                             start_write();
+                           }
+                         });
   }
 
   void start_read() {
     const unsigned generation = generation_;
-    asio::async_read_until(
-        socket_, asio::dynamic_buffer(in_, tenure::kv::kMaxResponseLine + 1), '\n',
-        [this, generation](ErrorCode ec, std::size_t length) {
+    stream_->async_read_until(
+        asio::dynamic_buffer(in_, tenure::kv::kMaxResponseLine + 1), '\n',
+        [this, generation, s = stream_](ErrorCode ec, std::size_t length) {
           if (generation != generation_) {
             return;
           }
@@ -464,8 +497,9 @@ class Connection {
     state_ = State::failed;
     retry_after_ = Clock::now() + kReconnectPause;
     writing_ = false;
-    ErrorCode ignored;
-    socket_.close(ignored);
+    if (stream_) {
+      stream_->close();
+    }
     pending_.clear();
     writing_buffer_.clear();
     in_.clear();
@@ -478,7 +512,8 @@ class Connection {
 
   asio::io_context& io_;
   std::string address_;
-  tcp::socket socket_;
+  std::optional<tenure::raft::asio::TlsFiles> tls_;
+  std::shared_ptr<tenure::kv::Stream> stream_;  // the current attempt's
   tcp::resolver resolver_;
   State state_ = State::idle;
   unsigned generation_ = 0;  // bumped per connection attempt and failure
@@ -601,7 +636,7 @@ class Bench {
     auto& list = it->second;
     if (list.empty()) {
       for (unsigned c = 0; c < options_.connections_per_server; ++c) {
-        list.push_back(std::make_unique<Connection>(io_, std::string(address)));
+        list.push_back(std::make_unique<Connection>(io_, std::string(address), options_.tls));
       }
     }
     return *list[client % list.size()];

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "protocol.hpp"
+#include "stream.hpp"
 
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 
@@ -10,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,10 +28,13 @@ struct CallResult {
   bool ok() const noexcept { return response.has_value() && response->kind != ResponseKind::error; }
 };
 
-/// One connection to one server. Not thread-safe: one thread per client.
+/// One connection to one server. Not thread-safe: one thread per client. With TLS files it
+/// speaks mutual TLS (a build with TENURE_WITH_TLS).
 class BlockingClient {
  public:
-  explicit BlockingClient(std::string address) : address_(std::move(address)), socket_(io_) {}
+  explicit BlockingClient(std::string address,
+                          std::optional<raft::asio::TlsFiles> tls = std::nullopt)
+      : address_(std::move(address)), tls_(std::move(tls)) {}
 
   const std::string& address() const noexcept { return address_; }
 
@@ -40,8 +45,10 @@ class BlockingClient {
   }
 
   void close() {
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    if (stream_) {
+      stream_->close();
+      stream_.reset();
+    }
     buffer_.clear();
   }
 
@@ -49,18 +56,18 @@ class BlockingClient {
   CallResult call(const Request& request, std::chrono::milliseconds timeout) {
     CallResult out;
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    if (!socket_.is_open() && !connect(deadline, out)) {
+    if (!stream_ && !connect(deadline, out)) {
       return out;
     }
     std::string line;
     format_request(request, line);
     bool done = false;
     boost::system::error_code error;
-    ::boost::asio::async_write(socket_, ::boost::asio::buffer(line),
-                               [&](const boost::system::error_code& ec, std::size_t) {
-                                 error = ec;
-                                 done = true;
-                               });
+    stream_->async_write(::boost::asio::buffer(line),
+                         [&](const boost::system::error_code& ec, std::size_t) {
+                           error = ec;
+                           done = true;
+                         });
     if (!run_until(done, deadline) || error) {
       out.transport_error = error ? error.message() : "timed out writing";
       close();
@@ -69,12 +76,12 @@ class BlockingClient {
     for (;;) {
       done = false;
       std::size_t n = 0;
-      ::boost::asio::async_read_until(socket_, ::boost::asio::dynamic_buffer(buffer_), '\n',
-                                      [&](const boost::system::error_code& ec, std::size_t len) {
-                                        error = ec;
-                                        n = len;
-                                        done = true;
-                                      });
+      stream_->async_read_until(::boost::asio::dynamic_buffer(buffer_), '\n',
+                                [&](const boost::system::error_code& ec, std::size_t len) {
+                                  error = ec;
+                                  n = len;
+                                  done = true;
+                                });
       if (!run_until(done, deadline) || error) {
         out.transport_error = error ? error.message() : "timed out waiting for the response";
         close();
@@ -106,20 +113,35 @@ class BlockingClient {
       out.transport_error = "bad address " + address_;
       return false;
     }
+    stream_ = std::make_unique<Stream>(::boost::asio::ip::tcp::socket(io_));
     const auto port = split->port;
     bool done = false;
     boost::system::error_code error;
-    socket_.async_connect({ip, static_cast<unsigned short>(port)},
-                          [&](const boost::system::error_code& e) {
-                            error = e;
-                            done = true;
-                          });
+    stream_->socket().async_connect({ip, static_cast<unsigned short>(port)},
+                                    [&](const boost::system::error_code& e) {
+                                      error = e;
+                                      done = true;
+                                    });
     if (!run_until(done, deadline) || error) {
       out.transport_error = error ? error.message() : "timed out connecting";
       close();
       return false;
     }
-    socket_.set_option(::boost::asio::ip::tcp::no_delay(true), ec);
+    stream_->socket().set_option(::boost::asio::ip::tcp::no_delay(true), ec);
+    if (tls_) {
+      stream_->use_tls(*tls_);
+      done = false;
+      stream_->async_handshake(false, [&](const boost::system::error_code& e) {
+        error = e;
+        done = true;
+      });
+      if (!run_until(done, deadline) || error) {
+        out.transport_error =
+            "TLS handshake: " + (error ? error.message() : std::string("timed out"));
+        close();
+        return false;
+      }
+    }
     return true;
   }
 
@@ -132,7 +154,7 @@ class BlockingClient {
     }
     if (!done) {
       boost::system::error_code ignored;
-      socket_.cancel(ignored);
+      stream_->socket().cancel(ignored);
       io_.restart();
       while (!done) {
         io_.run_one();
@@ -143,8 +165,9 @@ class BlockingClient {
   }
 
   std::string address_;
+  std::optional<raft::asio::TlsFiles> tls_;
   ::boost::asio::io_context io_;
-  ::boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<Stream> stream_;  // connected, or null
   std::string buffer_;
 };
 

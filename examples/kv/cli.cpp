@@ -12,6 +12,7 @@
 // usage, 3 cas mismatch. The protocol is docs/kv-protocol.md; the client speaks it through
 // examples/kv/protocol.hpp over a Boost.Asio socket whose every operation has a deadline.
 #include "protocol.hpp"
+#include "stream.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -62,6 +63,8 @@ constexpr const char* kUsage =
     "  --server HOST:PORT   a node's client address (any node: not_leader hints are followed)\n"
     "  --timeout-ms N       deadline for the whole command, redirects included (default 5000)\n"
     "  --verbose            also print on stderr how a get was served and each redirect\n"
+    "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
+    "                       mutual TLS: this client's certificate and key, and the cluster CA\n"
     "  --                   end of options (for a key or value that starts with --)\n"
     "exit status: 0 success, 1 error, 2 bad usage, 3 cas mismatch\n";
 
@@ -72,6 +75,7 @@ struct Args {
   ReadLevel level = ReadLevel::linearizable;
   bool level_given = false;
   std::vector<std::string> words;  // the command and its operands
+  std::optional<tenure::raft::asio::TlsFiles> tls;
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -110,6 +114,13 @@ Args parse_args(int argc, char** argv) {
       }
     } else if (arg == "--verbose") {
       args.verbose = true;
+    } else if (arg == "--tls-cert" || arg == "--tls-key" || arg == "--tls-ca") {
+      if (!args.tls) {
+        args.tls.emplace();
+      }
+      (arg == "--tls-cert"  ? args.tls->certificate
+       : arg == "--tls-key" ? args.tls->private_key
+                            : args.tls->ca) = value_of(arg);
     } else if (arg.substr(0, 7) == "--read=") {
       const auto level = tenure::kv::read_level_from_name(arg.substr(7));
       if (!level) {
@@ -126,6 +137,13 @@ Args parse_args(int argc, char** argv) {
   }
   if (!tenure::kv::is_valid_address(args.server)) {
     usage_error("--server must be HOST:PORT");
+  }
+  if (args.tls &&
+      (args.tls->certificate.empty() || args.tls->private_key.empty() || args.tls->ca.empty())) {
+    usage_error("TLS needs all of --tls-cert, --tls-key and --tls-ca");
+  }
+  if (args.tls && !tenure::raft::asio::kHasTls) {
+    usage_error("this build has no TLS (OpenSSL was not found when it was built)");
   }
   return args;
 }
@@ -189,8 +207,9 @@ class Connection {
  public:
   Connection(asio::io_context& io, Clock::time_point deadline) : io_(io), deadline_(deadline) {}
 
-  // Connects to `address` (`host:port`, IPv6 hosts in brackets).
-  boost::system::error_code connect(std::string_view address) {
+  // Connects to `address` (`host:port`, IPv6 hosts in brackets), with TLS when `tls` is given.
+  boost::system::error_code connect(std::string_view address,
+                                    const std::optional<tenure::raft::asio::TlsFiles>& tls) {
     const auto split = tenure::kv::split_address(address);
     if (!split) {
       return asio::error::invalid_argument;
@@ -205,10 +224,17 @@ class Connection {
         return;
       }
       asio::async_connect(
-          socket_, endpoints,
+          stream_.socket(), endpoints,
           [&](boost::system::error_code ec2, const tcp::endpoint&) { result = ec2; });
     });
     run(result, [&] { resolver.cancel(); });
+    if (result || !tls) {
+      return result;
+    }
+    stream_.use_tls(*tls);
+    result = asio::error::would_block;
+    stream_.async_handshake(false, [&](boost::system::error_code ec) { result = ec; });
+    run(result, [] {});
     return result;
   }
 
@@ -216,20 +242,19 @@ class Connection {
   boost::system::error_code exchange(const std::string& line, std::uint64_t id,
                                      std::optional<Response>& response) {
     boost::system::error_code result = asio::error::would_block;
-    asio::async_write(socket_, asio::buffer(line),
-                      [&](boost::system::error_code ec, std::size_t) { result = ec; });
+    stream_.async_write(asio::buffer(line),
+                        [&](boost::system::error_code ec, std::size_t) { result = ec; });
     run(result, [] {});
     while (!result) {
       buffer_.erase(0, consumed_);
       consumed_ = 0;
       result = asio::error::would_block;
       std::size_t length = 0;
-      asio::async_read_until(socket_,
-                             asio::dynamic_buffer(buffer_, tenure::kv::kMaxResponseLine + 1), '\n',
-                             [&](boost::system::error_code ec, std::size_t n) {
-                               result = ec;
-                               length = n;
-                             });
+      stream_.async_read_until(asio::dynamic_buffer(buffer_, tenure::kv::kMaxResponseLine + 1),
+                               '\n', [&](boost::system::error_code ec, std::size_t n) {
+                                 result = ec;
+                                 length = n;
+                               });
       run(result, [] {});
       if (result) {
         break;
@@ -263,8 +288,7 @@ class Connection {
     }
     if (result == asio::error::would_block) {
       cancel();
-      boost::system::error_code ignored;
-      socket_.close(ignored);
+      stream_.close();
       io_.restart();
       io_.run();
       result = asio::error::timed_out;
@@ -273,7 +297,7 @@ class Connection {
 
   asio::io_context& io_;
   Clock::time_point deadline_;
-  tcp::socket socket_{io_};
+  tenure::kv::Stream stream_{tcp::socket(io_)};
   std::string buffer_;
   std::size_t consumed_ = 0;
 };
@@ -343,7 +367,7 @@ int run(const Args& args, Request request) {
   std::string line;
   while (true) {
     Connection connection(io, deadline);
-    if (const auto ec = connection.connect(address)) {
+    if (const auto ec = connection.connect(address, args.tls)) {
       std::fprintf(stderr, "tenure-kv-cli: cannot connect to %s: %s\n", address.c_str(),
                    ec.message().c_str());
       return kExitError;

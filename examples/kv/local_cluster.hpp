@@ -50,6 +50,18 @@ class LocalCluster {
   /// Extra arguments for every server started from now on (e.g. `--timeout-ms 500`).
   void set_server_args(std::vector<std::string> args) { server_args_ = std::move(args); }
 
+  /// Mutual TLS from now on, with the certificates scripts/make-certs made in `dir`: node `id`
+  /// presents node-<id>.pem, and clients of this cluster (client_tls()) client.pem.
+  void set_tls_dir(std::string dir) { tls_dir_ = std::move(dir); }
+  /// The TLS files a client of this cluster presents, when it runs TLS.
+  std::optional<raft::asio::TlsFiles> client_tls() const {
+    if (tls_dir_.empty()) {
+      return std::nullopt;
+    }
+    return raft::asio::TlsFiles{tls_dir_ + "/client.pem", tls_dir_ + "/client-key.pem",
+                                tls_dir_ + "/ca.pem"};
+  }
+
   std::vector<LocalNode>& nodes() noexcept { return nodes_; }
   LocalNode& node(std::uint64_t id) { return nodes_.at(id - 1); }
   const std::string& data_dir() const noexcept { return data_dir_; }
@@ -67,6 +79,15 @@ class LocalCluster {
                                   dir.c_str(),     "--shards",      shards.c_str()};
     for (const auto& a : server_args_) {
       argv.push_back(a.c_str());
+    }
+    const std::string cert = tls_dir_ + "/node-" + id_text + ".pem";
+    const std::string key = tls_dir_ + "/node-" + id_text + "-key.pem";
+    const std::string ca = tls_dir_ + "/ca.pem";
+    if (!tls_dir_.empty()) {
+      for (const char* a :
+           {"--tls-cert", cert.c_str(), "--tls-key", key.c_str(), "--tls-ca", ca.c_str()}) {
+        argv.push_back(a);
+      }
     }
     argv.push_back(nullptr);
     const pid_t pid = fork();
@@ -162,7 +183,7 @@ class LocalCluster {
       if (n.pid < 0) {
         continue;
       }
-      BlockingClient c(n.client_address());
+      BlockingClient c(n.client_address(), client_tls());
       auto r = c.call(Request::info(1), std::chrono::milliseconds(500));
       if (!r.ok() || r.response->kind != ResponseKind::info) {
         return std::nullopt;
@@ -251,6 +272,7 @@ class LocalCluster {
   std::uint32_t shards_;
   std::vector<LocalNode> nodes_;
   std::vector<std::string> server_args_;
+  std::string tls_dir_;
 };
 
 }  // namespace tenure::kv

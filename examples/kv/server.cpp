@@ -7,6 +7,7 @@
 //             [--no-check-quorum] [--quiet] [--max-clients 1024] [--max-inflight 1024]
 //             [--max-queued-bytes 1048576] [--idle-timeout-ms 300000]
 //             [--shutdown-grace-ms 1000] [--shutdown-timeout-ms 3000]
+//             [--tls-cert FILE --tls-key FILE --tls-ca FILE]
 //
 // `--cluster` lists every node as id=host:raft_port/client_port. `--timeout-ms` is every
 // operation's deadline. `--no-check-quorum` lets a leader that lost its quorum keep leading (as
@@ -22,8 +23,13 @@
 // --shutdown-grace-ms to take their answers, then close; if the event loop still holds work at
 // --shutdown-timeout-ms, the process exits at once with status 3 (what was acknowledged is
 // durable; the log names what was still open).
+//
+// With --tls-cert, --tls-key and --tls-ca (PEM; scripts/make-certs makes test ones) both ports
+// speak mutual TLS: peers must present a certificate of the CA naming "node-<id>" for the id
+// they claim, clients one of the same CA.
 #include "kv_store.hpp"
 #include "protocol.hpp"
+#include "stream.hpp"
 
 #include <raft/asio/asio_group.hpp>
 #include <raft/asio/tcp_transport.hpp>
@@ -93,6 +99,7 @@ struct Args {
   std::chrono::milliseconds idle_timeout{300'000};
   std::chrono::milliseconds shutdown_grace{1000};
   std::chrono::milliseconds shutdown_timeout{3000};
+  std::optional<tenure::raft::asio::TlsFiles> tls;
 };
 
 [[noreturn]] void usage(const std::string& error) {
@@ -104,7 +111,8 @@ struct Args {
          "                 [--shards N] [--threads N] [--timeout-ms MS] [--no-check-quorum]\n"
          "                 [--quiet] [--max-clients N] [--max-inflight N]\n"
          "                 [--max-queued-bytes N] [--idle-timeout-ms MS]\n"
-         "                 [--shutdown-grace-ms MS] [--shutdown-timeout-ms MS]\n";
+         "                 [--shutdown-grace-ms MS] [--shutdown-timeout-ms MS]\n"
+         "                 [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n";
   std::exit(error.empty() ? 0 : 2);
 }
 
@@ -219,6 +227,13 @@ Args parse_args(int argc, char** argv) {
       } else {
         a.shutdown_timeout = std::chrono::milliseconds(*v);
       }
+    } else if (arg == "--tls-cert" || arg == "--tls-key" || arg == "--tls-ca") {
+      if (!a.tls) {
+        a.tls.emplace();
+      }
+      (arg == "--tls-cert"  ? a.tls->certificate
+       : arg == "--tls-key" ? a.tls->private_key
+                            : a.tls->ca) = std::string(value());
     } else if (arg == "--no-check-quorum") {
       a.check_quorum = false;
     } else if (arg == "--quiet") {
@@ -229,6 +244,12 @@ Args parse_args(int argc, char** argv) {
   }
   if (a.id == 0 || a.cluster.empty() || a.data_dir.empty()) {
     usage("--id, --cluster and --data-dir are required");
+  }
+  if (a.tls && (a.tls->certificate.empty() || a.tls->private_key.empty() || a.tls->ca.empty())) {
+    usage("TLS needs all of --tls-cert, --tls-key and --tls-ca");
+  }
+  if (a.tls && !tenure::raft::asio::kHasTls) {
+    usage("this build has no TLS (OpenSSL was not found when it was built)");
   }
   std::sort(a.cluster.begin(), a.cluster.end(),
             [](const NodeSpec& x, const NodeSpec& y) { return x.id < y.id; });
@@ -323,10 +344,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Session(Server& server, tcp::socket socket);
   ~Session();
 
-  void start() {
-    touch();
-    read();
-  }
+  void start();
   /// Closes the connection once every request read so far is answered and written.
   void close_after_writes() {
     net::post(strand_, [self = shared_from_this()] {
@@ -379,8 +397,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void write() {
     writing_ = true;
-    net::async_write(
-        socket_, net::buffer(queue_.front()),
+    stream_.async_write(
+        net::buffer(queue_.front()),
         net::bind_executor(
             strand_, [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
               self->writing_ = false;
@@ -412,14 +430,12 @@ class Session : public std::enable_shared_from_this<Session> {
     closed_ = true;
     queue_.clear();
     queued_bytes_ = 0;
-    boost::system::error_code ignored;
     idle_.cancel();
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+    stream_.close();
   }
 
   Server& server_;
-  tcp::socket socket_;
+  tenure::kv::Stream stream_;
   net::strand<tcp::socket::executor_type> strand_;
   net::steady_timer idle_;
   std::string input_;
@@ -672,6 +688,7 @@ class Server {
     const auto& me = self_spec();
     o.listen = tcp::endpoint(net::ip::make_address(me.host), me.raft_port);
     o.log = [](std::string_view line) { log_line("transport: " + std::string(line)); };
+    o.tls = args_.tls;
     return o;
   }
 
@@ -712,7 +729,9 @@ class Server {
         std::string line;
         tenure::kv::format_response(tenure::kv::Response::failure(0, errc::overloaded), line);
         socket.non_blocking(true, ignored);
-        socket.write_some(net::buffer(line), ignored);
+        if (!args_.tls) {  // plain text cannot go before a TLS handshake
+          socket.write_some(net::buffer(line), ignored);
+        }
         socket.shutdown(tcp::socket::shutdown_both, ignored);
         socket.close(ignored);
         if (++refused_clients_ == 1 || refused_clients_ % 1000 == 0) {
@@ -810,8 +829,29 @@ class Server {
 };
 
 Session::Session(Server& server, tcp::socket socket)
-    : server_(server), socket_(std::move(socket)), strand_(socket_.get_executor()), idle_(strand_) {
+    : server_(server),
+      stream_(std::move(socket)),
+      strand_(stream_.socket().get_executor()),
+      idle_(strand_) {
   server_.live_sessions().fetch_add(1);
+  if (server_.args().tls) {
+    stream_.use_tls(*server_.args().tls);
+  }
+}
+
+// With TLS the handshake (the client's certificate checked against the CA) comes first; the
+// idle timeout covers it too.
+void Session::start() {
+  touch();
+  stream_.async_handshake(
+      true,
+      net::bind_executor(strand_, [self = shared_from_this()](const boost::system::error_code& ec) {
+        if (ec) {
+          self->close();
+          return;
+        }
+        self->read();
+      }));
 }
 
 Session::~Session() {
@@ -842,8 +882,8 @@ void Session::touch() {
 }
 
 void Session::read() {
-  net::async_read_until(
-      socket_, net::dynamic_buffer(input_, tenure::kv::kMaxRequestLine + 1), '\n',
+  stream_.async_read_until(
+      net::dynamic_buffer(input_, tenure::kv::kMaxRequestLine + 1), '\n',
       net::bind_executor(
           strand_, [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
             if (self->closed_) {

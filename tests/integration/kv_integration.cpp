@@ -22,6 +22,9 @@
 //   tenure_kv_integration flood <path-to-tenure-kv>
 //     Garbage, half-open connections, clients that never read and hellos from unknown nodes on
 //     every port while writes run: at least half the unloaded write rate, bounded memory.
+//   tenure_kv_integration tls <path-to-tenure-kv>
+//     Both ports on mutual TLS: the cluster's clients are served, a client without TLS or with a
+//     certificate of another CA is not.
 //   tenure_kv_integration threads <path-to-tenure-kv>
 //     Nodes running --threads 4 under load and leader transfers, then SIGTERM: each exits 0 (a
 //     ThreadSanitizer build reports any data race by a non-zero status).
@@ -795,6 +798,54 @@ int flood(const std::string& server) {
   return failures == 0 ? 0 : 1;
 }
 
+int tls(const std::string& server) {
+  // Both ports on mutual TLS (certificates of scripts/make-certs): clients of the cluster's CA
+  // are served; a client without TLS, and one whose certificate another CA signed, are not.
+#if defined(TENURE_TEST_CERTS)
+  std::printf("tls: a 3-node cluster on mutual TLS\n");
+  const std::string certs = TENURE_TEST_CERTS;
+  LocalCluster cluster(server, scratch_dir("tls"), 3, 2);
+  cluster.set_tls_dir(certs);
+  cluster.start_all();
+  const auto lead = elected(cluster, "leaders are elected over TLS");
+  if (lead.empty()) {
+    return 1;
+  }
+  BlockingClient client(cluster.node(lead[0]).client_address(), cluster.client_tls());
+  std::uint64_t id = 0;
+  bool written = false;
+  for (int i = 0; i < 20 && !written; ++i) {
+    written = put_acknowledged(client, id, "k" + std::to_string(i), "v", 5s) &&
+              tenure::kv::shard_of("k" + std::to_string(i), 2) == 0;
+  }
+  check(written, "a client with a certificate of the cluster's CA writes");
+  const auto read = client.call(Request::get(++id, "k0", tenure::kv::ReadLevel::linearizable), 2s);
+  check(read.response.has_value(), "and reads back over TLS");
+  BlockingClient plain(cluster.node(lead[0]).client_address());
+  const auto refused = plain.call(Request::info(++id), 1s);
+  check(!refused.response.has_value(),
+        "a client without TLS gets no answer (" + refused.transport_error + ")");
+  BlockingClient stranger(
+      cluster.node(lead[0]).client_address(),
+      tenure::raft::asio::TlsFiles{certs + "/other/node-1.pem", certs + "/other/node-1-key.pem",
+                                   certs + "/other/ca.pem"});
+  const auto foreign = stranger.call(Request::info(++id), 1s);
+  check(!foreign.response.has_value(),
+        "a client whose certificate another CA signed gets no answer (" + foreign.transport_error +
+            ")");
+  for (const auto& n : cluster.nodes()) {
+    const int status = cluster.stop(n.id, SIGTERM);
+    check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "node " + std::to_string(n.id) + " exits 0 (" + describe(status) + ")");
+  }
+  return failures == 0 ? 0 : 1;
+#else
+  (void)server;
+  std::printf("tls: this build has no TLS; nothing to test\n");
+  return 0;
+#endif
+}
+
 int threads(const std::string& server) {
   // Every node runs its io_context on 4 threads (--threads 4) under load, with the leader
   // transfers that tenure-kv's monitor makes every 2 s; then SIGTERM. Built with
@@ -1031,6 +1082,9 @@ int run_scenario(const std::string& scenario, const std::string& server, int arg
   }
   if (scenario == "stalled") {
     return stalled(server);
+  }
+  if (scenario == "tls") {
+    return tls(server);
   }
   if (scenario == "threads") {
     return threads(server);
