@@ -4,6 +4,10 @@
 // shuts everything down and prints a summary. Exit status 0 only if every check held.
 //
 //   tenure-kv-demo [--server PATH] [--data-dir DIR] [--shards N] [--clients N] [--seconds S]
+//                  [--tls-dir DIR]
+//
+// With --tls-dir (certificates made by scripts/make-certs: ca.pem, node-<id>.pem, client.pem
+// and their keys) every node and every client speaks mutual TLS.
 //
 // Without --data-dir the data and logs go to a fresh directory under /tmp, removed again when the
 // demo succeeds.
@@ -50,6 +54,7 @@ struct Options {
   std::uint32_t shards = 3;
   unsigned clients = 4;
   unsigned seconds = 6;
+  std::string tls_dir;  // empty: plain TCP
 };
 
 const Clock::time_point kStart = Clock::now();
@@ -82,6 +87,9 @@ struct KeyState {
   std::vector<std::string> unknown;         // later puts whose outcome is unknown
 };
 
+// The TLS files the demo's clients present (--tls-dir), when the cluster runs TLS.
+std::optional<tenure::raft::asio::TlsFiles> g_client_tls;
+
 struct Stats {
   std::atomic<std::uint64_t> puts_ok{0}, puts_unknown{0}, puts_refused{0}, gets_ok{0},
       gets_lease{0}, errors{0};
@@ -93,7 +101,7 @@ void client_loop(unsigned index, const std::vector<Node>& nodes, std::atomic<boo
                  Stats& stats, std::map<std::string, KeyState>& keys, std::mutex& keys_mutex) {
   std::vector<std::unique_ptr<BlockingClient>> conns;
   for (const auto& n : nodes) {
-    conns.push_back(std::make_unique<BlockingClient>(n.client_address()));
+    conns.push_back(std::make_unique<BlockingClient>(n.client_address(), g_client_tls));
   }
   std::uint64_t id = 0;
   std::uint64_t counter = 0;
@@ -181,9 +189,11 @@ Options parse(int argc, char** argv) {
       o.clients = static_cast<unsigned>(std::max(1, std::atoi(value().c_str())));
     } else if (a == "--seconds") {
       o.seconds = static_cast<unsigned>(std::max(1, std::atoi(value().c_str())));
+    } else if (a == "--tls-dir") {
+      o.tls_dir = value();
     } else {
       std::cerr << "usage: tenure-kv-demo [--server PATH] [--data-dir DIR] [--shards N] "
-                   "[--clients N] [--seconds S]\n";
+                   "[--clients N] [--seconds S] [--tls-dir DIR]\n";
       std::exit(a == "--help" || a == "-h" ? 0 : 2);
     }
   }
@@ -236,6 +246,11 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   LocalCluster cluster(o.server, o.data_dir, 3, o.shards);
   g_cluster = &cluster;
+  if (!o.tls_dir.empty()) {
+    cluster.set_tls_dir(o.tls_dir);
+    g_client_tls = cluster.client_tls();
+    say("0. mutual TLS on every port, certificates from " + o.tls_dir);
+  }
   std::vector<Node>& nodes = cluster.nodes();
   const auto stop_all = [&](int signal) { cluster.stop_all(signal); };
 
@@ -305,7 +320,7 @@ int main(int argc, char** argv) {
   std::size_t lost = 0;
   std::vector<std::unique_ptr<BlockingClient>> conns;
   for (const auto& n : nodes) {
-    conns.push_back(std::make_unique<BlockingClient>(n.client_address()));
+    conns.push_back(std::make_unique<BlockingClient>(n.client_address(), g_client_tls));
   }
   std::uint64_t id = 1'000'000;
   const auto read_at = [&](std::size_t node, const std::string& key, tenure::kv::ReadLevel level,

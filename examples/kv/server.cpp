@@ -457,7 +457,8 @@ class Server {
         transport_ref_{&transport_},
         acceptor_(io),
         accept_retry_(io),
-        grace_(io),
+        grace_strand_(net::make_strand(io)),
+        grace_(grace_strand_),
         monitor_(io),
         signals_(io, SIGINT, SIGTERM) {
     for (const auto& n : args_.cluster) {
@@ -538,11 +539,16 @@ class Server {
     // already queued are written first, for shutdown_grace; then whatever a client has not read
     // is dropped.
     for_each_session([](Session& s) { s.close_after_writes(); });
-    grace_.expires_after(args_.shutdown_grace);
-    grace_.async_wait([this](const boost::system::error_code& ec) {
-      if (!ec) {
-        for_each_session([](Session& s) { s.close_now(); });
+    net::post(grace_strand_, [this] {
+      if (live_sessions_.load() == 0) {
+        return;  // nobody to wait for
       }
+      grace_.expires_after(args_.shutdown_grace);
+      grace_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) {
+          for_each_session([](Session& s) { s.close_now(); });
+        }
+      });
     });
   }
 
@@ -654,8 +660,14 @@ class Server {
 
   const Args& args() const noexcept { return args_; }
   bool stopping() const noexcept { return stopping_.load(); }
-  /// Sessions alive (constructed and not yet destroyed). Any thread.
-  std::atomic<std::size_t>& live_sessions() noexcept { return live_sessions_; }
+  /// A session is gone. Any thread. The last one to go during shutdown ends the grace period
+  /// at once (its timer would otherwise hold the event loop for the whole grace).
+  void session_ended() {
+    if (live_sessions_.fetch_sub(1) == 1 && stopping_.load()) {
+      net::post(grace_strand_, [this] { grace_.cancel(); });
+    }
+  }
+  void session_started() { live_sessions_.fetch_add(1); }
 
  private:
   void fail(Session& session, std::uint64_t id, const tenure::raft::Error& e) {
@@ -812,7 +824,8 @@ class Server {
   std::vector<std::unique_ptr<Shard>> shards_;
   tcp::acceptor acceptor_;
   net::steady_timer accept_retry_;
-  net::steady_timer grace_;
+  net::strand<net::io_context::executor_type> grace_strand_;
+  net::steady_timer grace_;            // on grace_strand_
   std::uint64_t accept_failures_ = 0;  // the accept chain only
   std::uint64_t refused_clients_ = 0;  // likewise
   std::atomic<std::size_t> live_sessions_{0};
@@ -833,7 +846,7 @@ Session::Session(Server& server, tcp::socket socket)
       stream_(std::move(socket)),
       strand_(stream_.socket().get_executor()),
       idle_(strand_) {
-  server_.live_sessions().fetch_add(1);
+  server_.session_started();
   if (server_.args().tls) {
     stream_.use_tls(*server_.args().tls);
   }
@@ -855,7 +868,7 @@ void Session::start() {
 }
 
 Session::~Session() {
-  server_.live_sessions().fetch_sub(1);
+  server_.session_ended();
 }
 
 // In flight: read and not yet answered, or answered and not yet written to the socket. Answers
