@@ -412,7 +412,7 @@ class Connection {
           }
           // A fresh stream per attempt (a TLS stream cannot be reused); handlers hold theirs,
           // so a stale one outlives its last operation.
-          stream_ = std::make_shared<tenure::kv::Stream>(tcp::socket(io_));
+          stream_ = std::make_shared<tenure::kv::Stream>(io_);
           asio::async_connect(stream_->socket(), endpoints,
                               [this, generation, s = stream_](ErrorCode ec2, const tcp::endpoint&) {
                                 if (generation != generation_) {

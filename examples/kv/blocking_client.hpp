@@ -113,7 +113,7 @@ class BlockingClient {
       out.transport_error = "bad address " + address_;
       return false;
     }
-    stream_ = std::make_unique<Stream>(::boost::asio::ip::tcp::socket(io_));
+    stream_ = std::make_unique<Stream>(io_);
     const auto port = split->port;
     bool done = false;
     boost::system::error_code error;

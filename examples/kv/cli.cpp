@@ -297,7 +297,7 @@ class Connection {
 
   asio::io_context& io_;
   Clock::time_point deadline_;
-  tenure::kv::Stream stream_{tcp::socket(io_)};
+  tenure::kv::Stream stream_{io_};
   std::string buffer_;
   std::size_t consumed_ = 0;
 };

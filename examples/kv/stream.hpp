@@ -42,7 +42,10 @@ class Stream {
  public:
   using tcp = ::boost::asio::ip::tcp;
 
+  /// A stream over an accepted socket.
   explicit Stream(tcp::socket socket) : socket_(std::move(socket)) {}
+  /// A stream to connect (socket().async_connect), its socket made in place.
+  explicit Stream(::boost::asio::io_context& io) : socket_(io) {}
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
