@@ -853,7 +853,7 @@ TEST_CASE("tcp transport with TLS: a connection without TLS is refused before it
   CHECK(stop_and_drain(b));
 }
 
-TEST_CASE("tcp transport with TLS: missing files are refused at construction, naming the file") {
+TEST_CASE("tcp transport with TLS: missing files are refused at construction - naming the file") {
   TcpTransportOptions o = tls_options(2);
   o.tls->ca = "/nonexistent/ca.pem";
   o.self = 2;
