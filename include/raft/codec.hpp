@@ -11,7 +11,7 @@
 // |      1 |    1 | type        | MessageType, 1..kMaxMessageType                            |
 // |      2 |    1 | flags       | MessageFlags; unknown bits are malformed                   |
 // |      3 |    1 | reject      | 0 or 1                                                     |
-// |      4 |    4 | entry_count | u32; non-zero only for MessageType::append                 |
+// |      4 |    4 | entry_count | u32; non-zero only for MessageType::append and ::snapshot  |
 // |      8 |    8 | group       | u64                                                        |
 // |     16 |    8 | from        | u64                                                        |
 // |     24 |    8 | to          | u64                                                        |
@@ -133,6 +133,12 @@ inline bool is_known_message_type(std::uint8_t type) noexcept {
   return type >= static_cast<std::uint8_t>(MessageType::append) && type <= kMaxMessageType;
 }
 
+// The types that may carry entries: an append, and a snapshot chunk (its bytes, and in the first
+// chunk the configuration).
+inline bool carries_entries(MessageType type) noexcept {
+  return type == MessageType::append || type == MessageType::snapshot;
+}
+
 inline bool is_known_entry_type(std::uint8_t type) noexcept {
   return type <= static_cast<std::uint8_t>(EntryType::config);
 }
@@ -148,7 +154,7 @@ inline std::size_t encodable_size(const Message& message) noexcept {
   if (message.entries.empty()) {
     return kFrameHeaderSize;
   }
-  if (message.type != MessageType::append ||
+  if (!carries_entries(message.type) ||
       message.entries.size() > std::numeric_limits<std::uint32_t>::max()) {
     return 0;
   }
@@ -296,7 +302,7 @@ inline Result<Message> decode(std::span<const std::byte> frame,
   }
 
   const std::uint32_t count = detail::load_le<std::uint32_t>(frame.data() + detail::kOffEntryCount);
-  if (count != 0 && message.type != MessageType::append) {
+  if (count != 0 && !detail::carries_entries(message.type)) {
     return errc::malformed_message;
   }
   // Each entry takes at least its header, so this bounds `count` by the frame before anything

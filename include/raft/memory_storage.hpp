@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <system_error>
 #include <vector>
@@ -15,6 +16,7 @@
 #include <raft/errc.hpp>
 #include <raft/message.hpp>
 #include <raft/result.hpp>
+#include <raft/snapshot.hpp>
 #include <raft/storage.hpp>
 #include <raft/types.hpp>
 
@@ -137,6 +139,60 @@ class MemoryStorage {
   WriteSeq durable_seq() const noexcept { return durable_seq_.load(std::memory_order_acquire); }
   std::error_code error() const noexcept { return error_; }
 
+  // --- snapshots (SnapshotStorage) -----------------------------------------------------------
+  void begin_snapshot(const SnapshotMeta& meta) {
+    pending_.emplace();
+    pending_->meta = meta;
+  }
+  void write_snapshot(std::span<const std::byte> bytes) {
+    if (pending_) {
+      pending_->data.insert(pending_->data.end(), bytes.begin(), bytes.end());
+    }
+  }
+  WriteSeq finish_snapshot() {
+    if (!pending_) {
+      return written();
+    }
+    if (manual_sync_) {
+      Undo u;
+      u.seq = last_seq_ + 1;
+      u.kind = Undo::Kind::snapshot;
+      u.snapshot = std::move(snapshot_);
+      journal_.push_back(std::move(u));
+    }
+    pending_->meta.size = pending_->data.size();
+    snapshot_ = std::move(pending_);
+    pending_.reset();
+    return written();
+  }
+  void abort_snapshot() { pending_.reset(); }
+  std::optional<SnapshotMeta> snapshot() const {
+    return snapshot_ ? std::optional<SnapshotMeta>(snapshot_->meta) : std::nullopt;
+  }
+  std::size_t read_snapshot(std::uint64_t offset, std::span<std::byte> out) const {
+    if (!snapshot_ || offset >= snapshot_->data.size()) {
+      return 0;
+    }
+    const std::size_t n = static_cast<std::size_t>(
+        std::min<std::uint64_t>(out.size(), snapshot_->data.size() - offset));
+    std::memcpy(out.data(), snapshot_->data.data() + offset, n);
+    return n;
+  }
+  WriteSeq reset_log(LogIndex index, Term term) {
+    if (manual_sync_) {
+      journal_truncation(first_index_);
+      Undo& u = journal_.back();
+      u.kind = Undo::Kind::reset;
+      u.index = first_index_;
+      u.term = compacted_term_;
+    }
+    count_ = 0;
+    byte_head_ = byte_tail_;
+    first_index_ = index + 1;
+    compacted_term_ = term;
+    return written();
+  }
+
   /// Makes an empty log start after `index`, whose term was `term` (the point a snapshot or a
   /// compaction left). For recovery; a no-op unless the log is empty.
   void restore_start(LogIndex index, Term term) noexcept {
@@ -184,6 +240,16 @@ class MemoryStorage {
           break;
         case Undo::Kind::hard_state:
           hard_state_ = u.hard_state;
+          break;
+        case Undo::Kind::snapshot:
+          snapshot_ = std::move(u.snapshot);
+          break;
+        case Undo::Kind::reset:
+          first_index_ = u.index;
+          compacted_term_ = u.term;
+          for (const UndoEntry& e : u.entries) {
+            push(EntryView{e.term, last_index() + 1, e.type, e.payload});
+          }
           break;
       }
     }
@@ -294,13 +360,19 @@ class MemoryStorage {
     EntryType type = EntryType::normal;
     std::vector<std::byte> payload;
   };
+  struct StoredSnapshot {
+    SnapshotMeta meta;
+    std::vector<std::byte> data;
+  };
   struct Undo {
-    enum class Kind : std::uint8_t { append, truncate, hard_state };
+    enum class Kind : std::uint8_t { append, truncate, hard_state, snapshot, reset };
     WriteSeq seq = 0;
     Kind kind = Kind::append;
-    LogIndex index = 0;              // append: the first index appended
+    LogIndex index = 0;              // append: the first index appended; reset: first_index_
+    Term term = 0;                   // reset: compacted_term_
     HardState hard_state;            // hard_state: the value it replaced
-    std::vector<UndoEntry> entries;  // truncate: the entries removed, in order
+    std::vector<UndoEntry> entries;  // truncate, reset: the entries removed, in order
+    std::optional<StoredSnapshot> snapshot;  // snapshot: the one it replaced
   };
 
   void journal_truncation(LogIndex from) {
@@ -326,11 +398,14 @@ class MemoryStorage {
   std::uint64_t byte_head_ = 0;   // absolute position of the first live payload byte
   std::uint64_t byte_tail_ = 0;   // absolute position after the last
   HardState hard_state_;
+  std::optional<StoredSnapshot> snapshot_;  // the newest finished snapshot
+  std::optional<StoredSnapshot> pending_;   // the one being written
   WriteSeq last_seq_ = 0;
   std::atomic<WriteSeq> durable_seq_{0};
   std::error_code error_;
 };
 
 static_assert(detail::check_storage<MemoryStorage>());
+static_assert(SnapshotStorage<MemoryStorage>);
 
 }  // namespace tenure::raft
