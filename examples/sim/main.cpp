@@ -60,7 +60,8 @@ struct Args {
                "       tenure-sim --bug NAME --expect-failure --seeds N\n"
                "bugs: lease_anchor_at_receive, no_lease_revoke_before_transfer, "
                "ack_before_durable, commit_previous_term_by_counting, excessive_clock_drift,\n"
-               "      forget_leader_contact_on_term_bump, campaign_before_durable\n",
+               "      forget_leader_contact_on_term_bump, campaign_before_durable,\n"
+               "      compact_before_snapshot_durable\n",
                message);
   std::exit(2);
 }
@@ -163,6 +164,8 @@ SimulationOptions options_for(const Args& a, std::uint64_t seed) {
     o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::forget_leader_contact_on_term_bump);
   } else if (a.bug == "campaign_before_durable") {
     o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::campaign_before_durable);
+  } else if (a.bug == "compact_before_snapshot_durable") {
+    o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::compact_before_snapshot_durable);
   } else if (a.bug == "excessive_clock_drift") {
     o.excessive_drift = true;
   } else {
@@ -197,7 +200,7 @@ int run_one(const Args& a) {
   std::printf(
       "seed %llu: %s, %zu nodes on %s%s, %llu operations (%llu ok, %llu failed, %llu ambiguous), "
       "%llu lease reads (%llu from memory), max term %llu, liveness %.1f ms, %llu torn syncs, "
-      "%llu corruptions detected, trace %016llx\n",
+      "%llu corruptions detected, %llu snapshots taken, %llu installed, trace %016llx\n",
       static_cast<unsigned long long>(r.seed), r.ok ? "passed" : "FAILED", r.nodes,
       r.file_storage ? "FileStorage" : "MemoryStorage", r.pre_vote ? "" : " without PreVote",
       static_cast<unsigned long long>(r.operations),
@@ -209,6 +212,8 @@ int run_one(const Args& a) {
       static_cast<unsigned long long>(r.max_term), static_cast<double>(r.liveness_ns) / 1e6,
       static_cast<unsigned long long>(r.torn_syncs),
       static_cast<unsigned long long>(r.corruptions_detected),
+      static_cast<unsigned long long>(r.snapshots_taken),
+      static_cast<unsigned long long>(r.snapshots_installed),
       static_cast<unsigned long long>(r.trace_hash));
   if (!r.ok) {
     std::printf("  %s\n", r.failure.c_str());
@@ -227,6 +232,7 @@ int run_many(const Args& a) {
   std::array<std::uint64_t, kFaultClasses> fired{};
   std::uint64_t operations = 0;
   std::uint64_t file_runs = 0, torn_syncs = 0, corruptions = 0;
+  std::uint64_t snapshot_runs = 0, snapshots_taken = 0, snapshots_installed = 0;
   const auto started = std::chrono::steady_clock::now();
   const bool stop_at_first = a.expect_failure;
   std::atomic<bool> stop{false};
@@ -243,6 +249,9 @@ int run_many(const Args& a) {
       file_runs += r.file_storage ? 1 : 0;
       torn_syncs += r.torn_syncs;
       corruptions += r.corruptions_detected;
+      snapshot_runs += r.snapshots ? 1 : 0;
+      snapshots_taken += r.snapshots_taken;
+      snapshots_installed += r.snapshots_installed;
       for (std::size_t f = 0; f < kFaultClasses; ++f) {
         fired[f] += r.faults[f] ? 1 : 0;
       }
@@ -287,6 +296,11 @@ int run_many(const Args& a) {
         "corrupted disks refused at recovery\n",
         static_cast<unsigned long long>(file_runs), static_cast<unsigned long long>(torn_syncs),
         static_cast<unsigned long long>(corruptions));
+    std::printf(
+        "%llu runs with snapshots: %llu taken and %llu installed by the nodes up at the end\n",
+        static_cast<unsigned long long>(snapshot_runs),
+        static_cast<unsigned long long>(snapshots_taken),
+        static_cast<unsigned long long>(snapshots_installed));
     std::printf("fault classes (seeds in which each fired):\n");
     for (std::size_t f = 0; f < kFaultClasses; ++f) {
       std::printf(

@@ -53,9 +53,21 @@ struct RaftConfig {
   std::uint32_t max_remote_read_batches = 64;
   /// The bound on an operation whose caller gives no deadline (lesson 1).
   std::chrono::nanoseconds default_operation_timeout{std::chrono::seconds(5)};
-  /// Applied entries kept in the log behind the applied index before compaction, for followers
-  /// that lag (until snapshots can catch them up).
+  /// Entries kept in the log behind the compaction point, for followers that are only a little
+  /// behind (they catch up by appends rather than a whole snapshot). With snapshots the log is
+  /// compacted through the durable snapshot's index less this many; without, through the applied
+  /// index less this many, and never past what a live follower still needs.
   std::uint64_t log_retention_entries = 100'000;
+
+  /// Snapshots, when the StateMachine and the Storage support them (SnapshotStateMachine,
+  /// SnapshotStorage): one is taken once this many entries have been applied since the last
+  /// (0: only on request_snapshot()).
+  std::uint64_t snapshot_entries = 100'000;
+  /// The bytes read from the state machine per tick while a snapshot is saved, restored per
+  /// chunk, and carried by one InstallSnapshot message.
+  std::uint64_t snapshot_chunk_bytes = std::uint64_t{1} << 20;
+  /// InstallSnapshot chunks in flight to one follower at once (flow control).
+  std::uint32_t snapshot_window = 4;
 
   /// PreVote (thesis section 9.6): a node campaigns only if a majority would vote for it.
   bool pre_vote = true;
@@ -93,7 +105,8 @@ struct RaftConfig {
     }
     if (max_inflight_messages == 0 || max_inflight_bytes == 0 || max_message_bytes == 0 ||
         max_entries_per_message == 0 || max_uncommitted_bytes == 0 || max_pending_reads == 0 ||
-        max_remote_read_batches == 0 || max_proposal_bytes == 0) {
+        max_remote_read_batches == 0 || max_proposal_bytes == 0 || snapshot_chunk_bytes == 0 ||
+        snapshot_window == 0) {
       return bad;
     }
     return {};

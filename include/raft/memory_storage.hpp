@@ -228,14 +228,19 @@ class MemoryStorage {
       journal_.pop_back();
       switch (u.kind) {
         case Undo::Kind::append:
+          // (An append below first_index_ means entries were compacted before they were durable,
+          // which the core never does; what is left of the log goes with them.)
           if (u.index <= last_index()) {
-            count_ = u.index - first_index_;
+            count_ = u.index > first_index_ ? u.index - first_index_ : 0;
             byte_tail_ = count_ == 0 ? byte_head_ : end_of(last_index());
           }
           break;
         case Undo::Kind::truncate:
-          for (const UndoEntry& e : u.entries) {
-            push(EntryView{e.term, last_index() + 1, e.type, e.payload});
+          for (std::size_t k = 0; k < u.entries.size(); ++k) {
+            const UndoEntry& e = u.entries[k];
+            if (u.index + k == last_index() + 1) {
+              push(EntryView{e.term, last_index() + 1, e.type, e.payload});
+            }
           }
           break;
         case Undo::Kind::hard_state:

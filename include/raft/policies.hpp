@@ -32,6 +32,8 @@ enum class PlantedBug : std::uint32_t {
   /// Send vote requests (and lead on the other voters' votes alone) before the new term and
   /// the own vote are durable.
   campaign_before_durable = 1u << 5,
+  /// Compact the log behind a snapshot as soon as it is written, before it is durable.
+  compact_before_snapshot_durable = 1u << 6,
 };
 
 /// The planted-bugs policy of production: none, and every check compiles away.

@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <vector>
 
 #include <boost/intrusive/list.hpp>
@@ -32,10 +33,22 @@
 #include <raft/operations.hpp>
 #include <raft/policies.hpp>
 #include <raft/result.hpp>
+#include <raft/snapshot.hpp>
 #include <raft/storage.hpp>
 #include <raft/types.hpp>
 
 namespace tenure::raft {
+
+namespace detail {
+template <class M, bool kSupported>
+struct SnapshotReaderOf {
+  struct type {};
+};
+template <class M>
+struct SnapshotReaderOf<M, true> {
+  using type = typename M::snapshot_reader;
+};
+}  // namespace detail
 
 /// The role of a node in its group (Raft paper section 5.1; PreVote, thesis section 9.6).
 enum class Role : std::uint8_t { follower, pre_candidate, candidate, leader };
@@ -96,6 +109,10 @@ class RaftGroup {
   using read_request = ReadIndexOperation;
   static constexpr std::size_t kMaxPeers = Policies::max_peers;
   using Tracker = lease::QuorumAckTracker<clock_type, kMaxPeers>;
+  /// Whether this group takes, sends and installs snapshots: its StateMachine and its Storage
+  /// both support them (SnapshotStateMachine, SnapshotStorage; docs/raft.md, "Snapshots").
+  static constexpr bool kSnapshots =
+      SnapshotStateMachine<state_machine_type> && SnapshotStorage<storage_type>;
 
   /// Counters for tests, benchmarks and metrics. Group's thread.
   struct Stats {
@@ -107,6 +124,9 @@ class RaftGroup {
     std::uint64_t entries_applied = 0;
     std::uint64_t reads_confirmed = 0;
     std::uint64_t leader_loss_callback_failures = 0;
+    std::uint64_t snapshots_taken = 0;  // saved and durable here
+    std::uint64_t snapshot_chunks_sent = 0;
+    std::uint64_t snapshots_installed = 0;  // received from a leader and restored
   };
 
   RaftGroup(const RaftConfig& config, clock_type& clock, transport_type& transport,
@@ -141,6 +161,24 @@ class RaftGroup {
     applied_ = storage_.first_index() - 1;
     durable_last_ = storage_.last_index();
     last_write_seq_ = storage_.durable_seq();
+    if constexpr (kSnapshots) {
+      chunk_.resize(static_cast<std::size_t>(config_.snapshot_chunk_bytes));
+      for (NodeId id : config_.voters) {
+        for (int b = 0; b < 8; ++b) {
+          voter_bytes_.push_back(static_cast<std::byte>(id >> (8 * b)));
+        }
+      }
+      // A restart begins from the newest durable snapshot: the state machine is rebuilt from it,
+      // and the log entries after it are applied on top.
+      if (auto snapshot = storage_.snapshot()) {
+        restore_machine(*snapshot);
+        snapshot_index_ = snapshot->index;
+        durable_snapshot_ = std::move(*snapshot);
+        applied_ = std::max(applied_, snapshot_index_);
+        commit_ = std::max(commit_, snapshot_index_);
+        published_applied_.store(applied_, std::memory_order_release);
+      }
+    }
     const time_point now = clock_.now();
     started_at_ = now;
     // Forwarded read batches are numbered from the clock's reading at start: an answer to a
@@ -171,6 +209,9 @@ class RaftGroup {
     }
     const time_point now = clock_.now();
     expire_operations(now);
+    if constexpr (kSnapshots) {
+      advance_snapshot();
+    }
     if (role_ == Role::leader) {
       if (config_.check_quorum && !quorum_active(now)) {
         become_follower(term_, kNoNode, now);  // CheckQuorum: a minority leader steps down
@@ -231,8 +272,11 @@ class RaftGroup {
         on_transfer_request(m);
         break;
       case MessageType::snapshot:
+        on_snapshot(m, now);
+        break;
       case MessageType::snapshot_response:
-        break;  // snapshots arrive with their own issue
+        on_snapshot_response(m);
+        break;
     }
     flush();
   }
@@ -422,6 +466,13 @@ class RaftGroup {
     return {};
   }
 
+  /// Takes a snapshot at the next tick (when this group supports snapshots and has applied
+  /// anything since the last one), whatever RaftConfig::snapshot_entries says. Group's thread.
+  void request_snapshot() noexcept { snapshot_requested_ = true; }
+
+  /// The index of the newest durable snapshot (0: none).
+  LogIndex snapshot_index() const noexcept { return snapshot_index_; }
+
   /// Withdraws a pending operation: it completes at once with errc::cancelled (with the leader
   /// hint). As after timed_out, a cancelled proposal's entry may still commit: its outcome is
   /// unknown. An operation that is not pending is left alone, so a cancel that races with the
@@ -513,7 +564,7 @@ class RaftGroup {
 
   /// Something that must wait until storage write `seq` is durable.
   struct Waiter {
-    enum class Kind : std::uint8_t { send, log, self_vote };
+    enum class Kind : std::uint8_t { send, log, self_vote, snapshot_saved, snapshot_installed };
     WriteSeq seq = 0;
     Kind kind = Kind::send;
     LogIndex last_index = 0;  // log: the last index after the write
@@ -543,8 +594,16 @@ class RaftGroup {
   // payloads add up to max_message_bytes, or one entry alone that is larger (a proposal of up to
   // max_proposal_bytes).
   static std::uint64_t max_append_frame_bytes(const RaftConfig& c) noexcept {
-    return kFrameHeaderSize + std::uint64_t{c.max_entries_per_message} * kEntryHeaderSize +
-           std::max(c.max_message_bytes, std::min(c.max_proposal_bytes, c.max_uncommitted_bytes));
+    const std::uint64_t append =
+        kFrameHeaderSize + std::uint64_t{c.max_entries_per_message} * kEntryHeaderSize +
+        std::max(c.max_message_bytes, std::min(c.max_proposal_bytes, c.max_uncommitted_bytes));
+    if constexpr (!kSnapshots) {
+      return append;
+    }
+    // A snapshot chunk: its bytes, and in the first the configuration (8 bytes a voter).
+    const std::uint64_t chunk = kFrameHeaderSize + 2 * kEntryHeaderSize + c.snapshot_chunk_bytes +
+                                8 * std::uint64_t{c.voters.size()};
+    return std::max(append, chunk);
   }
 
   // A transport with a frame limit must carry the largest append, or replication stalls.
@@ -556,8 +615,8 @@ class RaftGroup {
         throw std::system_error(
             make_error_code(errc::invalid_config),
             "RaftConfig lets an append frame reach " + std::to_string(needed) +
-                " bytes (max_message_bytes, max_proposal_bytes, max_entries_per_message), but the "
-                "transport carries at most " +
+                " bytes (max_message_bytes, max_proposal_bytes, max_entries_per_message, "
+                "snapshot_chunk_bytes), but the transport carries at most " +
                 std::to_string(limit) +
                 " (TcpTransportOptions::max_frame_bytes and max_queue_bytes): lower the former or "
                 "raise the latter");
@@ -677,6 +736,16 @@ class RaftGroup {
             maybe_win_election(clock_.now());
           }
           break;
+        case Waiter::Kind::snapshot_saved:
+          if constexpr (kSnapshots) {
+            snapshot_saved();
+          }
+          break;
+        case Waiter::Kind::snapshot_installed:
+          if constexpr (kSnapshots) {
+            complete_install();
+          }
+          break;
       }
     }
   }
@@ -699,7 +768,8 @@ class RaftGroup {
         return true;  // a granted pre-vote echoes the future term
       }
       const bool from_leader = m.type == MessageType::append || m.type == MessageType::heartbeat ||
-                               m.type == MessageType::timeout_now;
+                               m.type == MessageType::timeout_now ||
+                               m.type == MessageType::snapshot;
       become_follower(m.term, from_leader ? m.from : kNoNode, now);
       return true;
     }
@@ -1009,11 +1079,13 @@ class RaftGroup {
     if (p.state == detail::ProgressState::replicate && p.inflight.full()) {
       return false;
     }
-    if (p.next < storage_.first_index()) {
-      p.state = detail::ProgressState::snapshot;  // needs a snapshot: arrives with its issue
-      return false;
-    }
-    if (p.state == detail::ProgressState::snapshot) {
+    if (p.next < storage_.first_index() || p.state == detail::ProgressState::snapshot) {
+      // It needs entries compacted away: a snapshot (without snapshot support compaction never
+      // goes that far for a live follower, see maybe_compact).
+      p.state = detail::ProgressState::snapshot;
+      if constexpr (kSnapshots) {
+        send_snapshot_chunks(slot);
+      }
       return false;
     }
     const LogIndex last = storage_.last_index();
@@ -1060,6 +1132,9 @@ class RaftGroup {
     for (std::size_t i = 0; i < members_; ++i) {
       if (i == self_slot_) {
         continue;
+      }
+      if constexpr (kSnapshots) {
+        retry_stalled_snapshot(i);
       }
       Message m = base_message(MessageType::heartbeat, ids_[i]);
       // A follower may only learn a commit index its log is known to reach (etcd does the same).
@@ -1341,6 +1416,9 @@ class RaftGroup {
   // gone could never catch up. A new leader, which has heard from no one yet, counts every
   // follower as live until election_timeout_min has passed.
   void maybe_compact() {
+    if constexpr (kSnapshots) {
+      return;  // compaction follows durable snapshots (snapshot_saved, complete_install)
+    }
     const std::uint64_t keep = config_.log_retention_entries;
     if (applied_ <= keep) {
       return;
@@ -1512,6 +1590,312 @@ class RaftGroup {
 
   void fail_remote_reads() {
     remote_read_count_ = 0;  // the followers' deadlines answer for them
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Snapshots (thesis chapter 5): taken a chunk per tick, compacted behind once durable, sent in
+  // flow-controlled chunks, installed atomically.
+  // -------------------------------------------------------------------------------------------
+
+  // One step of a snapshot being saved (a chunk per tick, so the group's thread never stalls for
+  // a whole state), or the start of one that is due.
+  void advance_snapshot() {
+    if (installing_ || snapshot_unsaved_) {
+      return;  // an install owns the storage's pending snapshot; one save at a time
+    }
+    if (saving_reader_) {
+      const std::size_t n = saving_reader_->read(std::span<std::byte>(chunk_));
+      if (n != 0) {
+        storage_.write_snapshot(std::span<const std::byte>(chunk_.data(), n));
+        saving_meta_.size += n;
+      }
+      if (n == chunk_.size()) {
+        return;  // more next tick
+      }
+      saving_reader_.reset();
+      last_write_seq_ = storage_.finish_snapshot();
+      push_waiter(last_write_seq_, Waiter::Kind::snapshot_saved).last_index = saving_meta_.index;
+      snapshot_unsaved_ = true;
+      if (planted(PlantedBug::compact_before_snapshot_durable)) {
+        compact_behind(saving_meta_.index);
+      }
+      release_durable();
+      return;
+    }
+    const bool due =
+        snapshot_requested_ ||
+        (config_.snapshot_entries != 0 && applied_ - snapshot_index_ >= config_.snapshot_entries);
+    if (!due || applied_ <= snapshot_index_) {
+      return;
+    }
+    snapshot_requested_ = false;
+    saving_meta_.index = applied_;
+    saving_meta_.term = term_at(applied_);
+    saving_meta_.voters.assign(config_.voters.begin(), config_.voters.end());
+    saving_meta_.size = 0;
+    storage_.begin_snapshot(saving_meta_);
+    saving_reader_.emplace(machine_.begin_snapshot());
+  }
+
+  // The snapshot being saved is durable: it is the one to send, and the log behind it may go.
+  void snapshot_saved() {
+    snapshot_unsaved_ = false;
+    ++stats_.snapshots_taken;
+    if (saving_meta_.index > snapshot_index_) {
+      snapshot_index_ = saving_meta_.index;
+      durable_snapshot_ = saving_meta_;
+    }
+    compact_behind(snapshot_index_);
+  }
+
+  // Compacts through `index` less the retention tail (only applied entries).
+  void compact_behind(LogIndex index) {
+    const std::uint64_t keep = config_.log_retention_entries;
+    if (index <= keep) {
+      return;
+    }
+    const LogIndex through = std::min(index - keep, applied_);
+    if (through >= storage_.first_index()) {
+      storage_.compact(through);
+    }
+  }
+
+  // Rebuilds the state machine from the storage's snapshot (construction). Throws
+  // std::system_error (corrupt_storage) when the state machine refuses its bytes.
+  void restore_machine(const SnapshotMeta& meta) {
+    if (!restore_from_storage(meta)) {
+      throw std::system_error(
+          make_error_code(errc::corrupt_storage),
+          "RaftGroup: the state machine refused snapshot " + std::to_string(meta.index));
+    }
+  }
+
+  bool restore_from_storage(const SnapshotMeta& meta) {
+    machine_.begin_restore();
+    for (std::uint64_t offset = 0; offset < meta.size;) {
+      const std::size_t n = storage_.read_snapshot(offset, std::span<std::byte>(chunk_));
+      if (n == 0 || !machine_.restore_chunk(std::span<const std::byte>(chunk_.data(), n))) {
+        machine_.abort_restore();
+        return false;
+      }
+      offset += n;
+    }
+    return machine_.finish_restore();
+  }
+
+  // Leader: the follower in `slot` needs the snapshot. Sends chunks of the newest durable one
+  // while fewer than snapshot_window are unacknowledged; a newer snapshot than the one being
+  // sent restarts the transfer from its first byte (the follower drops the old one).
+  void send_snapshot_chunks(std::size_t slot) {
+    detail::Progress& p = progress_[slot];
+    if (snapshot_index_ == 0) {
+      return;  // nothing to send: the log still holds everything (no compaction without one)
+    }
+    if (p.snap_index != durable_snapshot_.index) {
+      p.snap_index = durable_snapshot_.index;
+      p.snap_sent = 0;
+      p.snap_acked = 0;
+      p.snap_rewound = ~std::uint64_t{0};
+      p.snap_started = false;
+      p.inflight.reset();
+    }
+    const std::uint64_t size = durable_snapshot_.size;
+    const std::uint64_t window = config_.snapshot_chunk_bytes * config_.snapshot_window;
+    while ((!p.snap_started || p.snap_sent < size) && p.snap_sent - p.snap_acked < window) {
+      const std::size_t n = storage_.read_snapshot(p.snap_sent, std::span<std::byte>(chunk_));
+      Message m = base_message(MessageType::snapshot, ids_[slot]);
+      m.index = durable_snapshot_.index;
+      m.log_term = durable_snapshot_.term;
+      m.seq = p.snap_sent;   // the offset of this chunk
+      m.reject_hint = size;  // the whole snapshot's size
+      m.commit = commit_;
+      m.sent_at = to_nanos<clock_type>(clock_.now());
+      std::array<EntryView, 2> views{};
+      views[0] = EntryView{durable_snapshot_.term, m.index + 1, EntryType::normal,
+                           std::span<const std::byte>(chunk_.data(), n)};
+      std::size_t count = 1;
+      if (p.snap_sent == 0) {  // the first chunk carries the configuration
+        views[1] = EntryView{durable_snapshot_.term, m.index + 2, EntryType::config,
+                             std::span<const std::byte>(voter_bytes_)};
+        count = 2;
+      }
+      m.entries = std::span<const EntryView>(views.data(), count);
+      send(m);
+      ++stats_.snapshot_chunks_sent;
+      p.snap_started = true;
+      p.snap_sent += n;
+      if (n == 0) {
+        break;  // an empty snapshot: one message says it all
+      }
+    }
+  }
+
+  // Leader, at each heartbeat: a transfer that made no progress since the last one resends
+  // from the follower's last acknowledged byte (chunks lost).
+  void retry_stalled_snapshot(std::size_t slot) {
+    detail::Progress& p = progress_[slot];
+    if (p.state != detail::ProgressState::snapshot) {
+      return;
+    }
+    if (p.snap_acked == p.snap_acked_at_heartbeat && p.snap_sent > p.snap_acked) {
+      p.snap_sent = p.snap_acked;
+      p.snap_started = p.snap_acked != 0;
+    }
+    p.snap_acked_at_heartbeat = p.snap_acked;
+  }
+
+  // Leader: a follower's answer to a chunk: how far it has received, or that it is done.
+  void on_snapshot_response(const Message& m) {
+    if (role_ != Role::leader) {
+      return;
+    }
+    detail::Progress& p = progress_[slot_of(m.from)];
+    if (m.reject_hint == kSnapshotDone) {
+      // Installed (or it already held everything up to m.index): replicate from there.
+      if (m.index > p.match) {
+        p.match = m.index;
+      }
+      p.next = std::max(p.next, p.match + 1);
+      if (p.state == detail::ProgressState::snapshot) {
+        p.state = detail::ProgressState::probe;
+        p.probe_sent = false;
+        p.inflight.reset();
+        p.snap_index = 0;
+      }
+      maybe_commit();
+      return;
+    }
+    if (p.state != detail::ProgressState::snapshot || m.index != p.snap_index) {
+      return;  // about another transfer
+    }
+    p.snap_acked = std::max(p.snap_acked, m.seq);
+    if (m.seq < p.snap_sent && m.seq != p.snap_rewound) {
+      // It is missing bytes from m.seq on (a chunk lost, or it started over): resend from there,
+      // once per such offset (the answers to the chunks after a gap all name the same one).
+      p.snap_sent = m.seq;
+      p.snap_started = m.seq != 0;
+      p.snap_rewound = m.seq;
+    }
+  }
+
+  // Follower: a chunk of the leader's snapshot.
+  void on_snapshot(const Message& m, time_point now) {
+    follow(m.from, now);
+    Message r = base_message(MessageType::snapshot_response, m.from);
+    r.index = m.index;
+    if (m.index <= commit_) {
+      // Everything it covers is committed here already (an earlier install, or the log): say so.
+      r.index = commit_;
+      r.reject_hint = kSnapshotDone;
+      send_when_durable(r);
+      return;
+    }
+    if constexpr (!kSnapshots) {
+      send(r);  // cannot install: received nothing
+      return;
+    } else {
+      if (installing_ && (install_meta_.index != m.index || install_meta_.term != m.log_term)) {
+        if (install_finishing_ || m.seq != 0) {
+          r.seq = 0;  // a newer snapshot: from its first byte, once this one is done or dropped
+          send(r);
+          return;
+        }
+        storage_.abort_snapshot();  // superseded: the old state stays until an install finishes
+        installing_ = false;
+      }
+      if (!installing_) {
+        if (m.seq != 0) {
+          r.seq = 0;
+          send(r);
+          return;
+        }
+        begin_install(m);
+      }
+      install_from_ = m.from;
+      if (!install_finishing_ && m.seq == install_received_ && !m.entries.empty()) {
+        const auto bytes = m.entries[0].payload;
+        storage_.write_snapshot(bytes);
+        install_received_ += bytes.size();
+      }
+      if (!install_finishing_ && install_received_ >= install_meta_.size) {
+        install_finishing_ = true;
+        last_write_seq_ = storage_.finish_snapshot();
+        push_waiter(last_write_seq_, Waiter::Kind::snapshot_installed);
+        return;  // the answer goes once it is installed
+      }
+      r.seq = install_received_;
+      send(r);
+    }
+  }
+
+  void begin_install(const Message& m) {
+    if (saving_reader_ || snapshot_unsaved_) {
+      // A save of our own in progress gives way (its storage slot is the install's now).
+      if (saving_reader_) {
+        saving_reader_.reset();
+        storage_.abort_snapshot();
+      }
+    }
+    install_meta_.index = m.index;
+    install_meta_.term = m.log_term;
+    install_meta_.size = m.reject_hint;
+    install_meta_.voters.clear();
+    if (m.entries.size() > 1 && m.entries[1].type == EntryType::config) {
+      const auto bytes = m.entries[1].payload;
+      for (std::size_t i = 0; i + 8 <= bytes.size(); i += 8) {
+        NodeId id = 0;
+        for (int b = 0; b < 8; ++b) {
+          id |= static_cast<NodeId>(bytes[i + static_cast<std::size_t>(b)]) << (8 * b);
+        }
+        install_meta_.voters.push_back(id);
+      }
+    } else {
+      install_meta_.voters.assign(config_.voters.begin(), config_.voters.end());
+    }
+    storage_.begin_snapshot(install_meta_);
+    installing_ = true;
+    install_finishing_ = false;
+    install_received_ = 0;
+  }
+
+  // Follower: the received snapshot is durable. Unless the log already brought this node that
+  // far, the state machine is rebuilt from it in one step and the log restarts after it (kept
+  // where it agrees with the snapshot's last entry).
+  void complete_install() {
+    installing_ = false;
+    install_finishing_ = false;
+    const LogIndex index = install_meta_.index;
+    if (index > snapshot_index_) {
+      snapshot_index_ = index;
+      durable_snapshot_ = install_meta_;
+    }
+    if (index > applied_ && index > commit_) {
+      if (!restore_from_storage(install_meta_)) {
+        fail_stop(make_error_code(errc::corrupt_storage));
+        return;
+      }
+      if (matches(index, install_meta_.term)) {
+        storage_.compact(index);
+      } else {
+        const LogIndex from = storage_.first_index();
+        if (from <= storage_.last_index()) {
+          durable_last_ = std::min(durable_last_, from - 1);
+        }
+        last_write_seq_ = storage_.reset_log(index, install_meta_.term);
+        note_log_write(last_write_seq_);
+      }
+      commit_ = index;
+      applied_ = index;
+      published_applied_.store(applied_, std::memory_order_release);
+      persist_hard_state();
+      ++stats_.snapshots_installed;
+      complete_applied_reads();
+    }
+    compact_behind(snapshot_index_);
+    Message r = base_message(MessageType::snapshot_response, install_from_);
+    r.index = std::max(commit_, index);
+    r.reject_hint = kSnapshotDone;
+    send_when_durable(r);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1714,6 +2098,23 @@ class RaftGroup {
   std::size_t transfer_target_ = 0;
   bool timeout_now_sent_ = false;
   Term lease_revoked_term_ = 0;
+
+  // Snapshots (only used when kSnapshots).
+  static constexpr LogIndex kSnapshotDone = 1;  // snapshot_response.reject_hint: installed
+  using SnapshotReader = typename detail::SnapshotReaderOf<state_machine_type, kSnapshots>::type;
+  std::vector<std::byte> chunk_;        // snapshot_chunk_bytes: saving, sending, restoring
+  std::vector<std::byte> voter_bytes_;  // the configuration, as the first chunk carries it
+  LogIndex snapshot_index_ = 0;         // the newest durable snapshot's index
+  SnapshotMeta durable_snapshot_;       // ... and the rest of it
+  bool snapshot_requested_ = false;
+  std::optional<SnapshotReader> saving_reader_;  // a save under way
+  SnapshotMeta saving_meta_;
+  bool snapshot_unsaved_ = false;   // finished, not yet durable
+  bool installing_ = false;         // a leader's snapshot is being received
+  bool install_finishing_ = false;  // ... all of it, waiting for durability
+  SnapshotMeta install_meta_;
+  std::uint64_t install_received_ = 0;
+  NodeId install_from_ = kNoNode;
 
   // Leader loss (lesson 7).
   lease::LeaderLossList leader_losses_;

@@ -82,6 +82,13 @@ struct Progress {
   bool probe_sent = false;      // probe: an append is outstanding
   std::uint64_t acked_seq = 0;  // newest heartbeat/append sequence the follower answered
   Inflights inflight;
+  // Snapshot state: which snapshot is being sent, how far, and how far acknowledged.
+  LogIndex snap_index = 0;
+  std::uint64_t snap_sent = 0;
+  std::uint64_t snap_acked = 0;
+  std::uint64_t snap_rewound = ~std::uint64_t{0};  // the offset last resent from
+  std::uint64_t snap_acked_at_heartbeat = 0;
+  bool snap_started = false;  // a chunk of this snapshot went out (an empty one: one message)
 
   void reset(LogIndex last_index) noexcept {
     match = 0;
@@ -90,6 +97,12 @@ struct Progress {
     probe_sent = false;
     acked_seq = 0;
     inflight.reset();
+    snap_index = 0;
+    snap_sent = 0;
+    snap_acked = 0;
+    snap_rewound = ~std::uint64_t{0};
+    snap_acked_at_heartbeat = 0;
+    snap_started = false;
   }
 };
 

@@ -79,6 +79,20 @@ class InvariantChecker {
     }
   }
 
+  /// As above, with the digest of the node's whole applied history after `index` (a state
+  /// machine that keeps one, as KvStateMachine does). Every node must agree on it at every
+  /// index, however much of that history reached it in a snapshot: a snapshot that does not
+  /// agree with the log, or a restart that lost applied entries, shows here.
+  void applied(NodeId id, LogIndex index, std::span<const std::byte> payload,
+               std::uint64_t digest) {
+    applied(id, index, payload);
+    auto [it, inserted] = digests_.try_emplace(index, digest);
+    if (!inserted && it->second != digest) {
+      fail("snapshot agreement: node " + std::to_string(id) + "'s applied history differs at " +
+           std::to_string(index) + " (a snapshot or a restart lost or changed entries)");
+    }
+  }
+
   /// Checks every property on the current state. `Group` is a RaftGroup; `lease_ok(id)` says
   /// whether node `id` would serve a lease read now (false for nodes without a lease layer).
   template <class Cluster, class LeaseOk>
@@ -256,6 +270,7 @@ class InvariantChecker {
   std::unordered_map<Term, Leadership> leaders_;
   std::unordered_map<std::uint64_t, Seen> log_;
   std::unordered_map<LogIndex, std::uint64_t> applied_;
+  std::unordered_map<LogIndex, std::uint64_t> digests_;
   std::vector<CommittedEntry> committed_;  // index -> the entry committed there
   Term max_committed_leader_term_ = 0;
   std::string violation_;

@@ -128,6 +128,9 @@ struct SimulationReport {
   std::size_t nodes = 0;
   bool file_storage = false;               // the nodes ran FileStorage over a simulated disk
   bool pre_vote = true;                    // RaftConfig::pre_vote of the run
+  bool snapshots = false;                  // snapshots and compaction on
+  std::uint64_t snapshots_taken = 0;       // by the nodes up at the end, since their start
+  std::uint64_t snapshots_installed = 0;   // likewise
   std::uint64_t torn_syncs = 0;            // power failures in the middle of an fdatasync
   std::uint64_t corruptions_detected = 0;  // nodes whose recovery refused a flipped bit
   std::uint64_t operations = 0, ok_operations = 0, failed_operations = 0, ambiguous_operations = 0;
@@ -246,6 +249,9 @@ class Simulation {
     // A quarter of the runs go without PreVote: elections then move terms on every timeout,
     // which is what exposes a candidate that acts in a term it has not made durable.
     report_.pre_vote = random_.below(4) != 0;
+    // Snapshots and compaction in most runs on storage that keeps snapshots.
+    snapshots_ = Cluster::Group::kSnapshots && random_.below(3) != 0;
+    report_.snapshots = snapshots_;
     if (options_.excessive_drift) {
       enabled_[static_cast<std::size_t>(FaultClass::clock_skew)] = true;
     }
@@ -291,7 +297,22 @@ class Simulation {
     o.config.heartbeat_interval = std::chrono::milliseconds(20);
     o.config.default_operation_timeout = std::chrono::milliseconds(500);
     o.config.pre_vote = report_.pre_vote;
-    o.config.log_retention_entries = std::uint64_t{1} << 40;  // no compaction: restarts replay
+    if (snapshots_) {
+      // Snapshots often (every 20-500 applied entries), in small chunks (so an install takes
+      // several, and chunks get lost, duplicated and reordered), a short retention tail (so
+      // lagging and restarted followers need them).
+      static constexpr std::uint64_t kEvery[] = {20, 60, 150, 500};
+      static constexpr std::uint64_t kChunk[] = {16, 64, 256, 4096};
+      static constexpr std::uint32_t kWindow[] = {1, 2, 8};
+      static constexpr std::uint64_t kRetention[] = {0, 5, 50};
+      o.config.snapshot_entries = kEvery[random_.below(4)];
+      o.config.snapshot_chunk_bytes = kChunk[random_.below(4)];
+      o.config.snapshot_window = kWindow[random_.below(3)];
+      o.config.log_retention_entries = kRetention[random_.below(3)];
+    } else {
+      o.config.snapshot_entries = 0;
+      o.config.log_retention_entries = std::uint64_t{1} << 40;  // no compaction: restarts replay
+    }
     o.config.max_pending_reads = 4096;
     // Small appends split a new leader's catch-up from its no-op, which is where an entry of an
     // earlier term can end up replicated on a majority before anything of the new term is.
@@ -355,9 +376,10 @@ class Simulation {
     observers_[id] = ObserverContext{this, id};
     return observers_[id];
   }
-  static void observe_apply(void* context, LogIndex index, std::span<const std::byte> payload) {
+  static void observe_apply(void* context, LogIndex index, std::span<const std::byte> payload,
+                            std::uint64_t digest) {
     auto& c = *static_cast<ObserverContext*>(context);
-    c.simulation->checker_->applied(c.node, index, payload);
+    c.simulation->checker_->applied(c.node, index, payload, digest);
   }
 
   // --- the run ---------------------------------------------------------------------------------
@@ -439,6 +461,20 @@ class Simulation {
   void crash_on_new_term() {
     for (NodeId id : cluster_->ids()) {
       auto& n = cluster_->node(id);
+      if constexpr (Cluster::Group::kSnapshots) {
+        // The crash point between writing a snapshot and its sync: a quarter of the snapshots
+        // finished and not yet durable die with their node.
+        const auto written = n.up ? n.storage().snapshot() : std::nullopt;
+        if (chaos_ && snapshots_ && enabled(FaultClass::crash_restart) && written &&
+            written->index > n.group->snapshot_index() && written->index != snapshot_crash_[id]) {
+          snapshot_crash_[id] = written->index;
+          if (random_.below(4) == 0) {
+            fired(FaultClass::crash_restart);
+            crash_now(id, "snapshot written, not yet durable");
+            continue;
+          }
+        }
+      }
       const Role role = n.up ? n.group->role() : Role::follower;
       const Role before = roles_[id];
       roles_[id] = role;
@@ -1441,7 +1477,10 @@ class Simulation {
     report_.trace_hash = cluster_->trace_hash();
     for (NodeId id : cluster_->ids()) {
       if (cluster_->node(id).up) {
-        report_.max_term = std::max(report_.max_term, cluster_->group(id).term());
+        const auto& g = cluster_->group(id);
+        report_.max_term = std::max(report_.max_term, g.term());
+        report_.snapshots_taken += g.stats().snapshots_taken;
+        report_.snapshots_installed += g.stats().snapshots_installed;
       }
     }
     // Stop every group: what is still pending completes (a write: ambiguous), and nothing is
@@ -1496,6 +1535,8 @@ class Simulation {
   std::array<std::int64_t, 8> campaign_at_{};  // per node: an operator has it campaign then
   std::uint64_t doom_percent_ = 0;
   std::uint64_t commit_crash_ = 0;
+  bool snapshots_ = false;
+  std::array<LogIndex, 8> snapshot_crash_{};  // per node: the snapshot a crash point was drawn for
   std::uint64_t candidate_crash_percent_ = 0;
   std::uint64_t leader_crash_percent_ = 0;
   std::vector<Role> roles_ = std::vector<Role>(8, Role::follower);  // as of the last event
