@@ -135,7 +135,7 @@ class SlowFailingFs {
 // ever. Here a failing sync ends at every moment around the point where a waiting sync_now()
 // stops spinning (400 us) and goes to sleep; each must return the error within a second.
 TEST_CASE("FileStorage: a write failure on the sync thread always wakes a waiting sync_now") {
-  constexpr int kRounds = 3000;
+  constexpr int kRounds = 1000;
   int hung = 0;
   for (int round = 0; round < kRounds && hung == 0; ++round) {
     SlowFailingFs fs;
