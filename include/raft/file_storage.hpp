@@ -661,16 +661,19 @@ class FileStorage {
     while (offset < bytes.size() && salt) {
       const auto record = detail::wal::read_record(bytes, offset, offset == 0 ? 0 : *salt);
       if (!record) {
-        if (last && offset > batches_end && bytes.size() - offset == detail::wal::kHeaderSize + 8) {
-          // Exactly a batch end's worth of bytes after whole records: that batch was written to
-          // its end, and its end record got damaged (or torn in its last sector). Keeping the
-          // batch loses nothing acknowledged; cutting it could. Its end is written afresh.
-          repair_batch_end_ = true;
-          batches_end = offset;
+        if (last && !detail::wal::complete_batch_after(bytes, offset + 8, *salt) &&
+            !detail::wal::valid_record_within(bytes, offset + 8, offset + detail::wal::kSectorBytes,
+                                              *salt)) {
+          // The end of the last segment: a torn write, or damage to the end record of the last
+          // batch (whole, durable, perhaps acknowledged) with at most a torn batch after it. The
+          // two look alike, so the whole records before the invalid one are kept either way and
+          // sealed with a fresh end record: keeping a prefix of the writes issued is always
+          // safe, while cutting a durable batch could lose a vote or an acknowledged entry.
+          if (offset > batches_end) {
+            repair_batch_end_ = true;
+            batches_end = offset;
+          }
           break;
-        }
-        if (last && !detail::wal::complete_batch_after(bytes, offset + 8, *salt)) {
-          break;  // a torn tail: the batch it belonged to never became durable
         }
         refuse(errc::corrupt_storage,
                name + ": invalid record at offset " + std::to_string(offset));

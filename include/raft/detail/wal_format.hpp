@@ -203,6 +203,25 @@ inline bool complete_batch_after(std::span<const std::byte> bytes, std::size_t o
   return false;
 }
 
+/// The smallest unit a torn write loses: a device writes whole sectors (512 bytes at least), so
+/// a power failure leaves each sector of a write either written or not.
+inline constexpr std::size_t kSectorBytes = 512;
+
+/// Whether a valid record starts at an 8-byte boundary in [from, to). After the first invalid
+/// record of a segment at `o`, a valid record before `o + kSectorBytes` proves the damage is
+/// smaller than a sector: not a torn write, which loses whole sectors (a record that straddles
+/// or starts in a lost sector leaves the next valid record at least a sector further), but a
+/// flipped bit, say in the end record of the last durable batch just before a torn one.
+inline bool valid_record_within(std::span<const std::byte> bytes, std::size_t from, std::size_t to,
+                                std::uint32_t salt) {
+  for (std::size_t at = padded(from); at < to && at + kHeaderSize <= bytes.size(); at += 8) {
+    if (read_record(bytes, at, salt)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 /// The salt of a segment whose first record is a valid segment header, or nullopt.
 inline std::optional<std::uint32_t> segment_salt(std::span<const std::byte> segment) noexcept {
   const auto header = read_record(segment, 0, 0);

@@ -12,6 +12,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <raft/config.hpp>
@@ -128,6 +129,12 @@ class SimCluster {
     std::unique_ptr<Group> group;
     bool up = true;
     std::int64_t paused_until = 0;  // true time; the node neither ticks nor reads before it
+    std::string start_failure;      // why the last restart failed, when it did
+
+    /// Why this node last refused to start: its recovery, or its group's construction.
+    const std::string& failure() const noexcept {
+      return start_failure.empty() ? disk.last_failure() : start_failure;
+    }
 
     Node(NodeId node, SimNetwork& network,
          const typename SimStorage<Storage>::Options& storage_options,
@@ -234,11 +241,21 @@ class SimCluster {
   bool restart(NodeId id) {
     Node& n = node(id);
     n.group.reset();
+    n.start_failure.clear();
     if (!n.disk.recover()) {
       n.up = false;
       return false;
     }
-    start(n);
+    try {
+      start(n);
+    } catch (const std::system_error& e) {
+      // The group refused what the storage recovered (a snapshot its state machine cannot
+      // restore): the node stays down and the simulator decides whether that is a failure.
+      n.group.reset();
+      n.up = false;
+      n.start_failure = e.what();
+      return false;
+    }
     return true;
   }
 

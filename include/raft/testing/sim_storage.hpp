@@ -50,6 +50,7 @@ class SimStorage<MemoryStorage> {
   /// Power fails during a sync: nothing to tear in memory. Returns false (no crash needed).
   bool fail_sync(std::uint64_t) { return false; }
   bool corrupt(std::uint64_t) { return false; }
+  const std::string& last_corruption() const noexcept { return failure_; }
   const std::string& last_failure() const noexcept { return failure_; }
 
  private:
@@ -154,9 +155,15 @@ class SimStorage<FileStorage<SimFileSystem>> {
     }
     const std::string& path = paths[entropy % paths.size()];
     const std::uint64_t size = fs_.size(path);
-    return size != 0 &&
-           fs_.flip_bit(path, (entropy >> 16) % size, static_cast<unsigned>(entropy >> 8));
+    if (size == 0) {
+      return false;
+    }
+    const std::uint64_t offset = (entropy >> 16) % size;
+    corruption_ = path + " at byte " + std::to_string(offset) + " of " + std::to_string(size);
+    return fs_.flip_bit(path, offset, static_cast<unsigned>(entropy >> 8));
   }
+  /// Where the last corrupt() flipped a bit.
+  const std::string& last_corruption() const noexcept { return corruption_; }
 
   const std::string& last_failure() const noexcept { return failure_; }
   SimFileSystem& file_system() noexcept { return fs_; }
@@ -166,6 +173,7 @@ class SimStorage<FileStorage<SimFileSystem>> {
   SimFileSystem fs_;
   std::unique_ptr<FileStorage<SimFileSystem>> storage_;
   std::string failure_;
+  std::string corruption_;
   std::uint64_t salt_seed_ = 0x5a17;
 };
 

@@ -897,7 +897,8 @@ class Simulation {
       corrupted_ = id;
       fired(FaultClass::disk_faults);
       if (options_.trace != nullptr) {
-        trace() << "fault: flip a bit on node " << id << "'s disk\n";
+        trace() << "fault: flip a bit on node " << id << "'s disk: " << n.disk.last_corruption()
+                << "\n";
       }
     }
   }
@@ -907,30 +908,31 @@ class Simulation {
     if (cluster_->restart(id)) {
       if (options_.trace != nullptr) {
         trace() << "fault: restart node " << id << " (term " << cluster_->group(id).term()
-                << ", vote " << cluster_->group(id).vote() << ")\n";
+                << ", vote " << cluster_->group(id).vote() << ", last "
+                << cluster_->group(id).last_index() << ")\n";
       }
       return true;
     }
     if (id != corrupted_) {
-      checker_->fail("node " + std::to_string(id) + " refused to start without corruption: " +
-                     cluster_->node(id).disk.last_failure());
+      checker_->fail("node " + std::to_string(id) +
+                     " refused to start without corruption: " + cluster_->node(id).failure());
     } else if (!corruption_counted_) {
       corruption_counted_ = true;
       ++report_.corruptions_detected;
     }
     if (options_.trace != nullptr) {
-      trace() << "node " << id << " refuses to start: " << cluster_->node(id).disk.last_failure()
-              << "\n";
+      trace() << "node " << id << " refuses to start: " << cluster_->node(id).failure() << "\n";
     }
     return false;
   }
 
   void crash_now(NodeId id, const char* why, std::uint64_t entropy = 0) {
+    const LogIndex last = cluster_->group(id).last_index();
     cluster_->crash(id, entropy);
     restart_at_[id] =
         cluster_->now() + 20'000'000 + static_cast<std::int64_t>(random_.below(150'000'000));
     if (options_.trace != nullptr) {
-      trace() << "fault: crash node " << id << " (" << why << ")\n";
+      trace() << "fault: crash node " << id << " (" << why << "; last " << last << ")\n";
     }
   }
 
@@ -1478,6 +1480,11 @@ class Simulation {
     for (NodeId id : cluster_->ids()) {
       if (cluster_->node(id).up) {
         const auto& g = cluster_->group(id);
+        if (g.stopped()) {
+          // Nothing here fails a disk for good: a group that stopped itself found its own
+          // storage or state machine inconsistent (a snapshot it could not restore).
+          checker_->fail("node " + std::to_string(id) + " stopped itself without a disk fault");
+        }
         report_.max_term = std::max(report_.max_term, g.term());
         report_.snapshots_taken += g.stats().snapshots_taken;
         report_.snapshots_installed += g.stats().snapshots_installed;

@@ -1076,7 +1076,7 @@ TEST_CASE("FileStorage bit flips: refused with file and offset unless in the tor
           if (!in_tail) {
             FAIL_CHECK(where << ": recovery accepted a flipped bit outside the torn tail");
           }
-          if (const std::string why = explain(r, h, 0); !why.empty()) {
+          if (const std::string why = explain(r, h, h.acked); !why.empty()) {
             FAIL_CHECK(where << ": " << why);
           }
           build();  // recovery cut the tail off: start again from an intact disk

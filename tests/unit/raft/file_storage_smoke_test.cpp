@@ -124,3 +124,64 @@ TEST_CASE("FileStorage: a flipped bit before the tail refuses to start and names
     CHECK(std::string(e.what()).find("offset") != std::string::npos);
   }
 }
+
+namespace {
+
+const std::string kFirstSegment = "/data/wal-0000000000000001.log";
+
+// Two synced batches and a third whose sync fails (written, not durable). Returns where the
+// second batch, and with it the durable log, ends.
+std::uint64_t two_durable_batches_and_a_failed_one(SimFileSystem& fs) {
+  FileStorage<SimFileSystem> s(manual(), fs);
+  put(s, 1, "first");
+  REQUIRE(!s.sync_now());
+  put(s, 1, "second, acknowledged");
+  REQUIRE(!s.sync_now());
+  const std::uint64_t durable_end = fs.size(kFirstSegment);
+  put(s, 1, "third, torn");
+  fs.fail_next_sync();
+  REQUIRE(s.sync_now());
+  return durable_end;
+}
+
+}  // namespace
+
+// A bit flipped in the end record of the last durable batch, with a torn batch after it. Taking
+// the damage for the torn tail and cutting there would lose a durable (acknowledged) batch.
+TEST_CASE("FileStorage: a damaged end of the last durable batch is never cut as a torn tail") {
+  SimFileSystem fs;
+  const std::uint64_t durable_end = two_durable_batches_and_a_failed_one(fs);
+  tenure::raft::testing::CrashPlan plan;
+  SUBCASE("nothing of the torn batch but its size: the batch is kept and its end rewritten") {
+    plan.zero_bytes[kFirstSegment] = 512;
+    fs.crash(plan);
+    REQUIRE(fs.flip_bit(kFirstSegment, durable_end - 24 + 7, 2));  // the end record's length
+    {
+      FileStorage<SimFileSystem> r(manual(), fs);
+      CHECK(r.last_index() == 2);
+    }
+    FileStorage<SimFileSystem> again(manual(), fs);  // the repair is itself a valid log
+    CHECK(again.last_index() == 2);
+    CHECK(again.recovery().torn_bytes == 0);
+  }
+  SUBCASE("the torn batch's whole records follow within a sector: refused as corruption") {
+    // No torn write leaves that: it loses whole sectors.
+    plan.kept_bytes[kFirstSegment] = fs.unsynced_bytes(kFirstSegment) - 24;
+    fs.crash(plan);
+    REQUIRE(fs.flip_bit(kFirstSegment, durable_end - 24, 0));
+    try {
+      FileStorage<SimFileSystem> r(manual(), fs);
+      FAIL("recovery cut a durable batch as if it were torn; last index " << r.last_index());
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == errc::corrupt_storage);
+      CHECK(std::string(e.what()).find("invalid record at offset " +
+                                       std::to_string(durable_end - 24)) != std::string::npos);
+    }
+  }
+  SUBCASE("undamaged: only what never became durable may go") {
+    plan.kept_bytes[kFirstSegment] = fs.unsynced_bytes(kFirstSegment) - 24;
+    fs.crash(plan);
+    FileStorage<SimFileSystem> r(manual(), fs);
+    CHECK(r.last_index() >= 2);
+  }
+}
