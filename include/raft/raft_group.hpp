@@ -1691,6 +1691,12 @@ class RaftGroup {
     if (snapshot_index_ == 0) {
       return;  // nothing to send: the log still holds everything (no compaction without one)
     }
+    if (snapshot_unsaved_ || install_finishing_) {
+      // The storage reads the newest finished snapshot, which is not durable_snapshot_ until
+      // its write is durable: wait for that (the heartbeat retries) rather than send bytes of
+      // one snapshot under the name of another.
+      return;
+    }
     if (p.snap_index != durable_snapshot_.index) {
       p.snap_index = durable_snapshot_.index;
       p.snap_sent = 0;
