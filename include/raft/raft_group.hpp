@@ -162,7 +162,9 @@ class RaftGroup {
     durable_last_ = storage_.last_index();
     last_write_seq_ = storage_.durable_seq();
     if constexpr (kSnapshots) {
-      chunk_.resize(static_cast<std::size_t>(config_.snapshot_chunk_bytes));
+      // Room for the configuration ahead of the first chunk's bytes.
+      chunk_.resize(static_cast<std::size_t>(config_.snapshot_chunk_bytes) + kConfigHeadBytes +
+                    8 * config_.voters.size());
       for (NodeId id : config_.voters) {
         for (int b = 0; b < 8; ++b) {
           voter_bytes_.push_back(static_cast<std::byte>(id >> (8 * b)));
@@ -600,9 +602,9 @@ class RaftGroup {
     if constexpr (!kSnapshots) {
       return append;
     }
-    // A snapshot chunk: its bytes, and in the first the configuration (8 bytes a voter).
-    const std::uint64_t chunk = kFrameHeaderSize + 2 * kEntryHeaderSize + c.snapshot_chunk_bytes +
-                                8 * std::uint64_t{c.voters.size()};
+    // A snapshot chunk: its bytes, and in the first the configuration (a count, 8 bytes a voter).
+    const std::uint64_t chunk = kFrameHeaderSize + kEntryHeaderSize + c.snapshot_chunk_bytes +
+                                kConfigHeadBytes + 8 * std::uint64_t{c.voters.size()};
     return std::max(append, chunk);
   }
 
@@ -1604,12 +1606,12 @@ class RaftGroup {
       return;  // an install owns the storage's pending snapshot; one save at a time
     }
     if (saving_reader_) {
-      const std::size_t n = saving_reader_->read(std::span<std::byte>(chunk_));
+      const std::size_t n = saving_reader_->read(chunk_bytes());
       if (n != 0) {
         storage_.write_snapshot(std::span<const std::byte>(chunk_.data(), n));
         saving_meta_.size += n;
       }
-      if (n == chunk_.size()) {
+      if (n == chunk_bytes().size()) {
         return;  // more next tick
       }
       saving_reader_.reset();
@@ -1624,7 +1626,8 @@ class RaftGroup {
     }
     const bool due =
         snapshot_requested_ ||
-        (config_.snapshot_entries != 0 && applied_ - snapshot_index_ >= config_.snapshot_entries);
+        (config_.snapshot_entries != 0 && applied_ - snapshot_index_ >= config_.snapshot_entries &&
+         !sending_snapshot());
     if (!due || applied_ <= snapshot_index_) {
       return;
     }
@@ -1635,6 +1638,30 @@ class RaftGroup {
     saving_meta_.size = 0;
     storage_.begin_snapshot(saving_meta_);
     saving_reader_.emplace(machine_.begin_snapshot());
+  }
+
+  // Leader: whether a follower is receiving the current snapshot and acknowledged a chunk within
+  // the last two election timeouts. A new snapshot would supersede it and restart the transfer
+  // from its first byte, so automatic snapshots wait (under a steady write load they would
+  // otherwise come faster than a large transfer completes, and it never would); a follower that
+  // stopped answering no longer holds them back.
+  bool sending_snapshot() const {
+    if (role_ != Role::leader) {
+      return false;
+    }
+    const std::int64_t now = to_nanos<clock_type>(clock_.now());
+    const std::int64_t patience =
+        2 *
+        std::chrono::duration_cast<std::chrono::nanoseconds>(config_.election_timeout_max).count();
+    for (std::size_t slot = 0; slot < progress_.size(); ++slot) {
+      const detail::Progress& p = progress_[slot];
+      if (slot != self_slot_ && p.state == detail::ProgressState::snapshot &&
+          p.snap_index == durable_snapshot_.index && p.snap_started &&
+          now - p.snap_progress_at < patience) {
+        return true;
+      }
+    }
+    return false;
   }
 
   // The snapshot being saved is durable: it is the one to send, and the log behind it may go.
@@ -1673,7 +1700,7 @@ class RaftGroup {
   bool restore_from_storage(const SnapshotMeta& meta) {
     machine_.begin_restore();
     for (std::uint64_t offset = 0; offset < meta.size;) {
-      const std::size_t n = storage_.read_snapshot(offset, std::span<std::byte>(chunk_));
+      const std::size_t n = storage_.read_snapshot(offset, chunk_bytes());
       if (n == 0 || !machine_.restore_chunk(std::span<const std::byte>(chunk_.data(), n))) {
         machine_.abort_restore();
         return false;
@@ -1683,11 +1710,47 @@ class RaftGroup {
     return machine_.finish_restore();
   }
 
+  // The part of chunk_ that holds snapshot bytes when saving or restoring.
+  std::span<std::byte> chunk_bytes() noexcept {
+    return std::span<std::byte>(chunk_.data(),
+                                static_cast<std::size_t>(config_.snapshot_chunk_bytes));
+  }
+
+  static std::size_t chunk_voter_count(std::span<const std::byte> payload) noexcept {
+    std::uint32_t count = 0;
+    for (std::size_t b = 0; b < kConfigHeadBytes; ++b) {
+      count |= static_cast<std::uint32_t>(payload[b]) << (8 * b);
+    }
+    return count;
+  }
+
+  // A chunk's snapshot bytes: the first chunk (a config entry) has the voters ahead of them.
+  static std::span<const std::byte> chunk_data(const EntryView& e) noexcept {
+    if (e.type != EntryType::config) {
+      return e.payload;
+    }
+    if (e.payload.size() < kConfigHeadBytes) {
+      return {};
+    }
+    const std::size_t skip =
+        std::min(e.payload.size(), kConfigHeadBytes + 8 * chunk_voter_count(e.payload));
+    return e.payload.subspan(skip);
+  }
+
   // Leader: the follower in `slot` needs the snapshot. Sends chunks of the newest durable one
   // while fewer than snapshot_window are unacknowledged; a newer snapshot than the one being
   // sent restarts the transfer from its first byte (the follower drops the old one).
   void send_snapshot_chunks(std::size_t slot) {
     detail::Progress& p = progress_[slot];
+    std::fprintf(stderr,
+                 "DBG %lld leader %llu -> %llu snapidx %llu unsaved %d fin %d p.snap %llu sent "
+                 "%llu acked %llu started %d size %llu\n",
+                 (long long)to_nanos<clock_type>(clock_.now()) / 1000000,
+                 (unsigned long long)config_.self, (unsigned long long)ids_[slot],
+                 (unsigned long long)snapshot_index_, snapshot_unsaved_, install_finishing_,
+                 (unsigned long long)p.snap_index, (unsigned long long)p.snap_sent,
+                 (unsigned long long)p.snap_acked, p.snap_started,
+                 (unsigned long long)durable_snapshot_.size);
     if (snapshot_index_ == 0) {
       return;  // nothing to send: the log still holds everything (no compaction without one)
     }
@@ -1703,12 +1766,24 @@ class RaftGroup {
       p.snap_acked = 0;
       p.snap_rewound = ~std::uint64_t{0};
       p.snap_started = false;
+      p.snap_progress_at = to_nanos<clock_type>(clock_.now());
       p.inflight.reset();
     }
     const std::uint64_t size = durable_snapshot_.size;
     const std::uint64_t window = config_.snapshot_chunk_bytes * config_.snapshot_window;
     while ((!p.snap_started || p.snap_sent < size) && p.snap_sent - p.snap_acked < window) {
-      const std::size_t n = storage_.read_snapshot(p.snap_sent, std::span<std::byte>(chunk_));
+      // One entry a chunk; the first (a config entry) carries the voters ahead of its bytes.
+      std::size_t head = 0;
+      if (p.snap_sent == 0) {
+        const std::uint32_t count = static_cast<std::uint32_t>(voter_bytes_.size() / 8);
+        for (std::size_t b = 0; b < kConfigHeadBytes; ++b) {
+          chunk_[b] = static_cast<std::byte>(count >> (8 * b));
+        }
+        std::copy(voter_bytes_.begin(), voter_bytes_.end(), chunk_.begin() + kConfigHeadBytes);
+        head = kConfigHeadBytes + voter_bytes_.size();
+      }
+      const std::size_t n = storage_.read_snapshot(
+          p.snap_sent, std::span<std::byte>(chunk_.data() + head, config_.snapshot_chunk_bytes));
       Message m = base_message(MessageType::snapshot, ids_[slot]);
       m.index = durable_snapshot_.index;
       m.log_term = durable_snapshot_.term;
@@ -1716,16 +1791,10 @@ class RaftGroup {
       m.reject_hint = size;  // the whole snapshot's size
       m.commit = commit_;
       m.sent_at = to_nanos<clock_type>(clock_.now());
-      std::array<EntryView, 2> views{};
-      views[0] = EntryView{durable_snapshot_.term, m.index + 1, EntryType::normal,
-                           std::span<const std::byte>(chunk_.data(), n)};
-      std::size_t count = 1;
-      if (p.snap_sent == 0) {  // the first chunk carries the configuration
-        views[1] = EntryView{durable_snapshot_.term, m.index + 2, EntryType::config,
-                             std::span<const std::byte>(voter_bytes_)};
-        count = 2;
-      }
-      m.entries = std::span<const EntryView>(views.data(), count);
+      const EntryView view{durable_snapshot_.term, m.index + 1,
+                           head != 0 ? EntryType::config : EntryType::normal,
+                           std::span<const std::byte>(chunk_.data(), head + n)};
+      m.entries = std::span<const EntryView>(&view, 1);
       send(m);
       ++stats_.snapshot_chunks_sent;
       p.snap_started = true;
@@ -1744,8 +1813,12 @@ class RaftGroup {
       return;
     }
     if (p.snap_acked == p.snap_acked_at_heartbeat && p.snap_sent > p.snap_acked) {
+      // No progress for a heartbeat: the chunks in flight are lost. Resend from the last
+      // acknowledged offset, and let the next answer rewind further (a follower that started
+      // over is behind even that).
       p.snap_sent = p.snap_acked;
       p.snap_started = p.snap_acked != 0;
+      p.snap_rewound = ~std::uint64_t{0};
     }
     p.snap_acked_at_heartbeat = p.snap_acked;
   }
@@ -1774,19 +1847,35 @@ class RaftGroup {
     if (p.state != detail::ProgressState::snapshot || m.index != p.snap_index) {
       return;  // about another transfer
     }
-    p.snap_acked = std::max(p.snap_acked, m.seq);
     if (m.seq < p.snap_sent && m.seq != p.snap_rewound) {
       // It is missing bytes from m.seq on (a chunk lost, or it started over): resend from there,
       // once per such offset (the answers to the chunks after a gap all name the same one).
       p.snap_sent = m.seq;
+      p.snap_acked = m.seq;
       p.snap_started = m.seq != 0;
       p.snap_rewound = m.seq;
+      return;
     }
+    // Acknowledged bytes never exceed those sent (a late answer from before a rewind may name
+    // more: the follower has them, so sending resumes there).
+    if (m.seq > p.snap_acked) {
+      p.snap_acked = m.seq;
+      p.snap_progress_at = to_nanos<clock_type>(clock_.now());
+    }
+    p.snap_sent = std::max(p.snap_sent, p.snap_acked);
   }
 
   // Follower: a chunk of the leader's snapshot.
   void on_snapshot(const Message& m, time_point now) {
     follow(m.from, now);
+    std::fprintf(stderr,
+                 "DBF %llu from %llu idx %llu seq %llu size %llu commit %llu installing %d fin "
+                 "%d imeta %llu recv %llu entries %zu\n",
+                 (unsigned long long)config_.self, (unsigned long long)m.from,
+                 (unsigned long long)m.index, (unsigned long long)m.seq,
+                 (unsigned long long)m.reject_hint, (unsigned long long)commit_, installing_,
+                 install_finishing_, (unsigned long long)install_meta_.index,
+                 (unsigned long long)install_received_, m.entries.size());
     Message r = base_message(MessageType::snapshot_response, m.from);
     r.index = m.index;
     if (m.index <= commit_) {
@@ -1819,7 +1908,7 @@ class RaftGroup {
       }
       install_from_ = m.from;
       if (!install_finishing_ && m.seq == install_received_ && !m.entries.empty()) {
-        const auto bytes = m.entries[0].payload;
+        const auto bytes = chunk_data(m.entries[0]);
         storage_.write_snapshot(bytes);
         install_received_ += bytes.size();
       }
@@ -1846,12 +1935,16 @@ class RaftGroup {
     install_meta_.term = m.log_term;
     install_meta_.size = m.reject_hint;
     install_meta_.voters.clear();
-    if (m.entries.size() > 1 && m.entries[1].type == EntryType::config) {
-      const auto bytes = m.entries[1].payload;
-      for (std::size_t i = 0; i + 8 <= bytes.size(); i += 8) {
+    if (!m.entries.empty() && m.entries[0].type == EntryType::config &&
+        m.entries[0].payload.size() >= kConfigHeadBytes) {
+      const auto bytes = m.entries[0].payload;
+      const std::size_t count =
+          std::min<std::size_t>(chunk_voter_count(bytes), (bytes.size() - kConfigHeadBytes) / 8);
+      for (std::size_t i = 0; i < count; ++i) {
         NodeId id = 0;
         for (int b = 0; b < 8; ++b) {
-          id |= static_cast<NodeId>(bytes[i + static_cast<std::size_t>(b)]) << (8 * b);
+          id |= static_cast<NodeId>(bytes[kConfigHeadBytes + 8 * i + static_cast<std::size_t>(b)])
+                << (8 * b);
         }
         install_meta_.voters.push_back(id);
       }
@@ -2106,7 +2199,8 @@ class RaftGroup {
   Term lease_revoked_term_ = 0;
 
   // Snapshots (only used when kSnapshots).
-  static constexpr LogIndex kSnapshotDone = 1;  // snapshot_response.reject_hint: installed
+  static constexpr LogIndex kSnapshotDone = 1;        // snapshot_response.reject_hint: installed
+  static constexpr std::size_t kConfigHeadBytes = 4;  // the voter count ahead of the first chunk
   using SnapshotReader = typename detail::SnapshotReaderOf<state_machine_type, kSnapshots>::type;
   std::vector<std::byte> chunk_;        // snapshot_chunk_bytes: saving, sending, restoring
   std::vector<std::byte> voter_bytes_;  // the configuration, as the first chunk carries it

@@ -89,6 +89,7 @@ struct Progress {
   std::uint64_t snap_rewound = ~std::uint64_t{0};  // the offset last resent from
   std::uint64_t snap_acked_at_heartbeat = 0;
   bool snap_started = false;  // a chunk of this snapshot went out (an empty one: one message)
+  std::int64_t snap_progress_at = 0;  // leader's clock (ns): the transfer began or last advanced
 
   void reset(LogIndex last_index) noexcept {
     match = 0;
@@ -103,6 +104,7 @@ struct Progress {
     snap_rewound = ~std::uint64_t{0};
     snap_acked_at_heartbeat = 0;
     snap_started = false;
+    snap_progress_at = 0;
   }
 };
 

@@ -1298,6 +1298,38 @@ class Simulation {
     if (!committed && checker_->ok()) {
       checker_->fail("liveness: no write committed within 10 election timeouts after healing");
     }
+    if (committed && checker_->ok()) {
+      catch_up(outcome->value().index);
+    }
+  }
+
+  // Liveness of the followers: with the network healed, every node that is up applies the probe
+  // write within 20 election timeouts, by appends or by a snapshot (a follower stuck behind a
+  // stalled transfer fails here; the majority alone would hide it).
+  void catch_up(LogIndex index) {
+    const std::int64_t limit = cluster_->now() + 20 * election_timeout_max_;
+    const auto behind = [&] {
+      for (NodeId id : cluster_->ids()) {
+        const auto& n = cluster_->node(id);
+        if (n.up && !n.group->stopped() && n.group->last_applied() < index) {
+          return id;
+        }
+      }
+      return kNoNode;
+    };
+    while (cluster_->now() < limit && checker_->ok() && behind() != kNoNode) {
+      step(false);
+    }
+    if (const NodeId id = behind(); id != kNoNode && checker_->ok()) {
+      const auto& g = cluster_->group(id);
+      checker_->fail("liveness: node " + std::to_string(id) + " has applied " +
+                     std::to_string(g.last_applied()) + " of " + std::to_string(index) +
+                     " 20 election timeouts after healing (role " +
+                     std::to_string(static_cast<int>(g.role())) + ", term " +
+                     std::to_string(g.term()) + ", commit " + std::to_string(g.commit_index()) +
+                     ", last " + std::to_string(g.last_index()) + ", snapshot " +
+                     std::to_string(g.snapshot_index()) + ")");
+    }
   }
 
   // --- clients ---------------------------------------------------------------------------------
