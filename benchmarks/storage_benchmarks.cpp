@@ -97,6 +97,10 @@ class CountingFileSystem {
   std::error_code read_all(const std::string& path, std::vector<std::byte>& bytes) {
     return fs_.read_all(path, bytes);
   }
+  std::error_code read_at(const std::string& path, std::uint64_t offset, std::span<std::byte> out,
+                          std::size_t& n) {
+    return fs_.read_at(path, offset, out, n);
+  }
   std::error_code list(const std::string& dir, std::vector<std::string>& names) {
     return fs_.list(dir, names);
   }

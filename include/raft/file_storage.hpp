@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -28,6 +29,7 @@
 #include <raft/message.hpp>
 #include <raft/random.hpp>
 #include <raft/result.hpp>
+#include <raft/snapshot.hpp>
 #include <raft/storage.hpp>
 #include <raft/types.hpp>
 
@@ -122,6 +124,10 @@ class FileStorage {
       fs_.close(segment_);
       segment_open_ = false;
     }
+    if (writing_) {
+      fs_.close(writing_->handle);  // its temporary file goes at the next recovery
+      writing_.reset();
+    }
   }
 
  private:
@@ -168,7 +174,7 @@ class FileStorage {
   }
 
   /// Forgets entries up to `through` in memory only. The log on disk keeps them until a durable
-  /// snapshot covers them (save_snapshot): without one, they are what rebuilds the state
+  /// snapshot covers them (finish_snapshot): without one, they are what rebuilds the state
   /// machine after a restart, which therefore replays them.
   void compact(LogIndex through) {
     if (through >= memory_.first_index()) {
@@ -194,6 +200,12 @@ class FileStorage {
   void abandon() {
     std::lock_guard lock(mutex_);
     pending_.clear();
+    for (Sealed& b : sealed_) {
+      if (b.snapshot) {
+        fs_.close(b.snapshot->handle);
+      }
+    }
+    sealed_.clear();
   }
 
   /// Writes and syncs every pending write now, on this thread (background_sync = false; with a
@@ -218,74 +230,212 @@ class FileStorage {
       done_.wait(lock, reported);
       return error();
     }
-    Batch meta;
-    {
-      std::lock_guard lock(mutex_);
-      if (pending_.empty()) {
+    for (;;) {
+      Batch meta;
+      std::optional<Sealed> sealed;
+      {
+        std::lock_guard lock(mutex_);
+        if (!sealed_.empty()) {
+          sealed.emplace(std::move(sealed_.front()));
+          sealed_.pop_front();
+        } else if (pending_.empty()) {
+          return error();
+        } else {
+          meta = take_batch(spare_);  // the buffers trade places: neither allocates once grown
+        }
+      }
+      if (sealed) {
+        write_sealed(*sealed);
+      } else {
+        write_batch(spare_, meta);
+      }
+      if (failed_.load()) {
         return error();
       }
-      meta = take_batch(spare_);  // the buffers trade places: neither allocates once grown
     }
-    write_batch(spare_, meta);
-    return error();
   }
 
-  /// Saves a snapshot of the state machine as of `index` (whose term is `term`): written to a
-  /// temporary file, synced, renamed into place, directory synced. Only then are older
-  /// snapshots and the segments it makes unnecessary removed. Call with no sync in flight from
-  /// another thread on the same segment (background_sync: it waits for the thread to drain).
-  std::error_code save_snapshot(LogIndex index, Term term, std::span<const std::byte> data) {
-    if (const auto ec = sync_now()) {
-      return ec;
+  // --- SnapshotStorage (group's thread) ---------------------------------------------------------
+  //
+  // A snapshot streams into a temporary file (header, data, trailer with a CRC-32C) as the group
+  // writes it. finish_snapshot() queues it behind the writes issued before it; the writer (the
+  // sync thread, or sync_now()) makes those durable first, then fdatasyncs the file, renames it
+  // into place and fsyncs the directory, and only then reports it durable and removes the older
+  // snapshots and the segments it covers. Writes and reads of snapshot bytes are plain file I/O
+  // on the group's thread (a chunk at a time: no whole snapshot is ever held in memory). A
+  // failed snapshot write is fail-stop for the storage, like a failed log write.
+
+  /// Starts writing a snapshot (drops one unfinished). Nothing existing changes until finish.
+  void begin_snapshot(const SnapshotMeta& meta) {
+    abort_snapshot();
+    if (failed_.load()) {
+      return;
     }
-    std::vector<std::byte> file;
-    std::byte head[32] = {};
-    detail::wal::put_u64(head, detail::wal::kMagic);
-    detail::wal::put_u64(head + 8, index);
-    detail::wal::put_u64(head + 16, term);
-    detail::wal::put_u64(head + 24, data.size());
-    file.insert(file.end(), head, head + 32);
-    file.insert(file.end(), data.begin(), data.end());
-    std::byte crc[4];
-    detail::wal::put_u32(crc, crc32c(file));
-    file.insert(file.end(), crc, crc + 4);
-    const std::string tmp = path(snapshot_name(index) + ".tmp");
-    const std::string final_path = path(snapshot_name(index));
-    typename Fs::handle h{};
-    std::error_code ec = fs_.open_append(tmp, h);
+    SnapshotWrite w;
+    w.meta = meta;
+    w.meta.size = 0;
+    w.final_path = path(snapshot_name(meta.index));
+    w.temp_path = path(snapshot_name(meta.index) + "." + std::to_string(++temp_files_) + ".tmp");
+    std::vector<std::byte> head;
+    detail::wal::append_snapshot_header(head, meta.index, meta.term, meta.voters);
+    w.data_offset = head.size();
+    w.crc = crc32c(head);
+    std::error_code ec = fs_.open_append(w.temp_path, w.handle);
     if (!ec) {
-      ec = fs_.truncate(h, 0);
+      ec = fs_.truncate(w.handle, 0);
       if (!ec) {
-        ec = fs_.append(h, file);
+        ec = fs_.append(w.handle, head);
       }
-      if (!ec) {
-        ec = fs_.sync(h);
+      if (ec) {
+        fs_.close(w.handle);
       }
-      fs_.close(h);
-    }
-    if (!ec) {
-      ec = fs_.rename(tmp, final_path);
-    }
-    if (!ec) {
-      ec = fs_.sync_dir(options_.directory);
     }
     if (ec) {
       fail(ec);
+      return;
+    }
+    writing_ = std::move(w);
+  }
+
+  /// Appends the next bytes of the snapshot being written.
+  void write_snapshot(std::span<const std::byte> bytes) {
+    if (!writing_ || bytes.empty()) {
+      return;
+    }
+    if (const auto ec = fs_.append(writing_->handle, bytes)) {
+      abort_snapshot();
+      fail(ec);
+      return;
+    }
+    writing_->crc = crc32c(bytes, writing_->crc);
+    writing_->meta.size += bytes.size();
+  }
+
+  /// Ends the snapshot being written: it is snapshot() from now on, durable (and the log it
+  /// covers removable) once durable_seq() reaches the result.
+  WriteSeq finish_snapshot() {
+    std::lock_guard lock(mutex_);
+    if (!writing_) {
+      return last_seq_;  // nothing to finish (or failed: never durable)
+    }
+    std::byte size[8];
+    detail::wal::put_u64(size, writing_->meta.size);
+    const std::uint32_t crc = crc32c(size, writing_->crc);
+    std::byte trailer[16] = {};
+    detail::wal::put_u64(trailer, writing_->meta.size);
+    detail::wal::put_u32(trailer + 8, crc);
+    if (const auto ec = fs_.append(writing_->handle, trailer)) {
+      fs_.close(writing_->handle);
+      writing_.reset();
+      fail_locked(ec);
+      return last_seq_;
+    }
+    {
+      std::lock_guard files(snapshot_mutex_);
+      finished_ = SnapshotFile{writing_->meta, writing_->temp_path, writing_->data_offset};
+    }
+    // The writes issued before it become durable first: they go in a batch of their own.
+    if (!pending_.empty()) {
+      Sealed before;
+      before.meta = take_batch(before.bytes);
+      sealed_.push_back(std::move(before));
+    }
+    Sealed snapshot;
+    snapshot.snapshot = std::move(writing_);
+    writing_.reset();
+    ++last_seq_;
+    snapshot.meta.last = last_seq_;
+    sealed_.push_back(std::move(snapshot));
+    if (thread_.joinable()) {
+      wake_.notify_one();
+    }
+    return last_seq_;
+  }
+
+  /// Drops the snapshot being written (its temporary file).
+  void abort_snapshot() {
+    if (!writing_) {
+      return;
+    }
+    fs_.close(writing_->handle);
+    (void)fs_.remove(writing_->temp_path);
+    writing_.reset();
+  }
+
+  /// The newest finished snapshot (durable or on its way), if any.
+  std::optional<SnapshotMeta> snapshot() const {
+    std::lock_guard files(snapshot_mutex_);
+    return finished_ ? std::optional<SnapshotMeta>(finished_->meta) : std::nullopt;
+  }
+
+  /// Bytes of the newest finished snapshot from `offset`, up to `out.size()`; fewer only at its
+  /// end. A failed read fails the storage and returns 0.
+  std::size_t read_snapshot(std::uint64_t offset, std::span<std::byte> out) const {
+    std::lock_guard files(snapshot_mutex_);  // the writer renames the file under it
+    if (!finished_ || offset >= finished_->meta.size) {
+      return 0;
+    }
+    const std::size_t want = static_cast<std::size_t>(
+        std::min<std::uint64_t>(out.size(), finished_->meta.size - offset));
+    std::size_t n = 0;
+    const auto ec =
+        fs_.read_at(finished_->path, finished_->data_offset + offset, out.first(want), n);
+    if (ec || n != want) {
+      const_cast<FileStorage*>(this)->fail(ec ? ec : std::make_error_code(std::errc::io_error));
+      return 0;
+    }
+    return n;
+  }
+
+  /// Drops every entry: the log restarts after `index` (whose term is `term`), as after an
+  /// installed snapshot that the log does not match. On disk, a truncation from index + 1:
+  /// replayed after the snapshot at `index`, it removes whatever the older segments hold above it.
+  WriteSeq reset_log(LogIndex index, Term term) {
+    (void)memory_.reset_log(index, term);
+    std::lock_guard lock(mutex_);
+    detail::wal::append_words(pending_, detail::wal::RecordType::truncate, {index + 1});
+    return queued();
+  }
+
+  // --- beyond SnapshotStorage
+  // ---------------------------------------------------------------------
+
+  /// Saves a whole snapshot and waits until it is durable (begin, write, finish, sync_now): for
+  /// tools and tests. Returns storage_failure (and the storage is failed) when a write fails.
+  std::error_code save_snapshot(LogIndex index, Term term, std::span<const std::byte> data) {
+    begin_snapshot(SnapshotMeta{index, term, {}, 0});
+    write_snapshot(data);
+    (void)finish_snapshot();
+    if (sync_now()) {
       return make_error_code(errc::storage_failure);
     }
-    snapshot_index_ = index;
-    snapshot_ = Snapshot{index, term, std::vector<std::byte>(data.begin(), data.end())};
-    remove_obsolete(index);
     return {};
   }
 
-  /// The newest durable snapshot: found at recovery, or saved since. Its index, term and bytes.
+  /// The newest finished snapshot, read whole: for tests and tools (a group streams it).
   struct Snapshot {
     LogIndex index = 0;
     Term term = 0;
+    std::vector<NodeId> voters;
     std::vector<std::byte> data;
   };
-  const std::optional<Snapshot>& recovered_snapshot() const noexcept { return snapshot_; }
+  std::optional<Snapshot> recovered_snapshot() const {
+    const auto meta = snapshot();
+    if (!meta) {
+      return std::nullopt;
+    }
+    Snapshot s{meta->index, meta->term, meta->voters, std::vector<std::byte>(meta->size)};
+    std::size_t done = 0;
+    while (done < s.data.size()) {
+      const std::size_t n = read_snapshot(done, std::span<std::byte>(s.data).subspan(done));
+      if (n == 0) {
+        break;
+      }
+      done += n;
+    }
+    s.data.resize(done);
+    return s;
+  }
 
   const RecoveryReport& recovery() const noexcept { return report_; }
   const std::string& directory() const noexcept { return options_.directory; }
@@ -334,19 +484,21 @@ class FileStorage {
   }
 
   void fail(std::error_code ec) {
+    std::unique_lock lock(mutex_);
+    fail_locked(ec);
+  }
+
+  // fail() with mutex_ held: the mutex that sync_now() checks its condition under. Set between
+  // that check and its wait, and notified without the mutex, the failure would be a lost
+  // wake-up, and sync_now() (save_snapshot() with it) would wait for ever.
+  void fail_locked(std::error_code ec) {
     {
       std::lock_guard lock(error_mutex_);
       if (!error_) {
         error_ = ec;
       }
     }
-    {
-      // Under the mutex that sync_now() checks its condition under: set between that check and
-      // its wait, and notified without the mutex, the failure would be a lost wake-up, and
-      // sync_now() (save_snapshot() with it) would wait for ever.
-      std::lock_guard lock(mutex_);
-      failed_.store(true);
-    }
+    failed_.store(true);
     done_.notify_all();
   }
 
@@ -361,6 +513,25 @@ class FileStorage {
     WriteSeq last = 0;              // the write sequence it makes durable
     HardState hard_state_before{};  // the hard state as of the previous batch
     LogIndex last_entry = 0;        // the highest entry index it holds (0: none)
+  };
+
+  struct SnapshotWrite {
+    SnapshotMeta meta;
+    std::string temp_path;
+    std::string final_path;
+    typename Fs::handle handle{};
+    std::uint64_t data_offset = 0;
+    std::uint32_t crc = 0;  // of everything written so far
+  };
+  struct SnapshotFile {
+    SnapshotMeta meta;
+    std::string path;
+    std::uint64_t data_offset = 0;
+  };
+  struct Sealed {
+    std::vector<std::byte> bytes;
+    Batch meta;
+    std::optional<SnapshotWrite> snapshot;
   };
 
   Batch take_batch(std::vector<std::byte>& batch) {
@@ -388,25 +559,34 @@ class FileStorage {
 
   bool has_pending() {
     std::lock_guard lock(mutex_);
-    return stopping_ || !pending_.empty();
+    return stopping_ || !pending_.empty() || !sealed_.empty();
   }
 
   void sync_loop() {
     std::vector<std::byte> batch;
     for (;;) {
       Batch meta;
+      std::optional<Sealed> sealed;
       // The next batch usually follows within microseconds of the last one's sync: look for it
       // briefly before sleeping (a sleep and a wake-up would cost more than the wait).
       spin_until([&] { return has_pending(); });
       {
         std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
-        if (pending_.empty()) {
+        wake_.wait(lock, [&] { return stopping_ || !pending_.empty() || !sealed_.empty(); });
+        if (!sealed_.empty()) {
+          sealed.emplace(std::move(sealed_.front()));
+          sealed_.pop_front();
+        } else if (pending_.empty()) {
           return;  // stopping with nothing left
+        } else {
+          meta = take_batch(batch);
         }
-        meta = take_batch(batch);
       }
-      write_batch(batch, meta);
+      if (sealed) {
+        write_sealed(*sealed);
+      } else {
+        write_batch(batch, meta);
+      }
       if (failed_.load()) {
         return;  // fail-stop: never retried
       }
@@ -463,15 +643,52 @@ class FileStorage {
       if (meta.last_entry != 0) {
         note_segment_entry(segment_sequence_, meta.last_entry);
       }
-      durable_seq_.store(meta.last, std::memory_order_release);
     }
+    report_durable(meta.last);
+  }
+
+  // A batch sealed by finish_snapshot(): the writes before a snapshot, or the snapshot itself
+  // (synced, renamed into place, the directory synced; then what it covers is removed).
+  void write_sealed(Sealed& sealed) {
+    if (!sealed.snapshot) {
+      write_batch(sealed.bytes, sealed.meta);
+      return;
+    }
+    SnapshotWrite& w = *sealed.snapshot;
+    if (failed_.load()) {
+      fs_.close(w.handle);
+      return;
+    }
+    std::error_code ec = fs_.sync(w.handle);
+    fs_.close(w.handle);
+    if (!ec) {
+      std::lock_guard files(snapshot_mutex_);
+      ec = fs_.rename(w.temp_path, w.final_path);
+      if (!ec && finished_ && finished_->path == w.temp_path) {
+        finished_->path = w.final_path;
+      }
+    }
+    if (!ec) {
+      ec = fs_.sync_dir(options_.directory);
+    }
+    if (ec) {
+      fail(ec);
+      return;
+    }
+    remove_obsolete(w.meta.index);
+    report_durable(sealed.meta.last);
+  }
+
+  // Everything up to `last` is durable: say so, then run on_durable, then wake sync_now().
+  void report_durable(WriteSeq last) {
+    durable_seq_.store(last, std::memory_order_release);
     if (options_.on_durable) {
       options_.on_durable();
     }
     {
       // sync_now() returns only once on_durable has reported its writes.
       std::lock_guard lock(mutex_);
-      reported_seq_.store(meta.last, std::memory_order_release);
+      reported_seq_.store(last, std::memory_order_release);
     }
     done_.notify_all();
   }
@@ -616,27 +833,99 @@ class FileStorage {
     segment_last_entry_.emplace_back(sequence, index);
   }
 
+  // Validates the snapshot file at `index` (streamed: its CRC a chunk at a time) and starts
+  // the log after it. Anything wrong with it is corrupt_storage naming the file: never skipped
+  // for an older one, since the segments it covers may be gone.
   void load_snapshot(LogIndex index) {
     const std::string name = path(snapshot_name(index));
-    std::vector<std::byte> bytes;
-    if (const auto ec = fs_.read_all(name, bytes)) {
-      refuse(errc::storage_failure, "cannot read " + name + ": " + ec.message());
+    const auto bad = [&](const std::string& what) {
+      refuse(errc::corrupt_storage, name + ": snapshot " + what);
+    };
+    std::vector<std::byte> buffer(std::size_t{1} << 20);
+    const auto read = [&](std::uint64_t offset, std::span<std::byte> out) {
+      std::size_t n = 0;
+      if (const auto ec = fs_.read_at(name, offset, out, n)) {
+        refuse(errc::storage_failure, "cannot read " + name + ": " + ec.message());
+      }
+      return n;
+    };
+    std::byte head[detail::wal::kSnapshotHeadBytes];
+    const std::size_t got = read(0, head);
+    SnapshotFile file;
+    file.path = name;
+    file.meta.index = index;
+    if (got >= 8 && detail::wal::get_u64(head) == detail::wal::kMagic) {
+      // Version 1 (magic, index, term, size, data, CRC of all before it): no configuration.
+      std::vector<std::byte> bytes;
+      if (const auto ec = fs_.read_all(name, bytes)) {
+        refuse(errc::storage_failure, "cannot read " + name + ": " + ec.message());
+      }
+      if (bytes.size() < 36 || detail::wal::get_u64(bytes.data() + 8) != index ||
+          detail::wal::get_u64(bytes.data() + 24) != bytes.size() - 36 ||
+          crc32c(std::span<const std::byte>(bytes.data(), bytes.size() - 4)) !=
+              detail::wal::get_u32(bytes.data() + bytes.size() - 4)) {
+        bad("fails validation");
+      }
+      file.meta.term = detail::wal::get_u64(bytes.data() + 16);
+      file.meta.size = bytes.size() - 36;
+      file.data_offset = 32;
+    } else {
+      if (got < detail::wal::kSnapshotHeadBytes ||
+          detail::wal::get_u64(head) != detail::wal::kSnapshotMagic) {
+        bad("fails validation (not a tenure snapshot)");
+      }
+      if (detail::wal::get_u64(head + 8) != index) {
+        bad("fails validation (its index is not the one its name says)");
+      }
+      file.meta.term = detail::wal::get_u64(head + 16);
+      const std::uint64_t voters = detail::wal::get_u64(head + 24);
+      if (voters > detail::wal::kMaxSnapshotVoters) {
+        bad("fails validation (a malformed configuration)");
+      }
+      file.data_offset = detail::wal::kSnapshotHeadBytes + 8 * voters;
+      // The whole file, checksummed as it streams by; the trailer is the last 16 bytes.
+      std::uint32_t crc = 0;
+      std::uint64_t offset = 0;
+      std::vector<std::byte> tail;  // the last 16 bytes seen
+      for (;;) {
+        const std::size_t n = read(offset, buffer);
+        const std::span<const std::byte> chunk(buffer.data(), n);
+        if (offset == 0) {
+          if (n < file.data_offset) {
+            bad("fails validation (truncated)");
+          }
+          for (std::uint64_t v = 0; v < voters; ++v) {
+            file.meta.voters.push_back(
+                detail::wal::get_u64(buffer.data() + detail::wal::kSnapshotHeadBytes + 8 * v));
+          }
+        }
+        // Everything but the final 16 bytes goes into the CRC: hold back the last 16 seen.
+        tail.insert(tail.end(), chunk.begin(), chunk.end());
+        if (tail.size() > 16) {
+          const std::size_t keep = 16;
+          crc = crc32c(std::span<const std::byte>(tail.data(), tail.size() - keep), crc);
+          tail.erase(tail.begin(), tail.end() - static_cast<std::ptrdiff_t>(keep));
+        }
+        offset += n;
+        if (n < buffer.size()) {
+          break;
+        }
+      }
+      if (tail.size() != 16 || offset < file.data_offset + 16) {
+        bad("fails validation (truncated)");
+      }
+      const std::uint64_t size = detail::wal::get_u64(tail.data());
+      crc = crc32c(std::span<const std::byte>(tail.data(), 8), crc);
+      if (size != offset - file.data_offset - 16 || crc != detail::wal::get_u32(tail.data() + 8) ||
+          detail::wal::get_u32(tail.data() + 12) != 0) {
+        bad("fails validation (its checksum or size does not match)");
+      }
+      file.meta.size = size;
     }
-    if (bytes.size() < 36 || detail::wal::get_u64(bytes.data()) != detail::wal::kMagic ||
-        detail::wal::get_u64(bytes.data() + 8) != index ||
-        detail::wal::get_u64(bytes.data() + 24) != bytes.size() - 36 ||
-        crc32c(std::span<const std::byte>(bytes.data(), bytes.size() - 4)) !=
-            detail::wal::get_u32(bytes.data() + bytes.size() - 4)) {
-      refuse(errc::corrupt_storage, name + ": snapshot fails validation");
-    }
-    Snapshot s;
-    s.index = index;
-    s.term = detail::wal::get_u64(bytes.data() + 16);
-    s.data.assign(bytes.begin() + 32, bytes.end() - 4);
-    memory_.restore_start(s.index, s.term);
+    memory_.restore_start(index, file.meta.term);
     snapshot_index_ = index;
     report_.snapshot_index = index;
-    snapshot_ = std::move(s);
+    finished_ = std::move(file);
   }
 
   // Replays one segment into memory_ and returns how many of its bytes are durable: up to the
@@ -821,9 +1110,18 @@ class FileStorage {
   HardState batched_hard_state_;
   LogIndex pending_last_entry_ = 0;
   std::vector<std::pair<std::uint64_t, LogIndex>> segment_last_entry_;
-  LogIndex snapshot_index_ = 0;
-  std::optional<Snapshot> snapshot_;
+  LogIndex snapshot_index_ = 0;  // recovery: the snapshot the log starts after
   RecoveryReport report_;
+
+  // Snapshots. The one being written (group's thread); the newest finished one, whose path the
+  // writer changes from temporary to final under snapshot_mutex_ (reads hold it too).
+  std::optional<SnapshotWrite> writing_;
+  std::optional<SnapshotFile> finished_;
+  mutable std::mutex snapshot_mutex_;
+  std::uint64_t temp_files_ = 0;
+  // Batches sealed by finish_snapshot(), in order, ahead of pending_ (guarded by mutex_): the
+  // writes issued before a snapshot, then the snapshot.
+  std::deque<Sealed> sealed_;
 
   std::thread thread_;  // last: started after everything above is ready
 };

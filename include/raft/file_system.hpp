@@ -27,12 +27,15 @@ namespace tenure::raft {
 /// - `sync` is fdatasync: the file's data written so far, and its size, are durable when it
 ///   returns success. A failure is final for that file (tenure never retries: fail-stop);
 /// - creating, renaming or removing a file is durable only after `sync_dir` of its directory;
-/// - `read_all` reads a whole file; `list` names the entries of a directory (not "." or "..");
+/// - `read_all` reads a whole file; `read_at` up to `out.size()` bytes from `offset` (`n` says
+///   how many: fewer only at the end of the file); `list` names the entries of a directory (not "."
+///   or "..");
 /// - calls on one file handle come from one thread at a time.
 template <class F>
 concept FileSystem = requires(F& fs, const std::string& path, std::span<const std::byte> data,
                               std::uint64_t size, typename F::handle h,
-                              std::vector<std::byte>& bytes, std::vector<std::string>& names) {
+                              std::vector<std::byte>& bytes, std::vector<std::string>& names,
+                              std::span<std::byte> out, std::size_t& n) {
   typename F::handle;
   { fs.open_append(path, h) } -> std::same_as<std::error_code>;
   { fs.append(h, data) } -> std::same_as<std::error_code>;
@@ -40,6 +43,7 @@ concept FileSystem = requires(F& fs, const std::string& path, std::span<const st
   { fs.truncate(h, size) } -> std::same_as<std::error_code>;
   { fs.close(h) } -> std::same_as<void>;
   { fs.read_all(path, bytes) } -> std::same_as<std::error_code>;
+  { fs.read_at(path, size, out, n) } -> std::same_as<std::error_code>;
   { fs.list(path, names) } -> std::same_as<std::error_code>;
   { fs.rename(path, path) } -> std::same_as<std::error_code>;
   { fs.remove(path) } -> std::same_as<std::error_code>;
@@ -113,6 +117,32 @@ class PosixFileSystem {
     }
     ::close(fd);
     return {};
+  }
+
+  std::error_code read_at(const std::string& path, std::uint64_t offset, std::span<std::byte> out,
+                          std::size_t& n) {
+    n = 0;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return last_error();
+    }
+    std::error_code ec;
+    while (n < out.size()) {
+      const ssize_t r = ::pread(fd, out.data() + n, out.size() - n, static_cast<off_t>(offset + n));
+      if (r < 0) {
+        if (errno == EINTR) {
+          continue;
+        }
+        ec = last_error();
+        break;
+      }
+      if (r == 0) {
+        break;
+      }
+      n += static_cast<std::size_t>(r);
+    }
+    ::close(fd);
+    return ec;
   }
 
   std::error_code list(const std::string& dir, std::vector<std::string>& names) {

@@ -114,6 +114,10 @@ class SlowFailingFs {
   std::error_code read_all(const std::string& p, std::vector<std::byte>& b) {
     return fs_.read_all(p, b);
   }
+  std::error_code read_at(const std::string& p, std::uint64_t offset, std::span<std::byte> out,
+                          std::size_t& n) {
+    return fs_.read_at(p, offset, out, n);
+  }
   std::error_code list(const std::string& p, std::vector<std::string>& n) { return fs_.list(p, n); }
   std::error_code rename(const std::string& a, const std::string& b) { return fs_.rename(a, b); }
   std::error_code remove(const std::string& p) { return fs_.remove(p); }

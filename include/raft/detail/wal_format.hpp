@@ -132,6 +132,35 @@ inline void append_segment_header(std::vector<std::byte>& out, std::uint64_t seq
   append_record(out, RecordType::segment_header, head);
 }
 
+// A snapshot file (snap-<index>.snap), version 2:
+//   0  u64 magic kSnapshotMagic
+//   8  u64 index (what its name says)
+//  16  u64 term of the entry at index
+//  24  u64 count of voters, then a u64 node id each
+//   .  the state machine's bytes
+//   .  trailer: u64 size of those bytes, u32 CRC-32C of the whole file before it (size
+//      included), u32 zero
+// Version 1 files (magic kMagic, index, term, size, data, u32 CRC) are still read.
+inline constexpr std::uint64_t kSnapshotMagic = 0x32504e53'45525554ull;  // "TENURESNP2" folded
+inline constexpr std::size_t kSnapshotHeadBytes = 32;
+/// More voters than this in a snapshot header is corruption, not a configuration.
+inline constexpr std::uint64_t kMaxSnapshotVoters = 4096;
+
+inline void append_snapshot_header(std::vector<std::byte>& out, std::uint64_t index,
+                                   std::uint64_t term, std::span<const std::uint64_t> voters) {
+  std::byte head[kSnapshotHeadBytes] = {};
+  put_u64(head, kSnapshotMagic);
+  put_u64(head + 8, index);
+  put_u64(head + 16, term);
+  put_u64(head + 24, voters.size());
+  out.insert(out.end(), head, head + kSnapshotHeadBytes);
+  for (const std::uint64_t v : voters) {
+    std::byte b[8];
+    put_u64(b, v);
+    out.insert(out.end(), b, b + 8);
+  }
+}
+
 /// One record as read back: its type and payload, a view into the segment's bytes.
 struct Record {
   RecordType type;

@@ -230,6 +230,8 @@ class SimCluster {
     node(id).paused_until = std::max(node(id).paused_until, now_ + d.count());
   }
   bool paused(NodeId id) { return node(id).paused_until > now_; }
+  /// Ends a pause now (SIGCONT): the node's expired deadlines fire at its next turn.
+  void resume(NodeId id) { node(id).paused_until = std::min(node(id).paused_until, now_); }
 
   /// A hash of every event so far (deliveries and ticks, with their content): two runs of the
   /// same seed must agree on it.

@@ -90,6 +90,21 @@ class SimFileSystem {
     return {};
   }
 
+  std::error_code read_at(const std::string& path, std::uint64_t offset, std::span<std::byte> out,
+                          std::size_t& n) {
+    n = 0;
+    const auto it = names_.find(path);
+    if (it == names_.end()) {
+      return std::error_code(ENOENT, std::generic_category());
+    }
+    const std::vector<std::byte>& data = files_[it->second]->data;
+    if (offset < data.size()) {
+      n = static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), data.size() - offset));
+      std::copy_n(data.begin() + static_cast<std::ptrdiff_t>(offset), n, out.begin());
+    }
+    return {};
+  }
+
   std::error_code list(const std::string& dir, std::vector<std::string>& names) {
     names.clear();
     const std::string prefix = dir + "/";

@@ -1236,6 +1236,7 @@ class Simulation {
     net.set_duplicate_rate(0);
     net.set_late_duplicate_rate(0);
     for (NodeId id : cluster_->ids()) {
+      cluster_->resume(id);  // a paused process continues: healing ends every fault
       if (!cluster_->node(id).up) {
         restart_node(id);
       }

@@ -101,6 +101,11 @@ class ProcessFs {
   std::error_code read_all(const std::string& path, std::vector<std::byte>& bytes) {
     return dead_ ? eio() : disk_.read_all(path, bytes);
   }
+  std::error_code read_at(const std::string& path, std::uint64_t offset, std::span<std::byte> out,
+                          std::size_t& n) {
+    n = 0;
+    return dead_ ? eio() : disk_.read_at(path, offset, out, n);
+  }
   std::error_code list(const std::string& dir, std::vector<std::string>& names) {
     return dead_ ? eio() : disk_.list(dir, names);
   }
@@ -291,6 +296,7 @@ class Node {
     history_.snapshots.push_back(
         SnapshotImage{index, term, noise(1000000 + history_.snapshots.size(), size)});
     const std::error_code ec = storage_.save_snapshot(index, term, history_.snapshots.back().data);
+    record(history_.now(), storage_.last_seq());  // the snapshot is a write of its own
     note_durable();
     if (!ec) {
       history_.acked_snapshot = index;  // reported saved, even if the process dies right after
