@@ -5,6 +5,7 @@
 //   tenure-kv-cli --server host:port del KEY
 //   tenure-kv-cli --server host:port cas KEY EXPECTED NEW       (EXPECTED `-`: must be absent)
 //   tenure-kv-cli --server host:port info
+//   tenure-kv-cli --server host:port snapshot    (that node snapshots every shard now)
 //
 // The request goes to --server; a not_leader answer with a hint sends it on to the hinted leader
 // (at most kMaxRedirects times). Output: `OK`, the value, `(none)`, `mismatch: current is X`, or
@@ -59,6 +60,7 @@ constexpr const char* kUsage =
     "  del KEY\n"
     "  cas KEY EXPECTED NEW                        (EXPECTED '-': the key must be absent)\n"
     "  info\n"
+    "  snapshot                                    (the node at --server snapshots each shard)\n"
     "options:\n"
     "  --server HOST:PORT   a node's client address (any node: not_leader hints are followed)\n"
     "  --timeout-ms N       deadline for the whole command, redirects included (default 5000)\n"
@@ -196,6 +198,10 @@ Request request_of(const Args& args) {
   if (w[0] == "info") {
     need(0);
     return Request::info(1);
+  }
+  if (w[0] == "snapshot") {
+    need(0);
+    return Request::snapshot(1);
   }
   usage_error("unknown command " + w[0]);
 }

@@ -48,7 +48,7 @@ inline constexpr std::uint32_t kMaxShards = 256;
 inline constexpr std::size_t kMaxAddressBytes = 270;
 
 /// What a request asks for.
-enum class Op : std::uint8_t { put, get, del, cas, info };
+enum class Op : std::uint8_t { put, get, del, cas, info, snapshot };
 
 /// How fresh a get must be. `linearizable`: a ReadIndex round or a valid lease, the server picks;
 /// `lease`: served from the leader's lease when it holds one, otherwise through ReadIndex;
@@ -76,7 +76,8 @@ enum class ResponseKind : std::uint8_t {
 /// which case its string_views point into that line.
 ///
 /// Which fields an op uses: put `key`, `value`; get `key`, `level`; del `key`; cas `key`,
-/// `expected` (nullopt: the key must be absent), `value` (the new value); info none. Unused fields
+/// `expected` (nullopt: the key must be absent), `value` (the new value); info and snapshot
+/// none. Unused fields
 /// keep their defaults, so requests compare equal exactly when their lines are equal.
 struct Request {
   std::uint64_t id = 0;
@@ -102,6 +103,10 @@ struct Request {
   }
   static Request info(std::uint64_t id) noexcept {
     return {id, Op::info, {}, {}, std::nullopt, ReadLevel::linearizable};
+  }
+  /// Asks the node to take a snapshot of every shard now (answered `ok` once requested).
+  static Request snapshot(std::uint64_t id) noexcept {
+    return {id, Op::snapshot, {}, {}, std::nullopt, ReadLevel::linearizable};
   }
 
   friend bool operator==(const Request&, const Request&) = default;
@@ -227,6 +232,8 @@ constexpr std::string_view name_of(Op op) noexcept {
       return "cas";
     case Op::info:
       return "info";
+    case Op::snapshot:
+      return "snapshot";
   }
   return "?";
 }
@@ -654,6 +661,7 @@ inline bool is_valid(const Request& r) noexcept {
       return is_valid_key(r.key) && is_valid_value(r.value) &&
              (!r.expected || is_valid_value(*r.expected));
     case Op::info:
+    case Op::snapshot:
       return true;
   }
   return false;
@@ -762,6 +770,12 @@ inline Parsed<Request> parse_request(std::string_view line) noexcept {
     }
     return Request::info(*id);
   }
+  if (op == "snapshot") {
+    if (const char* why = arity(0)) {
+      return fail(why);
+    }
+    return Request::snapshot(*id);
+  }
   return fail("unknown op");
 }
 
@@ -786,6 +800,7 @@ inline void format_request(const Request& r, std::string& out) {
       out.append(" ").append(r.value);
       break;
     case Op::info:
+    case Op::snapshot:
       break;
   }
   out += '\n';

@@ -7,7 +7,7 @@
 //             [--no-check-quorum] [--quiet] [--max-clients 1024] [--max-inflight 1024]
 //             [--max-queued-bytes 1048576] [--idle-timeout-ms 300000]
 //             [--shutdown-grace-ms 1000] [--shutdown-timeout-ms 3000]
-//             [--tls-cert FILE --tls-key FILE --tls-ca FILE]
+//             [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--snapshot-every N]
 //
 // `--cluster` lists every node as id=host:raft_port/client_port. `--timeout-ms` is every
 // operation's deadline. `--no-check-quorum` lets a leader that lost its quorum keep leading (as
@@ -27,6 +27,11 @@
 // With --tls-cert, --tls-key and --tls-ca (PEM; scripts/make-certs makes test ones) both ports
 // speak mutual TLS: peers must present a certificate of the CA naming "node-<id>" for the id
 // they claim, clients one of the same CA.
+//
+// Each shard snapshots its store every --snapshot-every applied entries (default 100000) and on
+// a `snapshot` request (tenure-kv-cli snapshot); its log on disk is then cut behind the snapshot,
+// a restart loads the snapshot and replays only the entries after it, and a node that is too
+// far behind (or whose data directory was wiped) catches up through one.
 #include "kv_store.hpp"
 #include "protocol.hpp"
 #include "stream.hpp"
@@ -100,6 +105,7 @@ struct Args {
   std::chrono::milliseconds shutdown_grace{1000};
   std::chrono::milliseconds shutdown_timeout{3000};
   std::optional<tenure::raft::asio::TlsFiles> tls;
+  std::uint64_t snapshot_every = 100'000;  // applied entries between snapshots, per shard
 };
 
 [[noreturn]] void usage(const std::string& error) {
@@ -112,7 +118,8 @@ struct Args {
          "                 [--quiet] [--max-clients N] [--max-inflight N]\n"
          "                 [--max-queued-bytes N] [--idle-timeout-ms MS]\n"
          "                 [--shutdown-grace-ms MS] [--shutdown-timeout-ms MS]\n"
-         "                 [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n";
+         "                 [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
+         "                 [--snapshot-every N]\n";
   std::exit(error.empty() ? 0 : 2);
 }
 
@@ -234,6 +241,12 @@ Args parse_args(int argc, char** argv) {
       (arg == "--tls-cert"  ? a.tls->certificate
        : arg == "--tls-key" ? a.tls->private_key
                             : a.tls->ca) = std::string(value());
+    } else if (arg == "--snapshot-every") {
+      const auto v = number(value());
+      if (!v || *v == 0) {
+        usage("--snapshot-every must be a positive number of entries");
+      }
+      a.snapshot_every = *v;
     } else if (arg == "--no-check-quorum") {
       a.check_quorum = false;
     } else if (arg == "--quiet") {
@@ -292,6 +305,7 @@ struct Shard {
     }
     c.random_seed = 0;
     c.check_quorum = args.check_quorum;
+    c.snapshot_entries = args.snapshot_every;
     tenure::raft::asio::AsioGroupOptions o;  // the lease takes the group's election timeout
     group = std::make_unique<Group>(io, c, o, clock, transport, storage, store);
     runner.store(group.get(), std::memory_order_release);
@@ -574,6 +588,15 @@ class Server {
       info.leaders = leaders;
       info.addresses = addresses;
       session->respond(tenure::kv::Response::cluster_info(req.id, info));  // formats at once
+      return;
+    }
+    if (req.op == tenure::kv::Op::snapshot) {
+      // Each shard takes one at its next tick (on its strand); the answer says it is asked for.
+      for (const auto& shard : shards_) {
+        net::post(shard->group->executor(),
+                  [g = shard->group.get()] { g->group().request_snapshot(); });
+      }
+      session->respond(tenure::kv::Response::ok(req.id));
       return;
     }
     const std::uint32_t s = tenure::kv::shard_of(req.key, args_.shards);

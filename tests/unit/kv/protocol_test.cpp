@@ -93,6 +93,7 @@ TEST_CASE("kv protocol: every request kind round-trips") {
   check_request_round_trip(Request::cas(7, "k", std::nullopt, "new"), "7 cas k - new\n");
   check_request_round_trip(Request::info(0), "0 info\n");
   check_request_round_trip(Request::info(kMax64), "18446744073709551615 info\n");
+  check_request_round_trip(Request::snapshot(3), "3 snapshot\n");
 }
 
 TEST_CASE("kv protocol: keys and values of every printable byte and of the maximum length") {
