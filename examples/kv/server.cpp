@@ -8,6 +8,7 @@
 //             [--max-queued-bytes 1048576] [--idle-timeout-ms 300000]
 //             [--shutdown-grace-ms 1000] [--shutdown-timeout-ms 3000]
 //             [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--snapshot-every N]
+//             [--log-retention N]
 //
 // `--cluster` lists every node as id=host:raft_port/client_port. `--timeout-ms` is every
 // operation's deadline. `--no-check-quorum` lets a leader that lost its quorum keep leading (as
@@ -31,7 +32,9 @@
 // Each shard snapshots its store every --snapshot-every applied entries (default 100000) and on
 // a `snapshot` request (tenure-kv-cli snapshot); its log on disk is then cut behind the snapshot,
 // a restart loads the snapshot and replays only the entries after it, and a node that is too
-// far behind (or whose data directory was wiped) catches up through one.
+// far behind (or whose data directory was wiped) catches up through one. A leader keeps
+// --log-retention entries (default 100000) behind its snapshot in memory, so that a follower
+// only a little behind catches up by appends instead.
 #include "kv_store.hpp"
 #include "protocol.hpp"
 #include "stream.hpp"
@@ -106,6 +109,7 @@ struct Args {
   std::chrono::milliseconds shutdown_timeout{3000};
   std::optional<tenure::raft::asio::TlsFiles> tls;
   std::uint64_t snapshot_every = 100'000;  // applied entries between snapshots, per shard
+  std::uint64_t log_retention = 100'000;   // entries kept behind a snapshot for slow followers
 };
 
 [[noreturn]] void usage(const std::string& error) {
@@ -119,7 +123,7 @@ struct Args {
          "                 [--max-queued-bytes N] [--idle-timeout-ms MS]\n"
          "                 [--shutdown-grace-ms MS] [--shutdown-timeout-ms MS]\n"
          "                 [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
-         "                 [--snapshot-every N]\n";
+         "                 [--snapshot-every N] [--log-retention N]\n";
   std::exit(error.empty() ? 0 : 2);
 }
 
@@ -247,6 +251,12 @@ Args parse_args(int argc, char** argv) {
         usage("--snapshot-every must be a positive number of entries");
       }
       a.snapshot_every = *v;
+    } else if (arg == "--log-retention") {
+      const auto v = number(value());
+      if (!v) {
+        usage("--log-retention must be a number of entries");
+      }
+      a.log_retention = *v;
     } else if (arg == "--no-check-quorum") {
       a.check_quorum = false;
     } else if (arg == "--quiet") {
@@ -306,6 +316,7 @@ struct Shard {
     c.random_seed = 0;
     c.check_quorum = args.check_quorum;
     c.snapshot_entries = args.snapshot_every;
+    c.log_retention_entries = args.log_retention;
     tenure::raft::asio::AsioGroupOptions o;  // the lease takes the group's election timeout
     group = std::make_unique<Group>(io, c, o, clock, transport, storage, store);
     runner.store(group.get(), std::memory_order_release);
@@ -341,6 +352,8 @@ struct Shard {
   std::unique_ptr<Group> group;
   NodeId last_leader = tenure::raft::kNoNode;
   tenure::raft::Term last_term = 0;
+  std::uint64_t snapshots_taken = 0;  // as last logged (the monitor, on the shard's strand)
+  std::uint64_t snapshots_installed = 0;
 };
 
 class Server;
@@ -820,6 +833,17 @@ class Server {
             }
             shard.last_leader = leader;
             shard.last_term = group.term();
+          }
+          const auto& stats = group.stats();
+          if (stats.snapshots_taken != shard.snapshots_taken ||
+              stats.snapshots_installed != shard.snapshots_installed) {
+            log("shard " + std::to_string(s) + ": " +
+                (stats.snapshots_installed != shard.snapshots_installed
+                     ? std::string("installed the leader's snapshot")
+                     : std::string("took a snapshot")) +
+                " at index " + std::to_string(group.snapshot_index()));
+            shard.snapshots_taken = stats.snapshots_taken;
+            shard.snapshots_installed = stats.snapshots_installed;
           }
           const NodeId preferred = args_.cluster[s % args_.cluster.size()].id;
           if (round % 40 == 0 && group.leader_term() != 0 && preferred != args_.id &&
