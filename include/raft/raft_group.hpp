@@ -1742,15 +1742,6 @@ class RaftGroup {
   // sent restarts the transfer from its first byte (the follower drops the old one).
   void send_snapshot_chunks(std::size_t slot) {
     detail::Progress& p = progress_[slot];
-    std::fprintf(stderr,
-                 "DBG %lld leader %llu -> %llu snapidx %llu unsaved %d fin %d p.snap %llu sent "
-                 "%llu acked %llu started %d size %llu\n",
-                 (long long)to_nanos<clock_type>(clock_.now()) / 1000000,
-                 (unsigned long long)config_.self, (unsigned long long)ids_[slot],
-                 (unsigned long long)snapshot_index_, snapshot_unsaved_, install_finishing_,
-                 (unsigned long long)p.snap_index, (unsigned long long)p.snap_sent,
-                 (unsigned long long)p.snap_acked, p.snap_started,
-                 (unsigned long long)durable_snapshot_.size);
     if (snapshot_index_ == 0) {
       return;  // nothing to send: the log still holds everything (no compaction without one)
     }
@@ -1847,9 +1838,10 @@ class RaftGroup {
     if (p.state != detail::ProgressState::snapshot || m.index != p.snap_index) {
       return;  // about another transfer
     }
-    if (m.seq < p.snap_sent && m.seq != p.snap_rewound) {
+    if (m.reject && m.seq < p.snap_sent && m.seq != p.snap_rewound) {
       // It is missing bytes from m.seq on (a chunk lost, or it started over): resend from there,
-      // once per such offset (the answers to the chunks after a gap all name the same one).
+      // once per such offset (the answers to the chunks after a gap all name the same one). An
+      // answer without reject only acknowledges: the chunks after it are still on their way.
       p.snap_sent = m.seq;
       p.snap_acked = m.seq;
       p.snap_started = m.seq != 0;
@@ -1868,14 +1860,6 @@ class RaftGroup {
   // Follower: a chunk of the leader's snapshot.
   void on_snapshot(const Message& m, time_point now) {
     follow(m.from, now);
-    std::fprintf(stderr,
-                 "DBF %llu from %llu idx %llu seq %llu size %llu commit %llu installing %d fin "
-                 "%d imeta %llu recv %llu entries %zu\n",
-                 (unsigned long long)config_.self, (unsigned long long)m.from,
-                 (unsigned long long)m.index, (unsigned long long)m.seq,
-                 (unsigned long long)m.reject_hint, (unsigned long long)commit_, installing_,
-                 install_finishing_, (unsigned long long)install_meta_.index,
-                 (unsigned long long)install_received_, m.entries.size());
     Message r = base_message(MessageType::snapshot_response, m.from);
     r.index = m.index;
     if (m.index <= commit_) {
@@ -1892,6 +1876,7 @@ class RaftGroup {
       if (installing_ && (install_meta_.index != m.index || install_meta_.term != m.log_term)) {
         if (install_finishing_ || m.seq != 0) {
           r.seq = 0;  // a newer snapshot: from its first byte, once this one is done or dropped
+          r.reject = true;
           send(r);
           return;
         }
@@ -1900,7 +1885,8 @@ class RaftGroup {
       }
       if (!installing_) {
         if (m.seq != 0) {
-          r.seq = 0;
+          r.seq = 0;  // nothing of it here: from its first byte
+          r.reject = true;
           send(r);
           return;
         }
@@ -1911,6 +1897,8 @@ class RaftGroup {
         const auto bytes = chunk_data(m.entries[0]);
         storage_.write_snapshot(bytes);
         install_received_ += bytes.size();
+      } else if (!install_finishing_ && m.seq > install_received_) {
+        r.reject = true;  // a gap before this chunk: resend from r.seq
       }
       if (!install_finishing_ && install_received_ >= install_meta_.size) {
         install_finishing_ = true;
