@@ -198,3 +198,46 @@ TEST_CASE("snapshots: installed with one entry a message") {
   REQUIRE(cluster.run_until([&] { return cluster.machine(lagging).get(29) == 290; }, 3s));
   CHECK(cluster.group(lagging).stats().snapshots_installed == 1);
 }
+
+// The leader crashes in the middle of a transfer: the new leader sends its own snapshot (another
+// index, or the same one resumed) and the follower installs that one, never a mix of the two.
+TEST_CASE("snapshots: a leader change in the middle of an install") {
+  std::deque<Write> writes;
+  Cluster::Options o = options(31, 16);
+  o.config.snapshot_window = 1;
+  o.network.min_delay = 3ms;
+  o.network.max_delay = 4ms;
+  Cluster cluster(o);
+  const NodeId leader = cluster.wait_for_leader();
+  REQUIRE(leader != kNoNode);
+  const NodeId lagging = leader % 3 + 1;
+  cluster.network().isolate(lagging);
+  put_keys(cluster, writes, 0, 80);
+  cluster.run_for(600ms);  // every node saves a snapshot of its own
+  REQUIRE(cluster.group(leader).snapshot_index() > 0);
+  cluster.network().heal();
+  const std::uint64_t sent_before = cluster.group(leader).stats().snapshot_chunks_sent;
+  REQUIRE(cluster.run_until(
+      [&] { return cluster.group(leader).stats().snapshot_chunks_sent >= sent_before + 20; }, 2s));
+  REQUIRE(cluster.group(lagging).stats().snapshots_installed == 0);  // mid-install
+  cluster.crash(leader);
+  REQUIRE(cluster.run_until(
+      [&] {
+        const NodeId l = cluster.leader();
+        return l != kNoNode && l != leader;
+      },
+      3s));
+  const NodeId next = cluster.leader();
+  put_keys(cluster, writes, 200, 3);
+  REQUIRE(cluster.run_until(
+      [&] {
+        return cluster.machine(lagging).get(202) == 2020 && cluster.machine(lagging).get(79) == 790;
+      },
+      5s));
+  CHECK(cluster.group(lagging).stats().snapshots_installed == 1);
+  CHECK(cluster.machine(lagging).restores() == 1);
+  REQUIRE(cluster.run_until(
+      [&] { return cluster.group(lagging).last_applied() == cluster.group(next).last_applied(); },
+      2s));
+  CHECK(cluster.machine(lagging).digest() == cluster.machine(next).digest());
+}
