@@ -19,7 +19,7 @@ struct RaftConfig {
   NodeId self = kNoNode;
   /// Which group this is, stamped on every message for transports that multiplex groups.
   GroupId group = 0;
-  /// The initial voters, `self` included. Ignored when storage already holds a configuration.
+  /// The voters, `self` included; every member of a group must be given the same list.
   std::vector<NodeId> voters;
 
   /// A follower campaigns after a random timeout in [election_timeout_min, election_timeout_max)

@@ -947,8 +947,14 @@ class FileStorage {
     }
     std::size_t offset = 0;
     std::size_t batches_end = 0;
+    std::size_t prefix_end = 0;  // where the header and the hard state after it end (0: not yet)
     while (offset < bytes.size() && salt) {
       const auto record = detail::wal::read_record(bytes, offset, offset == 0 ? 0 : *salt);
+      if (record && offset != 0 && prefix_end == 0 && record->type == RecordType::hard_state) {
+        prefix_end = offset + record->size;
+      } else if (record && offset != 0 && prefix_end == 0) {
+        prefix_end = ~std::size_t{0};  // no hard state right after the header
+      }
       if (!record) {
         if (last && !detail::wal::complete_batch_after(bytes, offset + 8, *salt) &&
             !detail::wal::valid_record_within(bytes, offset + 8, offset + detail::wal::kSectorBytes,
@@ -958,7 +964,11 @@ class FileStorage {
           // two look alike, so the whole records before the invalid one are kept either way and
           // sealed with a fresh end record: keeping a prefix of the writes issued is always
           // safe, while cutting a durable batch could lose a vote or an acknowledged entry.
-          if (offset > batches_end) {
+          // A segment's first batch is kept only with its hard-state prefix whole: a segment
+          // without one could lose the term and vote once older segments are removed.
+          if (offset > batches_end &&
+              (batches_end != 0 ||
+               (prefix_end != ~std::size_t{0} && prefix_end != 0 && offset >= prefix_end))) {
             repair_batch_end_ = true;
             batches_end = offset;
           }

@@ -911,6 +911,9 @@ class RaftGroup {
   }
 
   void start_election(bool transfer, time_point now) {
+    if constexpr (kSnapshots) {
+      drop_partial_install();
+    }
     reset_election_timer(now);
     const Term old_term = term_;
     term_ += 1;
@@ -1197,6 +1200,9 @@ class RaftGroup {
       }
       send(r);  // a rejection acknowledges nothing durable
       return;
+    }
+    if constexpr (kSnapshots) {
+      drop_partial_install();  // the leader replicates to us by appends: that install is moot
     }
     // Skip the entries we already have; truncate at the first conflict; append the rest.
     std::size_t skip = 0;
@@ -1873,7 +1879,8 @@ class RaftGroup {
       send(r);  // cannot install: received nothing
       return;
     } else {
-      if (installing_ && (install_meta_.index != m.index || install_meta_.term != m.log_term)) {
+      if (installing_ && (install_meta_.index != m.index || install_meta_.term != m.log_term ||
+                          install_meta_.size != m.reject_hint)) {
         if (install_finishing_ || m.seq != 0) {
           r.seq = 0;  // a newer snapshot: from its first byte, once this one is done or dropped
           r.reject = true;
@@ -1908,6 +1915,16 @@ class RaftGroup {
       }
       r.seq = install_received_;
       send(r);
+    }
+  }
+
+  // Drops a snapshot being received whose sender moved on (a new leader that replicates by
+  // appends, or this node campaigning): left in place, it would hold the storage's snapshot slot
+  // and keep this node from taking snapshots of its own for good. One already finishing stays.
+  void drop_partial_install() {
+    if (installing_ && !install_finishing_) {
+      storage_.abort_snapshot();
+      installing_ = false;
     }
   }
 

@@ -23,7 +23,8 @@ namespace tenure::raft {
 /// - it does not block for long: the group applies synchronously;
 /// - exceptions are not expected; one that escapes stops the group (a state machine that cannot
 ///   apply a committed entry cannot continue safely).
-/// Snapshots (`snapshot()` / `restore()`) join this concept with snapshot support.
+/// A state machine that can also save and restore its state satisfies SnapshotStateMachine
+/// (snapshot.hpp) as well, and the group then takes, sends and installs snapshots.
 template <class M>
 concept StateMachine = requires(M& m, LogIndex index, std::span<const std::byte> payload) {
   { m.apply(index, payload) } -> std::same_as<std::uint64_t>;

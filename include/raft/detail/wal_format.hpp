@@ -141,7 +141,7 @@ inline void append_segment_header(std::vector<std::byte>& out, std::uint64_t seq
 //   .  trailer: u64 size of those bytes, u32 CRC-32C of the whole file before it (size
 //      included), u32 zero
 // Version 1 files (magic kMagic, index, term, size, data, u32 CRC) are still read.
-inline constexpr std::uint64_t kSnapshotMagic = 0x32504e53'45525554ull;  // "TENURESNP2" folded
+inline constexpr std::uint64_t kSnapshotMagic = 0x32504e53'45525554ull;  // bytes "TURESNP2"
 inline constexpr std::size_t kSnapshotHeadBytes = 32;
 /// More voters than this in a snapshot header is corruption, not a configuration.
 inline constexpr std::uint64_t kMaxSnapshotVoters = 4096;
