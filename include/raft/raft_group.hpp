@@ -15,6 +15,7 @@
 #include <string>
 #include <system_error>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <boost/intrusive/list.hpp>
@@ -157,7 +158,10 @@ class RaftGroup {
     const HardState hs = storage_.hard_state();
     term_ = hs.term;
     vote_ = hs.vote;
-    commit_ = std::max(hs.commit, storage_.first_index() - 1);
+    // A commit index beyond the log it recovered names entries this node does not have (a
+    // storage that acknowledged writes it then lost): claiming them would have it tell a leader
+    // it holds them, and the two would trade appends and rejections for ever.
+    commit_ = std::max(std::min(hs.commit, storage_.last_index()), storage_.first_index() - 1);
     applied_ = storage_.first_index() - 1;
     durable_last_ = storage_.last_index();
     last_write_seq_ = storage_.durable_seq();
@@ -1089,7 +1093,12 @@ class RaftGroup {
       // goes that far for a live follower, see maybe_compact).
       p.state = detail::ProgressState::snapshot;
       if constexpr (kSnapshots) {
-        send_snapshot_chunks(slot);
+        // Right after it said "done", a follower that still lacks what precedes our log is
+        // inconsistent (its commit index outran its log): one transfer per heartbeat then, not
+        // a ping-pong of snapshot, "done" and rejected append at network speed.
+        if (!p.snap_done_recently) {
+          send_snapshot_chunks(slot);
+        }
       }
       return false;
     }
@@ -1267,6 +1276,14 @@ class RaftGroup {
           --i;
         }
         next = std::min(next, i + 1);
+      }
+      if (m.log_term == 0 && m.reject_hint != 0 && m.reject_hint <= p.match) {
+        // Its log ends before entries it acknowledged: its storage lost acknowledged writes
+        // (something Raft cannot mask). Believe the log it has and send the entries again;
+        // holding on to the old match would send the same append, and take the same refusal,
+        // for ever at network speed.
+        p.match = m.reject_hint - 1;
+        next = std::min(next, m.reject_hint);
       }
       p.next = std::max(next, p.match + 1);
       p.state = detail::ProgressState::probe;
@@ -1806,7 +1823,12 @@ class RaftGroup {
   // from the follower's last acknowledged byte (chunks lost).
   void retry_stalled_snapshot(std::size_t slot) {
     detail::Progress& p = progress_[slot];
+    const bool held_back = std::exchange(p.snap_done_recently, false);
     if (p.state != detail::ProgressState::snapshot) {
+      return;
+    }
+    if (held_back) {
+      send_snapshot_chunks(slot);
       return;
     }
     if (p.snap_acked == p.snap_acked_at_heartbeat && p.snap_sent > p.snap_acked) {
@@ -1828,6 +1850,7 @@ class RaftGroup {
     detail::Progress& p = progress_[slot_of(m.from)];
     if (m.reject_hint == kSnapshotDone) {
       // Installed (or it already held everything up to m.index): replicate from there.
+      p.snap_done_recently = true;
       if (m.index > p.match) {
         p.match = m.index;
       }

@@ -90,6 +90,7 @@ struct Progress {
   std::uint64_t snap_acked_at_heartbeat = 0;
   bool snap_started = false;  // a chunk of this snapshot went out (an empty one: one message)
   std::int64_t snap_progress_at = 0;  // leader's clock (ns): the transfer began or last advanced
+  bool snap_done_recently = false;    // it answered "done" since the last heartbeat
 
   void reset(LogIndex last_index) noexcept {
     match = 0;
@@ -105,6 +106,7 @@ struct Progress {
     snap_acked_at_heartbeat = 0;
     snap_started = false;
     snap_progress_at = 0;
+    snap_done_recently = false;
   }
 };
 
