@@ -169,10 +169,14 @@ class RaftGroup {
       // Room for the configuration ahead of the first chunk's bytes.
       chunk_.resize(static_cast<std::size_t>(config_.snapshot_chunk_bytes) + kConfigHeadBytes +
                     8 * config_.voters.size());
-      for (NodeId id : config_.voters) {
-        for (int b = 0; b < 8; ++b) {
-          voter_bytes_.push_back(static_cast<std::byte>(id >> (8 * b)));
-        }
+      // The configuration as the first chunk carries it (a voter count, 8 bytes a voter),
+      // encoded once.
+      config_head_.resize(kConfigHeadBytes + 8 * config_.voters.size());
+      detail::store_le<std::uint32_t>(config_head_.data(),
+                                      static_cast<std::uint32_t>(config_.voters.size()));
+      for (std::size_t i = 0; i < config_.voters.size(); ++i) {
+        detail::store_le<std::uint64_t>(config_head_.data() + kConfigHeadBytes + 8 * i,
+                                        config_.voters[i]);
       }
       // A restart begins from the newest durable snapshot: the state machine is rebuilt from it,
       // and the log entries after it are applied on top.
@@ -1740,11 +1744,7 @@ class RaftGroup {
   }
 
   static std::size_t chunk_voter_count(std::span<const std::byte> payload) noexcept {
-    std::uint32_t count = 0;
-    for (std::size_t b = 0; b < kConfigHeadBytes; ++b) {
-      count |= static_cast<std::uint32_t>(payload[b]) << (8 * b);
-    }
-    return count;
+    return detail::load_le<std::uint32_t>(payload.data());
   }
 
   // A chunk's snapshot bytes: the first chunk (a config entry) has the voters ahead of them.
@@ -1789,12 +1789,8 @@ class RaftGroup {
       // One entry a chunk; the first (a config entry) carries the voters ahead of its bytes.
       std::size_t head = 0;
       if (p.snap_sent == 0) {
-        const std::uint32_t count = static_cast<std::uint32_t>(voter_bytes_.size() / 8);
-        for (std::size_t b = 0; b < kConfigHeadBytes; ++b) {
-          chunk_[b] = static_cast<std::byte>(count >> (8 * b));
-        }
-        std::copy(voter_bytes_.begin(), voter_bytes_.end(), chunk_.begin() + kConfigHeadBytes);
-        head = kConfigHeadBytes + voter_bytes_.size();
+        std::copy(config_head_.begin(), config_head_.end(), chunk_.begin());
+        head = config_head_.size();
       }
       const std::size_t n = storage_.read_snapshot(
           p.snap_sent, std::span<std::byte>(chunk_.data() + head, config_.snapshot_chunk_bytes));
@@ -1969,12 +1965,8 @@ class RaftGroup {
       const std::size_t count =
           std::min<std::size_t>(chunk_voter_count(bytes), (bytes.size() - kConfigHeadBytes) / 8);
       for (std::size_t i = 0; i < count; ++i) {
-        NodeId id = 0;
-        for (int b = 0; b < 8; ++b) {
-          id |= static_cast<NodeId>(bytes[kConfigHeadBytes + 8 * i + static_cast<std::size_t>(b)])
-                << (8 * b);
-        }
-        install_meta_.voters.push_back(id);
+        install_meta_.voters.push_back(
+            detail::load_le<NodeId>(bytes.data() + kConfigHeadBytes + 8 * i));
       }
     } else {
       install_meta_.voters.assign(config_.voters.begin(), config_.voters.end());
@@ -2231,7 +2223,7 @@ class RaftGroup {
   static constexpr std::size_t kConfigHeadBytes = 4;  // the voter count ahead of the first chunk
   using SnapshotReader = typename detail::SnapshotReaderOf<state_machine_type, kSnapshots>::type;
   std::vector<std::byte> chunk_;        // snapshot_chunk_bytes: saving, sending, restoring
-  std::vector<std::byte> voter_bytes_;  // the configuration, as the first chunk carries it
+  std::vector<std::byte> config_head_;  // the configuration, as the first chunk carries it
   LogIndex snapshot_index_ = 0;         // the newest durable snapshot's index
   SnapshotMeta durable_snapshot_;       // ... and the rest of it
   bool snapshot_requested_ = false;
