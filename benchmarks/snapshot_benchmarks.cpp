@@ -168,7 +168,8 @@ class ReusingSnapshotStorage : public MemoryStorage {
   explicit ReusingSnapshotStorage(Options options) : MemoryStorage(options) {
     for (Slot& s : slots_) {
       s.data.reserve(kSnapshotBytes);
-      s.meta.voters.reserve(8);
+      s.meta.membership.voters.reserve(8);
+      s.meta.membership.learners.reserve(8);
     }
   }
 
@@ -176,7 +177,11 @@ class ReusingSnapshotStorage : public MemoryStorage {
     Slot& s = pending();
     s.meta.index = meta.index;
     s.meta.term = meta.term;
-    s.meta.voters.assign(meta.voters.begin(), meta.voters.end());
+    s.meta.membership.voters.assign(meta.membership.voters.begin(), meta.membership.voters.end());
+    s.meta.membership.outgoing.assign(meta.membership.outgoing.begin(),
+                                      meta.membership.outgoing.end());
+    s.meta.membership.learners.assign(meta.membership.learners.begin(),
+                                      meta.membership.learners.end());
     s.meta.size = 0;
     s.data.clear();  // keeps its capacity
     writing_ = true;

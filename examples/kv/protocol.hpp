@@ -317,6 +317,8 @@ constexpr std::string_view name_of(raft::errc code) noexcept {
       return "leader_active";
     case errc::too_large:
       return "too_large";
+    case errc::change_in_progress:
+      return "change_in_progress";
   }
   return "?";
 }
@@ -324,7 +326,7 @@ constexpr std::string_view name_of(raft::errc code) noexcept {
 /// The error code with wire name `name`, or nullopt when no tenure code has that name.
 constexpr std::optional<raft::errc> errc_from_name(std::string_view name) noexcept {
   // errc values are dense from 1 and only ever appended: keep the bound at the last one.
-  for (int v = 1; v <= static_cast<int>(raft::errc::too_large); ++v) {
+  for (int v = 1; v <= static_cast<int>(raft::errc::change_in_progress); ++v) {
     if (name_of(static_cast<raft::errc>(v)) == name) {
       return static_cast<raft::errc>(v);
     }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <raft/errc.hpp>
+#include <raft/membership.hpp>
 #include <raft/message.hpp>
 #include <raft/types.hpp>
 
@@ -15,12 +16,20 @@ namespace tenure::raft {
 
 /// The configuration of one RaftGroup. Durations are measured on the group's Clock.
 struct RaftConfig {
-  /// This node. Must be one of `voters` (learners arrive with membership changes).
+  /// This node: one of `voters` or `learners`, or neither when both are empty (joining).
   NodeId self = kNoNode;
   /// Which group this is, stamped on every message for transports that multiplex groups.
   GroupId group = 0;
-  /// The voters, `self` included; every member of a group must be given the same list.
+  /// The configuration the group starts with when its storage holds none (a first start): its
+  /// voters and learners. Every member started this way must be given the same lists. Once a
+  /// snapshot or a config entry has been stored, the configuration recovered from them wins and
+  /// these lists are ignored (docs/raft.md, "Membership changes").
+  ///
+  /// Both empty: the node joins an existing group. It knows no members, never campaigns, and
+  /// waits for a leader to replicate the log (or a snapshot) to it after the leader added it
+  /// with RaftGroup::change_membership.
   std::vector<NodeId> voters;
+  std::vector<NodeId> learners;
 
   /// A follower campaigns after a random timeout in [election_timeout_min, election_timeout_max)
   /// without hearing from a leader (paper section 5.2). The lease layer derives its lease from
@@ -69,6 +78,11 @@ struct RaftConfig {
   /// InstallSnapshot chunks in flight to one follower at once (flow control).
   std::uint32_t snapshot_window = 4;
 
+  /// A learner is promoted to voter by a membership change only once its log is within this
+  /// many entries of the leader's commit index, so that adding a node never leaves a voter that
+  /// cannot yet help commit (and the group's fault tolerance lower while it catches up).
+  std::uint64_t learner_catch_up_entries = 1000;
+
   /// PreVote (thesis section 9.6): a node campaigns only if a majority would vote for it.
   bool pre_vote = true;
   /// CheckQuorum: a leader that has not heard from a quorum within election_timeout_min steps
@@ -78,25 +92,16 @@ struct RaftConfig {
   std::uint64_t random_seed = 0;
 
   /// errc::invalid_config when a field is out of range or inconsistent with another.
-  std::error_code validate(std::size_t max_peers) const noexcept {
+  std::error_code validate(std::size_t max_peers) const {
     const auto bad = make_error_code(errc::invalid_config);
-    if (self == kNoNode || voters.empty() || voters.size() > max_peers) {
+    if (self == kNoNode) {
       return bad;
     }
-    bool self_found = false;
-    for (std::size_t i = 0; i < voters.size(); ++i) {
-      if (voters[i] == kNoNode) {
+    if (!voters.empty() || !learners.empty()) {
+      const Membership initial{voters, {}, learners};
+      if (initial.validate(max_peers) || !initial.contains(self)) {
         return bad;
       }
-      for (std::size_t j = 0; j < i; ++j) {
-        if (voters[j] == voters[i]) {
-          return bad;
-        }
-      }
-      self_found = self_found || voters[i] == self;
-    }
-    if (!self_found) {
-      return bad;
     }
     if (election_timeout_min.count() <= 0 || election_timeout_max <= election_timeout_min ||
         heartbeat_interval.count() <= 0 || heartbeat_interval >= election_timeout_min ||

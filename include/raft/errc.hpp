@@ -53,6 +53,9 @@ enum class errc : int {
   /// An argument is larger than a configured limit allows: a proposal over
   /// RaftConfig::max_proposal_bytes. Sending it again will not help.
   too_large = 16,
+  /// A membership change is under way (an operation pending, or a configuration entry not yet
+  /// committed, or a joint configuration not yet left): one change at a time. Retry once it ends.
+  change_in_progress = 17,
 };
 
 namespace detail {
@@ -95,6 +98,8 @@ class ErrcCategory final : public std::error_category {
         return "a leader is active: campaigning now would break its lease";
       case errc::too_large:
         return "too large for the configured limit";
+      case errc::change_in_progress:
+        return "a membership change is in progress";
     }
     return "unknown tenure error " + std::to_string(value);
   }
@@ -123,7 +128,8 @@ enum class ErrorClass : int {
   /// transfer_in_progress. The only class that may invalidate a lease.
   leadership_lost = 1,
   /// Transient: trying again later, or elsewhere, may succeed. tenure's timed_out, overloaded,
-  /// cancelled, lease_expired and leader_active; from the generic category timed_out,
+  /// cancelled, lease_expired, leader_active and change_in_progress; from the generic category
+  /// timed_out,
   /// resource_unavailable_try_again, interrupted
   /// and the connection and reachability errors a transport sees.
   retryable = 2,
@@ -167,6 +173,7 @@ inline ErrorClass class_of(errc e) noexcept {
     case errc::cancelled:
     case errc::lease_expired:
     case errc::leader_active:
+    case errc::change_in_progress:
       return ErrorClass::retryable;
     default:
       return ErrorClass::permanent;

@@ -277,7 +277,7 @@ class FileStorage {
     w.final_path = path(snapshot_name(meta.index));
     w.temp_path = path(snapshot_name(meta.index) + "." + std::to_string(++temp_files_) + ".tmp");
     std::vector<std::byte> head;
-    detail::wal::append_snapshot_header(head, meta.index, meta.term, meta.voters);
+    detail::wal::append_snapshot_header(head, meta.index, meta.term, meta.membership);
     w.data_offset = head.size();
     w.crc = crc32c(head);
     std::error_code ec = fs_.open_append(w.temp_path, w.handle);
@@ -416,7 +416,7 @@ class FileStorage {
   struct Snapshot {
     LogIndex index = 0;
     Term term = 0;
-    std::vector<NodeId> voters;
+    Membership membership;
     std::vector<std::byte> data;
   };
   std::optional<Snapshot> recovered_snapshot() const {
@@ -424,7 +424,7 @@ class FileStorage {
     if (!meta) {
       return std::nullopt;
     }
-    Snapshot s{meta->index, meta->term, meta->voters, std::vector<std::byte>(meta->size)};
+    Snapshot s{meta->index, meta->term, meta->membership, std::vector<std::byte>(meta->size)};
     std::size_t done = 0;
     while (done < s.data.size()) {
       const std::size_t n = read_snapshot(done, std::span<std::byte>(s.data).subspan(done));
@@ -870,19 +870,21 @@ class FileStorage {
       file.meta.size = bytes.size() - 36;
       file.data_offset = 32;
     } else {
+      const bool v2 = got >= 8 && detail::wal::get_u64(head) == detail::wal::kSnapshotMagicV2;
       if (got < detail::wal::kSnapshotHeadBytes ||
-          detail::wal::get_u64(head) != detail::wal::kSnapshotMagic) {
+          (detail::wal::get_u64(head) != detail::wal::kSnapshotMagic && !v2)) {
         bad("fails validation (not a tenure snapshot)");
       }
       if (detail::wal::get_u64(head + 8) != index) {
         bad("fails validation (its index is not the one its name says)");
       }
       file.meta.term = detail::wal::get_u64(head + 16);
-      const std::uint64_t voters = detail::wal::get_u64(head + 24);
-      if (voters > detail::wal::kMaxSnapshotVoters) {
+      // Version 3: the size of the configuration; version 2: its count of voters.
+      const std::uint64_t config = detail::wal::get_u64(head + 24);
+      if (config > (v2 ? detail::wal::kMaxSnapshotVoters : detail::wal::kMaxSnapshotConfigBytes)) {
         bad("fails validation (a malformed configuration)");
       }
-      file.data_offset = detail::wal::kSnapshotHeadBytes + 8 * voters;
+      file.data_offset = detail::wal::kSnapshotHeadBytes + (v2 ? 8 * config : config);
       // The whole file, checksummed as it streams by; the trailer is the last 16 bytes.
       std::uint32_t crc = 0;
       std::uint64_t offset = 0;
@@ -894,9 +896,19 @@ class FileStorage {
           if (n < file.data_offset) {
             bad("fails validation (truncated)");
           }
-          for (std::uint64_t v = 0; v < voters; ++v) {
-            file.meta.voters.push_back(
-                detail::wal::get_u64(buffer.data() + detail::wal::kSnapshotHeadBytes + 8 * v));
+          const std::byte* at = buffer.data() + detail::wal::kSnapshotHeadBytes;
+          if (v2) {
+            for (std::uint64_t v = 0; v < config; ++v) {
+              file.meta.membership.voters.push_back(detail::wal::get_u64(at + 8 * v));
+            }
+          } else {
+            std::size_t used = 0;
+            auto m = detail::decode_membership(
+                std::span<const std::byte>(at, static_cast<std::size_t>(config)), 4096, &used);
+            if (!m || used != config) {
+              bad("fails validation (a malformed configuration)");
+            }
+            file.meta.membership = std::move(*m);
           }
         }
         // Everything but the final 16 bytes goes into the CRC: hold back the last 16 seen.

@@ -8,6 +8,7 @@
 #include <boost/intrusive/set_hook.hpp>
 
 #include <raft/completion.hpp>
+#include <raft/membership.hpp>
 #include <raft/types.hpp>
 
 namespace tenure::raft {
@@ -17,7 +18,7 @@ class RaftGroup;
 
 namespace detail {
 
-enum class OperationKind : std::uint8_t { propose, read, transfer };
+enum class OperationKind : std::uint8_t { propose, read, transfer, membership };
 
 struct QueueTag;
 struct DeadlineTag;
@@ -118,6 +119,25 @@ class TransferOperation : public detail::OperationBase {
   template <class>
   friend class RaftGroup;
   Completion<void> done_;
+};
+
+/// A membership change (RaftGroup::change_membership): completes with the index of the config
+/// entry that made the target configuration committed, or with an error:
+/// - not_leader, change_in_progress, transfer_in_progress, invalid_argument, stopped: refused,
+///   nothing was appended;
+/// - timed_out, leadership_lost, cancelled: the outcome is unknown; the change may have been
+///   made, in part or in whole (a joint configuration is always left, by whichever node leads).
+///   Read RaftGroup::membership() on the leader to know.
+class MembershipOperation : public detail::OperationBase {
+ public:
+  explicit MembershipOperation(Completion<LogIndex> done) noexcept
+      : OperationBase(detail::OperationKind::membership), done_(done) {}
+
+ private:
+  template <class>
+  friend class RaftGroup;
+  Completion<LogIndex> done_;
+  Membership target_;
 };
 
 }  // namespace tenure::raft

@@ -34,6 +34,11 @@ enum class PlantedBug : std::uint32_t {
   campaign_before_durable = 1u << 5,
   /// Compact the log behind a snapshot as soon as it is written, before it is durable.
   compact_before_snapshot_durable = 1u << 6,
+  /// In a joint configuration, count only the incoming voters' majority (for commits, elections,
+  /// ReadIndex rounds and the lease), as if the configuration had already been left.
+  joint_quorum_counts_only_incoming = 1u << 7,
+  /// Keep serving lease reads while appending the configuration that removes this leader.
+  no_lease_revoke_before_removal = 1u << 8,
 };
 
 /// The planted-bugs policy of production: none, and every check compiles away.

@@ -30,6 +30,7 @@
 #include <raft/detail/majority.hpp>
 #include <raft/detail/progress.hpp>
 #include <raft/errc.hpp>
+#include <raft/membership.hpp>
 #include <raft/message.hpp>
 #include <raft/operations.hpp>
 #include <raft/policies.hpp>
@@ -128,6 +129,7 @@ class RaftGroup {
     std::uint64_t snapshots_taken = 0;  // saved and durable here
     std::uint64_t snapshot_chunks_sent = 0;
     std::uint64_t snapshots_installed = 0;  // received from a leader and restored
+    std::uint64_t config_entries_applied = 0;
   };
 
   RaftGroup(const RaftConfig& config, clock_type& clock, transport_type& transport,
@@ -143,16 +145,9 @@ class RaftGroup {
         entry_scratch_(config.max_entries_per_message),
         waiters_(64) {
     check_frame_limit(config_, transport_);
-    for (std::size_t i = 0; i < config_.voters.size(); ++i) {
-      ids_[i] = config_.voters[i];
-      voters_ |= detail::MemberMask{1} << i;
-      if (ids_[i] == config_.self) {
-        self_slot_ = i;
-      }
-      progress_[i].inflight.init(config_.max_inflight_messages, config_.max_inflight_bytes);
+    for (detail::Progress& p : progress_) {
+      p.inflight.init(config_.max_inflight_messages, config_.max_inflight_bytes);
     }
-    members_ = config_.voters.size();
-    (void)tracker_.set_configuration(std::span<const NodeId>(config_.voters));
     remote_reads_.resize(config_.max_remote_read_batches);
 
     const HardState hs = storage_.hard_state();
@@ -165,24 +160,20 @@ class RaftGroup {
     applied_ = storage_.first_index() - 1;
     durable_last_ = storage_.last_index();
     last_write_seq_ = storage_.durable_seq();
+    applied_membership_ = Membership{config_.voters, {}, config_.learners};
     if constexpr (kSnapshots) {
       // Room for the configuration ahead of the first chunk's bytes.
-      chunk_.resize(static_cast<std::size_t>(config_.snapshot_chunk_bytes) + kConfigHeadBytes +
-                    8 * config_.voters.size());
-      // The configuration as the first chunk carries it (a voter count, 8 bytes a voter),
-      // encoded once.
-      config_head_.resize(kConfigHeadBytes + 8 * config_.voters.size());
-      detail::store_le<std::uint32_t>(config_head_.data(),
-                                      static_cast<std::uint32_t>(config_.voters.size()));
-      for (std::size_t i = 0; i < config_.voters.size(); ++i) {
-        detail::store_le<std::uint64_t>(config_head_.data() + kConfigHeadBytes + 8 * i,
-                                        config_.voters[i]);
-      }
+      chunk_.resize(static_cast<std::size_t>(config_.snapshot_chunk_bytes) +
+                    detail::max_encoded_size(kMaxPeers));
       // A restart begins from the newest durable snapshot: the state machine is rebuilt from it,
       // and the log entries after it are applied on top.
       if (auto snapshot = storage_.snapshot()) {
         restore_machine(*snapshot);
         snapshot_index_ = snapshot->index;
+        if (!snapshot->membership.voters.empty()) {  // files of version 1 have none
+          applied_membership_ = snapshot->membership;
+          applied_membership_index_ = snapshot->index;
+        }
         durable_snapshot_ = std::move(*snapshot);
         applied_ = std::max(applied_, snapshot_index_);
         commit_ = std::max(commit_, snapshot_index_);
@@ -198,6 +189,12 @@ class RaftGroup {
     next_batch_ = std::max<std::uint64_t>(
         1, static_cast<std::uint64_t>(std::max<std::int64_t>(0, to_nanos<clock_type>(now))));
     reset_election_timer(now);
+    // The configuration in force is the latest in the log, committed or not (thesis 4.1).
+    if (!adopt_membership(log_membership())) {
+      throw std::system_error(make_error_code(errc::corrupt_storage),
+                              "RaftGroup: the recovered configuration has more members than "
+                              "max_peers");
+    }
     apply_committed();
   }
 
@@ -227,6 +224,7 @@ class RaftGroup {
         become_follower(term_, kNoNode, now);  // CheckQuorum: a minority leader steps down
       } else if (now >= next_heartbeat_) {
         broadcast_heartbeat(now);
+        advance_change();  // a learner may have caught up
       }
     } else if (now >= election_deadline_) {
       campaign(/*transfer=*/false, now);
@@ -234,11 +232,12 @@ class RaftGroup {
     flush();
   }
 
-  /// Hands a received message to the group. Messages for another group, addressed to another
-  /// node, or from a node that is not a member are ignored.
+  /// Hands a received message to the group. Messages for another group or addressed to another
+  /// node are ignored, and so are answers from a node that is not a member (a leader's requests
+  /// are taken from anyone: a joining node knows no members yet).
   void step(const Message& m) {
     if (stopped_ || m.group != config_.group || m.to != config_.self ||
-        slot_of(m.from) == kNoSlot) {
+        (answers_leader(m.type) && slot_of(m.from) == kNoSlot)) {
       return;
     }
     const time_point now = clock_.now();
@@ -351,7 +350,7 @@ class RaftGroup {
     op.term_ = term_;
     proposals_.push_back(op);
     arm_deadline(op, deadline);
-    if (members_ == 1) {
+    if (solo_) {
       release_durable();  // a single voter commits on its own durability
     }
   }
@@ -372,7 +371,7 @@ class RaftGroup {
       return;
     }
     if (role_ == Role::leader) {
-      if (members_ == 1 && committed_in_term_) {
+      if (solo_ && committed_in_term_) {
         op.read_index_ = commit_;
         enqueue_read(op, deadline, reads_wait_apply_);
         complete_applied_reads();
@@ -412,7 +411,7 @@ class RaftGroup {
       return;
     }
     const std::size_t slot = slot_of(target);
-    if (slot == kNoSlot || (voters_ & (detail::MemberMask{1} << slot)) == 0) {
+    if (slot == kNoSlot || (incoming_ & (detail::MemberMask{1} << slot)) == 0) {
       op.done_(errc::invalid_argument);
       return;
     }
@@ -422,6 +421,10 @@ class RaftGroup {
     }
     if (transfer_ != nullptr) {
       op.done_(Error(errc::transfer_in_progress, config_.self));
+      return;
+    }
+    if (membership_index_ > commit_) {
+      op.done_(Error(errc::change_in_progress, config_.self));  // its entry must commit first
       return;
     }
     transfer_ = &op;
@@ -456,7 +459,7 @@ class RaftGroup {
     if (role_ == Role::leader) {
       return {};
     }
-    if ((voters_ & (Mask{1} << self_slot_)) == 0) {
+    if ((voting_ & (Mask{1} << self_slot_)) == 0) {
       return errc::invalid_argument;
     }
     const time_point now = clock_.now();
@@ -474,6 +477,81 @@ class RaftGroup {
     campaign(false, now);
     flush();
     return {};
+  }
+
+  /// Changes the group's membership to `target` (Raft thesis chapter 4), in as many steps as it
+  /// takes, each a config entry that is in force as soon as it is in a log:
+  /// 1. nodes that `target` makes voters and that are not members yet join as learners;
+  /// 2. once every learner to be promoted is within RaftConfig::learner_catch_up_entries of the
+  ///    commit index (so that a new voter never lowers the fault tolerance while it catches up),
+  ///    the voters change: directly when they differ by one node, else through the joint
+  ///    configuration C_old,new (every quorum then needs both majorities);
+  /// 3. a joint configuration is left as soon as it is committed (by whichever node leads then).
+  /// `op` completes with the index of the entry that committed `target` (order within the lists
+  /// does not matter). A leader that `target` removes revokes its lease when it appends the
+  /// entry that removes it, keeps leading until that entry commits, then steps down and hands
+  /// over by TimeoutNow.
+  ///
+  /// Errors: not_leader; stopped; invalid_argument when `target` fails Membership::validate, or
+  /// it and the current configuration together name more than max_peers nodes (a joint
+  /// configuration holds both); change_in_progress while another change is pending, a config
+  /// entry is not yet committed or a joint configuration not yet left; transfer_in_progress.
+  /// Then timed_out (default_operation_timeout without a deadline), leadership_lost or
+  /// cancelled, with the outcome unknown (see MembershipOperation). Allocates (a config change is
+  /// rare); group's thread.
+  void change_membership(MembershipOperation& op, Membership target,
+                         time_point deadline = time_point::max()) {
+    assert(!op.pending());
+    if (stopped_) {
+      op.done_(errc::stopped);
+      return;
+    }
+    if (role_ != Role::leader) {
+      op.done_(Error::not_leader(leader_));
+      return;
+    }
+    Membership both = membership_;
+    for (const auto* list : {&target.voters, &target.outgoing, &target.learners}) {
+      for (NodeId id : *list) {
+        if (!both.contains(id)) {
+          both.learners.push_back(id);
+        }
+      }
+    }
+    if (!both.contains(config_.self)) {
+      both.learners.push_back(config_.self);
+    }
+    if (!target.outgoing.empty() || target.validate(kMaxPeers) || both.size() > kMaxPeers) {
+      op.done_(Error(errc::invalid_argument, config_.self));
+      return;
+    }
+    if (change_ != nullptr || membership_index_ > commit_ || membership_.joint()) {
+      op.done_(Error(errc::change_in_progress, config_.self));
+      return;
+    }
+    if (transfer_ != nullptr) {
+      op.done_(Error(errc::transfer_in_progress, config_.self));
+      return;
+    }
+    op.target_ = std::move(target);
+    change_ = &op;
+    arm_deadline(op, deadline);
+    advance_change();
+    flush();
+  }
+
+  /// The configuration in force: the latest config entry in this node's log (committed or
+  /// not), else the latest snapshot's, else RaftConfig's voters and learners. Empty on a node
+  /// that joins and has not heard from a leader yet.
+  const Membership& membership() const noexcept { return membership_; }
+  /// The index of the config entry membership() comes from (0: RaftConfig).
+  LogIndex membership_index() const noexcept { return membership_index_; }
+  /// The configuration as of the last applied entry: what this node knows is committed.
+  const Membership& committed_membership() const noexcept { return applied_membership_; }
+  /// Whether a membership change is under way on this leader (an operation pending, an entry not
+  /// committed, a joint configuration not left).
+  bool changing_membership() const noexcept {
+    return change_ != nullptr || membership_index_ > commit_ || membership_.joint();
   }
 
   /// Takes a snapshot at the next tick (when this group supports snapshots and has applied
@@ -610,9 +688,9 @@ class RaftGroup {
     if constexpr (!kSnapshots) {
       return append;
     }
-    // A snapshot chunk: its bytes, and in the first the configuration (a count, 8 bytes a voter).
+    // A snapshot chunk: its bytes, and in the first the configuration.
     const std::uint64_t chunk = kFrameHeaderSize + kEntryHeaderSize + c.snapshot_chunk_bytes +
-                                kConfigHeadBytes + 8 * std::uint64_t{c.voters.size()};
+                                detail::max_encoded_size(kMaxPeers);
     return std::max(append, chunk);
   }
 
@@ -640,6 +718,22 @@ class RaftGroup {
   // -------------------------------------------------------------------------------------------
   // Members and messages
   // -------------------------------------------------------------------------------------------
+
+  // The messages a leader (or candidate) takes only from members: it keeps per-member state for
+  // them.
+  static bool answers_leader(MessageType type) noexcept {
+    switch (type) {
+      case MessageType::append_response:
+      case MessageType::heartbeat_response:
+      case MessageType::vote_response:
+      case MessageType::pre_vote_response:
+      case MessageType::snapshot_response:
+      case MessageType::transfer_request:
+        return true;
+      default:
+        return false;
+    }
+  }
 
   std::size_t slot_of(NodeId id) const noexcept {
     for (std::size_t i = 0; i < members_; ++i) {
@@ -891,14 +985,20 @@ class RaftGroup {
     }
     // Otherwise the transfer stays pending until we learn who leads (conclude_transfer from
     // on_append / on_heartbeat) or its deadline passes.
+    if (change_ != nullptr) {
+      MembershipOperation& op = *change_;
+      change_ = nullptr;
+      finish(op);
+      op.done_(Error(reason, new_leader));
+    }
     fail_reads(reason, new_leader);  // no round of ours can confirm them any more
     fail_remote_reads();
     uncommitted_bytes_ = 0;
   }
 
   void campaign(bool transfer, time_point now) {
-    if ((voters_ & (Mask{1} << self_slot_)) == 0) {
-      return;  // a non-voter never campaigns
+    if ((voting_ & (Mask{1} << self_slot_)) == 0) {
+      return;  // a non-voter (a learner, a removed or joining node) never campaigns
     }
     ++stats_.elections_started;
     reset_election_timer(now);
@@ -908,7 +1008,7 @@ class RaftGroup {
       publish_leader_term();
       votes_granted_ = Mask{1} << self_slot_;  // a pre-vote for ourselves needs no persistence
       votes_rejected_ = 0;
-      if (detail::is_majority(votes_granted_, voters_)) {
+      if (has_quorum(votes_granted_)) {
         start_election(false, now);
         return;
       }
@@ -949,7 +1049,7 @@ class RaftGroup {
     const LogIndex last = storage_.last_index();
     const Term last_term = term_at(last);
     for (std::size_t i = 0; i < members_; ++i) {
-      if (i == self_slot_ || (voters_ & (Mask{1} << i)) == 0) {
+      if (i == self_slot_ || (voting_ & (Mask{1} << i)) == 0) {
         continue;
       }
       Message m = base_message(type, ids_[i]);
@@ -1012,14 +1112,14 @@ class RaftGroup {
     }
     if (m.reject) {
       votes_rejected_ |= Mask{1} << slot;
-      if (detail::is_majority(votes_rejected_, voters_)) {
+      if (quorum_impossible(votes_rejected_)) {
         become_follower(term_, kNoNode, now);  // lost: wait for the next timeout
       }
       return;
     }
     votes_granted_ |= Mask{1} << slot;
     if (pre) {
-      if (detail::is_majority(votes_granted_, voters_)) {
+      if (has_quorum(votes_granted_)) {
         start_election(false, now);
       }
       return;
@@ -1033,7 +1133,7 @@ class RaftGroup {
   void maybe_win_election(time_point now) {
     const bool own_vote = (votes_granted_ & (Mask{1} << self_slot_)) != 0 ||
                           planted(PlantedBug::campaign_before_durable);
-    if (role_ == Role::candidate && own_vote && detail::is_majority(votes_granted_, voters_)) {
+    if (role_ == Role::candidate && own_vote && has_quorum(votes_granted_)) {
       become_leader(now);
     }
   }
@@ -1076,6 +1176,273 @@ class RaftGroup {
   // -------------------------------------------------------------------------------------------
   // Replication (sections 5.3, 5.4)
   // -------------------------------------------------------------------------------------------
+
+  // -------------------------------------------------------------------------------------------
+  // Membership (thesis chapter 4): quorums of the configuration in force
+  // -------------------------------------------------------------------------------------------
+
+  bool counts_outgoing() const noexcept {
+    return outgoing_ != 0 && !planted(PlantedBug::joint_quorum_counts_only_incoming);
+  }
+
+  // Whether the members in `granted` are a quorum: a majority of the voters, and while joint a
+  // majority of the outgoing voters too.
+  bool has_quorum(Mask granted) const noexcept {
+    return detail::is_majority(granted, incoming_) &&
+           (!counts_outgoing() || detail::is_majority(granted, outgoing_));
+  }
+
+  // Whether the members in `refused` leave no quorum possible.
+  bool quorum_impossible(Mask refused) const noexcept {
+    return detail::is_majority(refused, incoming_) ||
+           (counts_outgoing() && detail::is_majority(refused, outgoing_));
+  }
+
+  // The largest value a quorum has reached.
+  template <class T>
+  T quorum_value(const std::array<T, kMaxPeers>& values, T empty) const noexcept {
+    const T in = detail::majority_value(values, incoming_, empty);
+    return counts_outgoing() ? std::min(in, detail::majority_value(values, outgoing_, empty)) : in;
+  }
+
+  std::optional<Membership> decode_config(std::span<const std::byte> payload) const {
+    auto m = detail::decode_membership(payload, 64);
+    if (!m || m->validate(kMaxPeers)) {
+      return std::nullopt;
+    }
+    return m;
+  }
+
+  // The configuration in force by the log: its latest config entry after the applied one, or
+  // the applied configuration. nullopt when a config entry does not decode.
+  std::optional<std::pair<Membership, LogIndex>> log_membership() const {
+    std::pair<Membership, LogIndex> found{applied_membership_, applied_membership_index_};
+    for (LogIndex i = std::max(applied_ + 1, storage_.first_index()); i <= storage_.last_index();
+         ++i) {
+      const EntryView e = storage_.entry(i);
+      if (e.type == EntryType::config) {
+        auto m = decode_config(e.payload);
+        if (!m) {
+          return std::nullopt;
+        }
+        found = {std::move(*m), i};
+      }
+    }
+    return found;
+  }
+
+  bool adopt_membership(const std::optional<std::pair<Membership, LogIndex>>& found) {
+    return found && set_membership(found->first, found->second);
+  }
+
+  // The log changed at `from` or after (appended, truncated, reset): a config entry there
+  // changes the configuration in force. Fails the group on a config it cannot hold.
+  void refresh_membership() {
+    if (!adopt_membership(log_membership())) {
+      fail_stop(make_error_code(errc::corrupt_storage));
+    }
+  }
+
+  // Puts `m` (the config entry at `index`) in force: member slots, quorum masks, the lease
+  // tracker. Members that stay keep their replication progress; new ones are probed from the
+  // end of the log. False, changing nothing, when it has more members than kMaxPeers.
+  bool set_membership(const Membership& m, LogIndex index) {
+    std::array<NodeId, kMaxPeers> ids{};
+    std::size_t n = 0;
+    bool fits = true;
+    auto place = [&](NodeId id) -> Mask {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (ids[i] == id) {
+          return Mask{1} << i;
+        }
+      }
+      if (n == kMaxPeers) {
+        fits = false;
+        return 0;
+      }
+      ids[n] = id;
+      return Mask{1} << n++;
+    };
+    Mask in = 0;
+    Mask out = 0;
+    Mask learn = 0;
+    for (NodeId id : m.voters) {
+      in |= place(id);
+    }
+    for (NodeId id : m.outgoing) {
+      out |= place(id);
+    }
+    for (NodeId id : m.learners) {
+      learn |= place(id);
+    }
+    const Mask self = place(config_.self);
+    if (!fits) {
+      return false;
+    }
+    if (transfer_ != nullptr) {
+      bool stays = false;
+      for (std::size_t i = 0; i < n; ++i) {
+        stays = stays || ids[i] == ids_[transfer_target_];
+      }
+      if (!stays) {
+        conclude_transfer(kNoNode, errc::leadership_lost);
+      }
+    }
+    // Every slot's Inflights ring was allocated at construction: move them around, never
+    // allocate. Members that stay carry their progress; the others get a spare one, reset.
+    const LogIndex last = storage_.last_index();
+    std::array<detail::Progress, kMaxPeers> next;
+    std::array<bool, kMaxPeers> filled{};
+    std::array<bool, kMaxPeers> taken{};
+    std::size_t transfer_slot = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t old = slot_of(ids[i]);
+      if (old != kNoSlot) {
+        next[i] = std::move(progress_[old]);
+        filled[i] = taken[old] = true;
+        if (transfer_ != nullptr && old == transfer_target_) {
+          transfer_slot = i;
+        }
+      }
+    }
+    std::size_t spare = 0;
+    for (std::size_t i = 0; i < kMaxPeers; ++i) {
+      if (!filled[i]) {
+        while (taken[spare]) {
+          ++spare;
+        }
+        taken[spare] = true;
+        next[i] = std::move(progress_[spare]);
+        next[i].reset(last);
+      }
+    }
+    progress_ = std::move(next);
+    transfer_target_ = transfer_slot;
+    ids_ = ids;
+    members_ = n;
+    self_slot_ = static_cast<std::size_t>(std::countr_zero(self));
+    incoming_ = in;
+    outgoing_ = out;
+    learners_ = learn;
+    voting_ = in | out;
+    solo_ = in == self && (!counts_outgoing() || out == self);
+    votes_granted_ = 0;
+    votes_rejected_ = 0;
+    if (!m.voters.empty()) {
+      (void)tracker_.set_configuration(
+          std::span<const NodeId>(m.voters),
+          counts_outgoing() ? std::span<const NodeId>(m.outgoing) : std::span<const NodeId>());
+    }
+    if (&m != &membership_) {
+      membership_ = m;
+    }
+    membership_index_ = index;
+    return true;
+  }
+
+  // Leader: appends `m` as a config entry, in force at once (thesis 4.1). A leader that `m`
+  // leaves without a vote revokes its lease first, for the rest of its term, as a transfer does:
+  // once the entry commits it steps down and hands over by TimeoutNow, and the new leader's
+  // election must not wait out (or break) a lease.
+  void append_config(const Membership& m) {
+    config_scratch_.resize(detail::encoded_size(m));
+    detail::encode_membership(m, config_scratch_.data());
+    const EntryView entry{term_, storage_.last_index() + 1, EntryType::config,
+                          std::span<const std::byte>(config_scratch_)};
+    append_own(std::span<const EntryView>(&entry, 1));
+    if (!Membership::has(m.voters, config_.self) &&
+        !planted(PlantedBug::no_lease_revoke_before_removal)) {
+      lease_revoked_term_ = term_;
+    }
+    const Membership copy = m;  // m may be membership_ itself or the operation's target
+    (void)set_membership(copy, entry.index);  // the caller checked that it fits
+    publish_leader_term();
+    if (solo_) {
+      release_durable();
+    }
+  }
+
+  static bool same_set(const std::vector<NodeId>& a, const std::vector<NodeId>& b) noexcept {
+    if (a.size() != b.size()) {
+      return false;
+    }
+    for (NodeId id : a) {
+      if (!Membership::has(b, id)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  static bool same_members(const Membership& a, const Membership& b) noexcept {
+    return same_set(a.voters, b.voters) && same_set(a.outgoing, b.outgoing) &&
+           same_set(a.learners, b.learners);
+  }
+
+  // Leader: moves membership forward once the configuration in force is committed. A joint
+  // configuration is left (whoever entered it: a leader that crashed in between leaves it to
+  // its successor). A change under way stages the nodes that will vote as learners, waits for
+  // them to catch up, then makes the change: directly when the voters differ by one node, else
+  // through a joint configuration.
+  void advance_change() {
+    if (role_ != Role::leader || !committed_in_term_ || transfer_ != nullptr || stopped_ ||
+        membership_index_ > commit_) {
+      return;
+    }
+    if (membership_.joint()) {
+      append_config(Membership{membership_.voters, {}, membership_.learners});
+      return;
+    }
+    if (change_ == nullptr) {
+      return;
+    }
+    const Membership& target = change_->target_;
+    if (same_members(membership_, target)) {
+      MembershipOperation& op = *change_;
+      change_ = nullptr;
+      finish(op);
+      op.done_(membership_index_);
+      return;
+    }
+    Membership staged = membership_;
+    for (NodeId id : target.voters) {
+      if (!staged.contains(id)) {
+        staged.learners.push_back(id);
+      }
+    }
+    if (staged.learners.size() != membership_.learners.size()) {
+      append_config(staged);
+      return;
+    }
+    for (NodeId id : target.voters) {
+      if (membership_.is_learner(id) &&
+          progress_[slot_of(id)].match + config_.learner_catch_up_entries < commit_) {
+        return;  // not caught up: promoting it now would lower the fault tolerance
+      }
+    }
+    if (is_simple_change(membership_.voters, target.voters)) {
+      append_config(target);
+    } else {
+      append_config(Membership{target.voters, membership_.voters, target.learners});
+    }
+  }
+
+  // Leader: the configuration it no longer votes in is committed. It steps down, handing over
+  // at once to the voter with the most of the log (its lease is already revoked, see
+  // append_config), rather than leave the group without a leader for an election timeout.
+  void step_down_removed(time_point now) {
+    std::size_t best = kNoSlot;
+    for (std::size_t i = 0; i < members_; ++i) {
+      if (i != self_slot_ && (incoming_ & (Mask{1} << i)) != 0 &&
+          (best == kNoSlot || progress_[i].match > progress_[best].match)) {
+        best = i;
+      }
+    }
+    if (best != kNoSlot && progress_[best].match == storage_.last_index()) {
+      send(base_message(MessageType::timeout_now, ids_[best]));
+    }
+    become_follower(term_, kNoNode, now);
+  }
 
   Term term_at(LogIndex index) const noexcept {
     const auto t = storage_.term_at(index);
@@ -1162,7 +1529,7 @@ class RaftGroup {
       send(m);
     }
     next_heartbeat_ = now + config_.heartbeat_interval;
-    if (members_ == 1) {
+    if (solo_) {
       confirm_reads(std::numeric_limits<std::uint64_t>::max());
     }
   }
@@ -1229,6 +1596,7 @@ class RaftGroup {
     }
     if (skip < m.entries.size()) {
       const LogIndex from = m.entries[skip].index;
+      bool config_changed = from <= membership_index_;  // truncated
       if (from <= last) {
         assert(from > commit_);
         // The durable copy of the truncated entries no longer matches our log.
@@ -1238,6 +1606,15 @@ class RaftGroup {
       }
       last_write_seq_ = storage_.append(m.entries.subspan(skip));
       note_log_write(last_write_seq_);
+      for (std::size_t i = skip; i < m.entries.size() && !config_changed; ++i) {
+        config_changed = m.entries[i].type == EntryType::config;
+      }
+      if (config_changed) {
+        refresh_membership();  // in force once in the log (thesis 4.1)
+        if (stopped_) {
+          return;
+        }
+      }
     }
     const LogIndex last_new = m.index + m.entries.size();
     if (m.commit > commit_) {
@@ -1367,7 +1744,7 @@ class RaftGroup {
       acked[i] =
           i == self_slot_ ? std::numeric_limits<std::uint64_t>::max() : progress_[i].acked_seq;
     }
-    return detail::majority_value(acked, voters_, std::uint64_t{0});
+    return quorum_value(acked, std::uint64_t{0});
   }
 
   void maybe_commit() {
@@ -1377,7 +1754,7 @@ class RaftGroup {
                  : planted(PlantedBug::ack_before_durable) ? storage_.last_index()
                                                            : durable_last_;
     }
-    const LogIndex quorum = detail::majority_value(match, voters_, LogIndex{0});
+    const LogIndex quorum = quorum_value(match, LogIndex{0});
     // Only an entry of the current term commits by counting replicas (section 5.4.2).
     if (quorum > commit_ &&
         (term_at(quorum) == term_ || planted(PlantedBug::commit_previous_term_by_counting))) {
@@ -1409,12 +1786,21 @@ class RaftGroup {
   // -------------------------------------------------------------------------------------------
 
   void apply_committed() {
+    bool config_applied = false;
     while (applied_ < commit_ && applied_ < storage_.last_index()) {
       const LogIndex index = applied_ + 1;
       const EntryView e = storage_.entry(index);
       std::uint64_t result = 0;
       if (e.type == EntryType::normal) {
         result = machine_.apply(index, e.payload);
+      } else if (e.type == EntryType::config) {
+        // Decoded when it entered the log: it is valid.
+        if (auto m = decode_config(e.payload)) {
+          applied_membership_ = std::move(*m);
+          applied_membership_index_ = index;
+          ++stats_.config_entries_applied;
+          config_applied = true;
+        }
       }
       applied_ = index;
       ++stats_.entries_applied;
@@ -1426,6 +1812,13 @@ class RaftGroup {
     }
     complete_applied_reads();
     maybe_compact();
+    if (role_ == Role::leader) {
+      advance_change();
+      if (config_applied && membership_index_ == applied_membership_index_ &&
+          !membership_.is_voter(config_.self)) {
+        step_down_removed(clock_.now());
+      }
+    }
   }
 
   void complete_proposals(const EntryView& e, std::uint64_t result) {
@@ -1467,6 +1860,11 @@ class RaftGroup {
           through = std::min(through, progress_[i].match);
         }
       }
+    }
+    // The latest applied config entry stays: without a snapshot, a restart recovers the
+    // configuration from the log.
+    if (applied_membership_index_ != 0) {
+      through = std::min(through, applied_membership_index_ - 1);
     }
     if (through >= storage_.first_index() + keep / 4) {
       storage_.compact(through);
@@ -1528,7 +1926,7 @@ class RaftGroup {
         read_round_needed_ = r.needs;
       }
     }
-    if (members_ == 1) {
+    if (solo_) {
       confirm_reads(std::numeric_limits<std::uint64_t>::max());
     }
   }
@@ -1580,7 +1978,7 @@ class RaftGroup {
     r = RemoteRead{m.from, m.seq, commit_, seq_ + 1, !committed_in_term_};
     if (committed_in_term_) {
       read_round_needed_ = r.needs;
-      if (members_ == 1) {
+      if (solo_) {
         confirm_reads(std::numeric_limits<std::uint64_t>::max());
       }
     }
@@ -1661,7 +2059,7 @@ class RaftGroup {
     snapshot_requested_ = false;
     saving_meta_.index = applied_;
     saving_meta_.term = term_at(applied_);
-    saving_meta_.voters.assign(config_.voters.begin(), config_.voters.end());
+    saving_meta_.membership = applied_membership_;
     saving_meta_.size = 0;
     storage_.begin_snapshot(saving_meta_);
     saving_reader_.emplace(machine_.begin_snapshot());
@@ -1743,21 +2141,21 @@ class RaftGroup {
                                 static_cast<std::size_t>(config_.snapshot_chunk_bytes));
   }
 
-  static std::size_t chunk_voter_count(std::span<const std::byte> payload) noexcept {
-    return detail::load_le<std::uint32_t>(payload.data());
-  }
-
-  // A chunk's snapshot bytes: the first chunk (a config entry) has the voters ahead of them.
+  // A chunk's snapshot bytes: the first chunk (a config entry) has the configuration ahead of
+  // them.
   static std::span<const std::byte> chunk_data(const EntryView& e) noexcept {
     if (e.type != EntryType::config) {
       return e.payload;
     }
-    if (e.payload.size() < kConfigHeadBytes) {
+    if (e.payload.size() < detail::kMembershipHeadBytes) {
       return {};
     }
-    const std::size_t skip =
-        std::min(e.payload.size(), kConfigHeadBytes + 8 * chunk_voter_count(e.payload));
-    return e.payload.subspan(skip);
+    const std::uint64_t ids = std::uint64_t{detail::load_le<std::uint32_t>(e.payload.data() + 4)} +
+                              detail::load_le<std::uint32_t>(e.payload.data() + 8) +
+                              detail::load_le<std::uint32_t>(e.payload.data() + 12);
+    const std::uint64_t skip =
+        std::min<std::uint64_t>(e.payload.size(), detail::kMembershipHeadBytes + 8 * ids);
+    return e.payload.subspan(static_cast<std::size_t>(skip));
   }
 
   // Leader: the follower in `slot` needs the snapshot. Sends chunks of the newest durable one
@@ -1789,8 +2187,7 @@ class RaftGroup {
       // One entry a chunk; the first (a config entry) carries the voters ahead of its bytes.
       std::size_t head = 0;
       if (p.snap_sent == 0) {
-        std::copy(config_head_.begin(), config_head_.end(), chunk_.begin());
-        head = config_head_.size();
+        head = detail::encode_membership(durable_snapshot_.membership, chunk_.data());
       }
       const std::size_t n = storage_.read_snapshot(
           p.snap_sent, std::span<std::byte>(chunk_.data() + head, config_.snapshot_chunk_bytes));
@@ -1958,18 +2355,11 @@ class RaftGroup {
     install_meta_.index = m.index;
     install_meta_.term = m.log_term;
     install_meta_.size = m.reject_hint;
-    install_meta_.voters.clear();
-    if (!m.entries.empty() && m.entries[0].type == EntryType::config &&
-        m.entries[0].payload.size() >= kConfigHeadBytes) {
-      const auto bytes = m.entries[0].payload;
-      const std::size_t count =
-          std::min<std::size_t>(chunk_voter_count(bytes), (bytes.size() - kConfigHeadBytes) / 8);
-      for (std::size_t i = 0; i < count; ++i) {
-        install_meta_.voters.push_back(
-            detail::load_le<NodeId>(bytes.data() + kConfigHeadBytes + 8 * i));
+    install_meta_.membership = Membership{};
+    if (!m.entries.empty() && m.entries[0].type == EntryType::config) {
+      if (auto decoded = decode_config(m.entries[0].payload)) {
+        install_meta_.membership = std::move(*decoded);
       }
-    } else {
-      install_meta_.voters.assign(config_.voters.begin(), config_.voters.end());
     }
     storage_.begin_snapshot(install_meta_);
     installing_ = true;
@@ -2005,6 +2395,12 @@ class RaftGroup {
       }
       commit_ = index;
       applied_ = index;
+      applied_membership_ = install_meta_.membership;
+      applied_membership_index_ = index;
+      refresh_membership();
+      if (stopped_) {
+        return;
+      }
       published_applied_.store(applied_, std::memory_order_release);
       persist_hard_state();
       ++stats_.snapshots_installed;
@@ -2035,7 +2431,7 @@ class RaftGroup {
   void on_transfer_request(const Message& m) {
     const std::size_t slot = slot_of(m.from);
     if (role_ != Role::leader || transfer_ != nullptr || requested_transfer_.pending() ||
-        (voters_ & (Mask{1} << slot)) == 0) {
+        slot == kNoSlot || membership_index_ > commit_ || (incoming_ & (Mask{1} << slot)) == 0) {
       return;
     }
     transfer_leadership(requested_transfer_, m.from);
@@ -2108,6 +2504,10 @@ class RaftGroup {
         publish_leader_term();
         static_cast<TransferOperation&>(op).done_(error);
         break;
+      case detail::OperationKind::membership:
+        change_ = nullptr;
+        static_cast<MembershipOperation&>(op).done_(error);
+        break;
     }
   }
 
@@ -2150,11 +2550,22 @@ class RaftGroup {
   state_machine_type& machine_;
   random_type random_;
 
-  // Membership: slot i is member ids_[i]; voters_ marks the voting slots.
+  // Membership: slot i is member ids_[i] (this node always has a slot, member or not); the masks
+  // mark the slots of each set.
   std::array<NodeId, kMaxPeers> ids_{};
   std::size_t members_ = 0;
   std::size_t self_slot_ = 0;
-  Mask voters_ = 0;
+  Mask incoming_ = 0;  // voters of the configuration in force (C_new when joint)
+  Mask outgoing_ = 0;  // voters of the configuration being left; 0 unless joint
+  Mask learners_ = 0;
+  Mask voting_ = 0;                // incoming_ | outgoing_
+  bool solo_ = false;              // this node alone is a quorum
+  Membership membership_;          // in force: the latest config entry in the log, or the start
+  LogIndex membership_index_ = 0;  // ... and its index (0: from RaftConfig)
+  Membership applied_membership_;  // the latest config at or before applied_
+  LogIndex applied_membership_index_ = 0;
+  MembershipOperation* change_ = nullptr;  // leader: the change under way
+  std::vector<std::byte> config_scratch_;  // an encoded config entry being appended
 
   // Persistent state (Figure 2), mirrored in storage.
   Term term_ = 0;
@@ -2219,13 +2630,11 @@ class RaftGroup {
   Term lease_revoked_term_ = 0;
 
   // Snapshots (only used when kSnapshots).
-  static constexpr LogIndex kSnapshotDone = 1;        // snapshot_response.reject_hint: installed
-  static constexpr std::size_t kConfigHeadBytes = 4;  // the voter count ahead of the first chunk
+  static constexpr LogIndex kSnapshotDone = 1;  // snapshot_response.reject_hint: installed
   using SnapshotReader = typename detail::SnapshotReaderOf<state_machine_type, kSnapshots>::type;
-  std::vector<std::byte> chunk_;        // snapshot_chunk_bytes: saving, sending, restoring
-  std::vector<std::byte> config_head_;  // the configuration, as the first chunk carries it
-  LogIndex snapshot_index_ = 0;         // the newest durable snapshot's index
-  SnapshotMeta durable_snapshot_;       // ... and the rest of it
+  std::vector<std::byte> chunk_;   // snapshot_chunk_bytes: saving, sending, restoring
+  LogIndex snapshot_index_ = 0;    // the newest durable snapshot's index
+  SnapshotMeta durable_snapshot_;  // ... and the rest of it
   bool snapshot_requested_ = false;
   std::optional<SnapshotReader> saving_reader_;  // a save under way
   SnapshotMeta saving_meta_;

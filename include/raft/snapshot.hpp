@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include <raft/membership.hpp>
 #include <raft/types.hpp>
 
 namespace tenure::raft {
@@ -18,8 +19,8 @@ namespace tenure::raft {
 struct SnapshotMeta {
   LogIndex index = 0;
   Term term = 0;
-  /// The voters of the configuration in force at `index`.
-  std::vector<NodeId> voters;
+  /// The membership configuration in force at `index` (the latest config entry at or before it).
+  Membership membership;
   /// Bytes of state.
   std::uint64_t size = 0;
 

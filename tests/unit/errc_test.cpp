@@ -19,7 +19,7 @@ constexpr errc kAllCodes[] = {
     errc::corrupt_storage,   errc::invalid_config,      errc::invalid_argument,
     errc::malformed_message, errc::unsupported_version, errc::storage_failure,
     errc::cancelled,         errc::lease_expired,       errc::leader_active,
-    errc::too_large,
+    errc::too_large,         errc::change_in_progress,
 };
 
 // A user's own error category, as a business layer would write it: a write conflict (must not
@@ -87,6 +87,7 @@ TEST_CASE("tenure's codes fall into the documented ErrorClass") {
   CHECK(std::error_code(errc::cancelled) == ErrorClass::retryable);
   CHECK(std::error_code(errc::lease_expired) == ErrorClass::retryable);
   CHECK(std::error_code(errc::leader_active) == ErrorClass::retryable);
+  CHECK(std::error_code(errc::change_in_progress) == ErrorClass::retryable);
   for (errc e : {errc::stopped, errc::corrupt_storage, errc::invalid_config, errc::invalid_argument,
                  errc::malformed_message, errc::unsupported_version, errc::storage_failure}) {
     CAPTURE(std::error_code(e).message());

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <raft/crc32c.hpp>
+#include <raft/membership.hpp>
 #include <raft/message.hpp>
 #include <raft/storage.hpp>
 #include <raft/types.hpp>
@@ -132,33 +133,37 @@ inline void append_segment_header(std::vector<std::byte>& out, std::uint64_t seq
   append_record(out, RecordType::segment_header, head);
 }
 
-// A snapshot file (snap-<index>.snap), version 2:
-//   0  u64 magic kSnapshotMagic
+// A snapshot file (snap-<index>.snap), version 3:
+//   0  u64 magic kSnapshotMagic ("TURESNP3")
 //   8  u64 index (what its name says)
 //  16  u64 term of the entry at index
-//  24  u64 count of voters, then a u64 node id each
+//  24  u64 size of the configuration that follows
+//  32  the configuration in force at index, as a config entry carries it (membership.hpp)
 //   .  the state machine's bytes
 //   .  trailer: u64 size of those bytes, u32 CRC-32C of the whole file before it (size
 //      included), u32 zero
-// Version 1 files (magic kMagic, index, term, size, data, u32 CRC) are still read.
-inline constexpr std::uint64_t kSnapshotMagic = 0x32504e53'45525554ull;  // bytes "TURESNP2"
+// Version 2 files (magic "TURESNP2", a u64 count of voters at 24 and a u64 id each in place of
+// the configuration) and version 1 files (magic kMagic, index, term, size, data, u32 CRC) are
+// still read.
+inline constexpr std::uint64_t kSnapshotMagic = 0x33504e53'45525554ull;    // bytes "TURESNP3"
+inline constexpr std::uint64_t kSnapshotMagicV2 = 0x32504e53'45525554ull;  // bytes "TURESNP2"
 inline constexpr std::size_t kSnapshotHeadBytes = 32;
-/// More voters than this in a snapshot header is corruption, not a configuration.
+/// A configuration of more bytes than this in a snapshot header is corruption.
+inline constexpr std::uint64_t kMaxSnapshotConfigBytes = 1u << 16;
+/// More voters than this in a version 2 snapshot header is corruption, not a configuration.
 inline constexpr std::uint64_t kMaxSnapshotVoters = 4096;
 
 inline void append_snapshot_header(std::vector<std::byte>& out, std::uint64_t index,
-                                   std::uint64_t term, std::span<const std::uint64_t> voters) {
+                                   std::uint64_t term, const Membership& membership) {
   std::byte head[kSnapshotHeadBytes] = {};
   put_u64(head, kSnapshotMagic);
   put_u64(head + 8, index);
   put_u64(head + 16, term);
-  put_u64(head + 24, voters.size());
+  put_u64(head + 24, encoded_size(membership));
   out.insert(out.end(), head, head + kSnapshotHeadBytes);
-  for (const std::uint64_t v : voters) {
-    std::byte b[8];
-    put_u64(b, v);
-    out.insert(out.end(), b, b + 8);
-  }
+  const std::size_t at = out.size();
+  out.resize(at + encoded_size(membership));
+  encode_membership(membership, out.data() + at);
 }
 
 /// One record as read back: its type and payload, a view into the segment's bytes.

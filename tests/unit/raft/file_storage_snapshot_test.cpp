@@ -49,7 +49,7 @@ std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
 // Streams `data` as a snapshot at `index` in chunks of `chunk` bytes; returns the finish's seq.
 std::uint64_t stream(FileStorage<SimFileSystem>& s, LogIndex index, std::vector<std::byte> data,
                      std::size_t chunk) {
-  s.begin_snapshot(SnapshotMeta{index, 1, {1, 2, 3}, 0});
+  s.begin_snapshot(SnapshotMeta{index, 1, {{1, 2, 3}, {}, {4}}, 0});
   for (std::size_t at = 0; at < data.size(); at += chunk) {
     s.write_snapshot(std::span(data).subspan(at, std::min(chunk, data.size() - at)));
   }
@@ -79,7 +79,8 @@ TEST_CASE("FileStorage snapshots: streamed in chunks and read back in chunks") {
   REQUIRE(s.snapshot());
   CHECK(s.snapshot()->index == 15);
   CHECK(s.snapshot()->size == data.size());
-  CHECK(s.snapshot()->voters == std::vector<tenure::raft::NodeId>{1, 2, 3});
+  CHECK(s.snapshot()->membership.voters == std::vector<tenure::raft::NodeId>{1, 2, 3});
+  CHECK(s.snapshot()->membership.learners == std::vector<tenure::raft::NodeId>{4});
   CHECK(s.durable_seq() < seq);
   std::vector<std::byte> back(data.size());
   for (std::size_t at = 0; at < back.size();) {
