@@ -459,7 +459,7 @@ class RaftGroup {
     if (role_ == Role::leader) {
       return {};
     }
-    if ((voting_ & (Mask{1} << self_slot_)) == 0) {
+    if (!may_campaign()) {
       return errc::invalid_argument;
     }
     const time_point now = clock_.now();
@@ -997,8 +997,8 @@ class RaftGroup {
   }
 
   void campaign(bool transfer, time_point now) {
-    if ((voting_ & (Mask{1} << self_slot_)) == 0) {
-      return;  // a non-voter (a learner, a removed or joining node) never campaigns
+    if (!may_campaign()) {
+      return;  // a learner, a joining node, a node whose removal it applied
     }
     ++stats_.elections_started;
     reset_election_timer(now);
@@ -1165,8 +1165,12 @@ class RaftGroup {
   }
 
   void publish_leader_term() noexcept {
+    // A leader outside the voters of the configuration in force serves no lease reads: it is on
+    // its way out (append_config), and a voter it does not count may be elected without it.
     const bool serving =
         role_ == Role::leader && committed_in_term_ && applied_ >= noop_index_ &&
+        ((incoming_ & (Mask{1} << self_slot_)) != 0 ||
+         planted(PlantedBug::no_lease_revoke_before_removal)) &&
         (transfer_ == nullptr || planted(PlantedBug::no_lease_revoke_before_transfer)) &&
         lease_revoked_term_ != term_;
     published_term_.store(serving ? term_ : 0, std::memory_order_release);
@@ -1425,6 +1429,16 @@ class RaftGroup {
     } else {
       append_config(Membership{target.voters, membership_.voters, target.learners});
     }
+  }
+
+  // Whether this node may stand for election: it votes in the configuration in force, or in the
+  // last one it applied. The second case is a node whose log holds a configuration that removes
+  // it, not yet committed: if that entry is on it alone (a removed leader that lost its quorum
+  // before the entry spread), the others, still in the old configuration, may need it to win a
+  // majority there, and it would refuse their shorter logs; so it campaigns, counts votes by
+  // the configuration in its log (safe whoever counts), commits its own removal and steps down.
+  bool may_campaign() const noexcept {
+    return (voting_ & (Mask{1} << self_slot_)) != 0 || applied_membership_.is_voter(config_.self);
   }
 
   // Leader: the configuration it no longer votes in is committed. It steps down, handing over

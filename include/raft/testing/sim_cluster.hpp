@@ -95,7 +95,11 @@ class SimCluster {
   struct Node;
 
   struct Options {
+    /// The voters the group starts with: nodes 1..nodes.
     std::size_t nodes = 3;
+    /// Nodes nodes+1 .. nodes+standby start too, as joining nodes (RaftConfig with no voters):
+    /// they take part once a membership change adds them.
+    std::size_t standby = 0;
     std::uint64_t seed = 1;
     /// The template of every node's configuration; `self`, `voters` and `random_seed` are filled
     /// in per node.
@@ -152,7 +156,10 @@ class SimCluster {
     for (std::size_t i = 1; i <= options_.nodes; ++i) {
       voters_.push_back(static_cast<NodeId>(i));
     }
-    for (NodeId id : voters_) {
+    for (std::size_t i = 1; i <= options_.nodes + options_.standby; ++i) {
+      all_.push_back(static_cast<NodeId>(i));
+    }
+    for (NodeId id : all_) {
       const std::size_t i = static_cast<std::size_t>(id - 1);
       const auto offset = i < options_.clock_offsets.size() ? options_.clock_offsets[i]
                                                             : std::chrono::nanoseconds::zero();
@@ -210,7 +217,10 @@ class SimCluster {
   ManualClock& clock(NodeId id) { return node(id).clock; }
   Machine& machine(NodeId id) { return *node(id).machine; }
   std::size_t size() const noexcept { return nodes_.size(); }
-  std::span<const NodeId> ids() const noexcept { return voters_; }
+  /// Every node, the standby ones included.
+  std::span<const NodeId> ids() const noexcept { return all_; }
+  /// The voters the group started with.
+  std::span<const NodeId> initial_voters() const noexcept { return voters_; }
   SimNetwork& network() noexcept { return network_; }
   std::int64_t now() const noexcept { return now_; }
 
@@ -272,7 +282,8 @@ class SimCluster {
   void start(Node& n) {
     RaftConfig c = options_.config;
     c.self = n.id;
-    c.voters = voters_;
+    c.voters = n.id <= options_.nodes ? voters_ : std::vector<NodeId>{};
+    c.learners.clear();
     c.random_seed = (options_.seed * 1000003) ^ (n.id * 0x9e3779b97f4a7c15ull) ^ ++restarts_;
     n.machine = std::make_unique<Machine>();
     n.group = std::make_unique<Group>(c, n.clock, n.transport, n.disk.get(), *n.machine);
@@ -394,6 +405,7 @@ class SimCluster {
   Options options_;
   SimNetwork network_;
   std::vector<NodeId> voters_;
+  std::vector<NodeId> all_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::int64_t now_ = 0;
   std::int64_t next_tick_ = 0;

@@ -58,8 +58,9 @@ enum class FaultClass : std::uint8_t {
   divergence,
   disk_faults,
   stale_messages,
+  membership,
 };
-inline constexpr std::size_t kFaultClasses = 14;
+inline constexpr std::size_t kFaultClasses = 15;
 
 inline constexpr const char* to_string(FaultClass f) noexcept {
   switch (f) {
@@ -91,6 +92,8 @@ inline constexpr const char* to_string(FaultClass f) noexcept {
       return "disk faults";
     case FaultClass::stale_messages:
       return "stale messages";
+    case FaultClass::membership:
+      return "membership changes";
   }
   return "?";
 }
@@ -144,7 +147,8 @@ namespace detail {
 template <class Storage>
 class Simulation {
  public:
-  using Cluster = SimCluster<KvStateMachine, 7, SimPlantedBugs, Storage>;
+  // Room for a joint configuration that replaces all of 5 voters at once, and a learner.
+  using Cluster = SimCluster<KvStateMachine, 11, SimPlantedBugs, Storage>;
   using Group = Cluster::Group;
   using Coordinator = lease::LeaseCoordinator<Group>;
 
@@ -152,10 +156,13 @@ class Simulation {
       : options_(options), random_(options.seed * 0x9e3779b97f4a7c15ull + 17) {
     report_.seed = options.seed;
     report_.nodes = options.nodes != 0 ? options.nodes : (random_.below(2) == 0 ? 3 : 5);
-    checker_ = std::make_unique<InvariantChecker>(report_.nodes);
+    // Membership changes draw from their own stream: the runs without them replay as before.
+    changes_ = allowed(FaultClass::membership) && membership_random_.below(100) < 60;
+    total_nodes_ = report_.nodes + (changes_ ? report_.nodes : 0);  // a standby per voter
+    checker_ = std::make_unique<InvariantChecker>(total_nodes_);
     // Sized once: machines and coordinators keep pointers into these.
-    observers_.resize(report_.nodes + 1);
-    extras_.resize(report_.nodes + 1);
+    observers_.resize(total_nodes_ + 1);
+    extras_.resize(total_nodes_ + 1);
     draw_faults();
     cluster_ = std::make_unique<Cluster>(cluster_options());
     cluster_->network().keep_last_requests(enabled(FaultClass::stale_messages));
@@ -167,7 +174,7 @@ class Simulation {
     for (std::size_t c = 0; c < options_.clients; ++c) {
       clients_.push_back(std::make_unique<Client>(this, c + 1));
       clients_.back()->next_at = static_cast<std::int64_t>(random_.below(50'000'000));
-      clients_.back()->target = static_cast<NodeId>(1 + random_.below(report_.nodes));
+      clients_.back()->target = static_cast<NodeId>(1 + random_.below(total_nodes_));
     }
   }
 
@@ -223,8 +230,10 @@ class Simulation {
     static constexpr std::uint64_t kSyncOdds[] = {1, 2, 4, 12};
     const std::uint64_t odds = kSyncOdds[random_.below(4)];
     const bool mixed = random_.below(2) == 0;
-    for (std::uint64_t& node_odds : sync_odds_) {
-      node_odds = mixed ? kSyncOdds[random_.below(4)] : odds;
+    for (std::size_t id = 0; id < sync_odds_.size(); ++id) {
+      // The first 8 from the main stream (as before there were standby nodes).
+      auto& r = id < 8 ? random_ : membership_random_;
+      sync_odds_[id] = mixed ? kSyncOdds[r.below(4)] : odds;
     }
     // And fsync latency spikes: per node and millisecond, the chance in 1000 that its disk
     // stalls for 10-80 ms (never, or about twice a second).
@@ -255,6 +264,7 @@ class Simulation {
     if (options_.excessive_drift) {
       enabled_[static_cast<std::size_t>(FaultClass::clock_skew)] = true;
     }
+    enabled_[static_cast<std::size_t>(FaultClass::membership)] = changes_;
   }
 
   bool enabled(FaultClass f) const noexcept { return enabled_[static_cast<std::size_t>(f)]; }
@@ -277,6 +287,7 @@ class Simulation {
   typename Cluster::Options cluster_options() {
     typename Cluster::Options o;
     o.nodes = report_.nodes;
+    o.standby = total_nodes_ - report_.nodes;
     o.seed = options_.seed;
     o.config.election_timeout_min = std::chrono::milliseconds(100);
     // Narrow ranges make split votes likely; wide ones make elections slow. Both happen, but a
@@ -428,6 +439,18 @@ class Simulation {
     }
     if (chaos_ && (divergence_.phase == 2 || divergence_.phase == 4)) {
       run_divergence(leader);  // at once, between events: no message of the new leader leaves
+    }
+    if (leader != kNoNode && chaos_ && changes_ && enabled(FaultClass::crash_restart)) {
+      const auto& g = cluster_->group(leader);
+      if (g.membership().joint() && g.membership_index() != joint_crash_drawn_) {
+        // A leader that dies between entering a joint configuration and leaving it: its
+        // successor must leave it (a third of them).
+        joint_crash_drawn_ = g.membership_index();
+        if (membership_random_.below(3) == 0) {
+          crash_now(leader, "in a joint configuration");
+          fired(FaultClass::crash_restart);
+        }
+      }
     }
     crash_on_new_term();
     watch_stale_term();
@@ -974,9 +997,130 @@ class Simulation {
     }
   }
 
+  // The membership nemesis: every 20-220 ms a change on the leader, drawn among adding a voter
+  // (a standby node, or one removed earlier), removing one (the leader too), replacing one by a
+  // non-member (a joint configuration), replacing all at once, adding, removing or promoting a
+  // learner. Voters stay between 3 and 7. The change runs under every other fault.
+  void change_membership(NodeId leader) {
+    auto& r = membership_random_;
+    const std::int64_t now = cluster_->now();
+    if (now < next_change_at_ || change_op_.pending() || leader == kNoNode ||
+        cluster_->paused(leader)) {
+      return;
+    }
+    next_change_at_ = now + 20'000'000 + static_cast<std::int64_t>(r.below(200'000'000));
+    auto& g = cluster_->group(leader);
+    if (g.changing_membership()) {
+      return;
+    }
+    const Membership& current = g.membership();
+    std::vector<NodeId> outsiders;
+    for (NodeId id : cluster_->ids()) {
+      if (!current.contains(id)) {
+        outsiders.push_back(id);
+      }
+    }
+    const auto pick = [&](const std::vector<NodeId>& from) {
+      return from[static_cast<std::size_t>(r.below(from.size()))];
+    };
+    const auto erase = [](std::vector<NodeId>& v, NodeId id) {
+      v.erase(std::remove(v.begin(), v.end(), id), v.end());
+    };
+    Membership target{current.voters, {}, current.learners};
+    const char* what = nullptr;
+    switch (r.below(8)) {
+      case 0:  // add a voter
+        if (!outsiders.empty() && target.voters.size() < 7) {
+          target.voters.push_back(pick(outsiders));
+          what = "add a voter";
+        }
+        break;
+      case 1:  // remove a voter
+        if (target.voters.size() > 3) {
+          erase(target.voters, pick(target.voters));
+          what = "remove a voter";
+        }
+        break;
+      case 2:  // remove the leader
+        if (target.voters.size() > 3) {
+          erase(target.voters, leader);
+          what = "remove the leader";
+        } else if (!outsiders.empty()) {
+          erase(target.voters, leader);
+          target.voters.push_back(pick(outsiders));
+          what = "replace the leader";
+        }
+        break;
+      case 3:  // replace one voter
+        if (!outsiders.empty()) {
+          erase(target.voters, pick(target.voters));
+          target.voters.push_back(pick(outsiders));
+          what = "replace a voter";
+        }
+        break;
+      case 4:  // replace every voter at once
+        if (outsiders.size() >= target.voters.size()) {
+          const std::size_t n = target.voters.size();
+          target.voters.clear();
+          while (target.voters.size() < n) {
+            const NodeId id = pick(outsiders);
+            erase(outsiders, id);
+            target.voters.push_back(id);
+          }
+          what = "replace every voter";
+        }
+        break;
+      case 5:  // add a learner
+        if (!outsiders.empty()) {
+          target.learners.push_back(pick(outsiders));
+          what = "add a learner";
+        }
+        break;
+      case 6:  // remove a learner
+        if (!target.learners.empty()) {
+          erase(target.learners, pick(target.learners));
+          what = "remove a learner";
+        }
+        break;
+      case 7:  // promote a learner
+        if (!target.learners.empty() && target.voters.size() < 7) {
+          const NodeId id = pick(target.learners);
+          erase(target.learners, id);
+          target.voters.push_back(id);
+          what = "promote a learner";
+        }
+        break;
+    }
+    if (what == nullptr) {
+      return;
+    }
+    for (NodeId id : target.voters) {
+      erase(target.learners, id);
+    }
+    fired(FaultClass::membership);
+    if (options_.trace != nullptr) {
+      std::string line = std::string("membership: ") + what + " on leader " +
+                         std::to_string(leader) + ": voters";
+      for (NodeId id : target.voters) {
+        line += " " + std::to_string(id);
+      }
+      line += ", learners";
+      for (NodeId id : target.learners) {
+        line += " " + std::to_string(id);
+      }
+      trace() << line << "\n";
+    }
+    g.change_membership(change_op_, std::move(target),
+                        g.clock().now() + std::chrono::milliseconds(1500));
+    g.flush();
+  }
+
   void inject_faults() {
-    const NodeId n = static_cast<NodeId>(1 + random_.below(report_.nodes));
+    const NodeId n = static_cast<NodeId>(1 + random_.below(total_nodes_));
     const NodeId leader = cluster_->leader();
+    if (changes_) {
+      change_membership(leader);
+    }
     auto& net = cluster_->network();
     if (divergence_.phase != 0) {
       run_divergence(leader);
@@ -1064,7 +1208,8 @@ class Simulation {
     if (random_.below(50) != 0) {
       return;
     }
-    switch (static_cast<FaultClass>(random_.below(kFaultClasses))) {
+    // Membership changes have their own nemesis (change_membership), not a turn here.
+    switch (static_cast<FaultClass>(random_.below(kFaultClasses - 1))) {
       case FaultClass::symmetric_partition:
         if (enabled(FaultClass::symmetric_partition)) {
           const NodeId victim = leader != kNoNode && random_.below(2) == 0 ? leader : n;
@@ -1202,6 +1347,7 @@ class Simulation {
           start_stale_term(leader);
         }
         break;
+      case FaultClass::membership:
       case FaultClass::loss:
       case FaultClass::duplication:
       case FaultClass::delay_reorder:
@@ -1309,10 +1455,16 @@ class Simulation {
   // stalled transfer fails here; the majority alone would hide it).
   void catch_up(LogIndex index) {
     const std::int64_t limit = cluster_->now() + 20 * election_timeout_max_;
+    // Nodes that a membership change removed (or never added) are not expected to follow.
     const auto behind = [&] {
+      const NodeId leader = cluster_->leader();
+      if (leader != kNoNode) {
+        last_membership_ = cluster_->group(leader).membership();
+      }
       for (NodeId id : cluster_->ids()) {
         const auto& n = cluster_->node(id);
-        if (n.up && !n.group->stopped() && n.group->last_applied() < index) {
+        if (n.up && !n.group->stopped() && n.group->last_applied() < index &&
+            (!changes_ || last_membership_.contains(id))) {
           return id;
         }
       }
@@ -1392,7 +1544,7 @@ class Simulation {
     const NodeId node = c.target;
     auto& n = cluster_->node(node);
     if (!n.up || cluster_->paused(node)) {
-      c.target = static_cast<NodeId>(1 + random_.below(report_.nodes));
+      c.target = static_cast<NodeId>(1 + random_.below(total_nodes_));
       c.next_at = cluster_->now() + 5'000'000;
       return;  // the connection is refused: no operation was invoked
     }
@@ -1471,12 +1623,12 @@ class Simulation {
 
   void follow_hint(Client& c, const Error& e) {
     if (e.code == errc::not_leader || e.code == errc::leadership_lost) {
-      c.target = e.leader_hint != kNoNode && e.leader_hint <= report_.nodes
+      c.target = e.leader_hint != kNoNode && e.leader_hint <= total_nodes_
                      ? e.leader_hint
-                     : static_cast<NodeId>(1 + random_.below(report_.nodes));
+                     : static_cast<NodeId>(1 + random_.below(total_nodes_));
     } else if (e.code == errc::timed_out && random_.below(2) == 0) {
       // Real clients give up on a node that does not answer, and try another.
-      c.target = static_cast<NodeId>(1 + random_.below(report_.nodes));
+      c.target = static_cast<NodeId>(1 + random_.below(total_nodes_));
     }
   }
 
@@ -1549,8 +1701,17 @@ class Simulation {
     }
   }
 
+  static constexpr std::size_t kIdSlots = 16;  // per-node arrays, indexed by node id
+
   SimulationOptions options_;
   Xoshiro256 random_;
+  Xoshiro256 membership_random_{options_.seed * 0xd1342543de82ef95ull + 7};
+  bool changes_ = false;         // membership changes in this run
+  std::size_t total_nodes_ = 0;  // the initial voters and the standby nodes
+  MembershipOperation change_op_{Completion<LogIndex>{&Simulation::on_change, this}};
+  std::int64_t next_change_at_ = 0;
+  LogIndex joint_crash_drawn_ = 0;  // the joint configuration a leader crash was drawn for
+  Membership last_membership_;      // the leader's, as last seen
   SimulationReport report_;
   std::array<bool, kFaultClasses> enabled_{};
   std::unique_ptr<InvariantChecker> checker_;
@@ -1559,7 +1720,7 @@ class Simulation {
   std::vector<std::unique_ptr<Client>> clients_;
   std::unique_ptr<Cluster> cluster_;
   std::vector<KvOperation> history_;
-  std::vector<std::int64_t> restart_at_ = std::vector<std::int64_t>(8, 0);
+  std::vector<std::int64_t> restart_at_ = std::vector<std::int64_t>(kIdSlots, 0);
   std::int64_t heal_at_ = 0;
   NodeId slow_victim_ = kNoNode;      // a leader the clock nemesis made slow...
   std::int64_t isolate_slow_at_ = 0;  // ...and when it is to be cut off
@@ -1572,20 +1733,20 @@ class Simulation {
   StaleTerm stale_term_;
   LostTerm lost_term_;
   std::int64_t quiet_until_ = 0;               // clients issue nothing before this
-  std::array<std::int64_t, 8> campaign_at_{};  // per node: an operator has it campaign then
+  std::array<std::int64_t, kIdSlots> campaign_at_{};  // per node: an operator has it campaign then
   std::uint64_t doom_percent_ = 0;
   std::uint64_t commit_crash_ = 0;
   bool snapshots_ = false;
-  std::array<LogIndex, 8> snapshot_crash_{};  // per node: the snapshot a crash point was drawn for
+  std::array<LogIndex, kIdSlots> snapshot_crash_{};  // per node: the snapshot a crash point was drawn for
   std::uint64_t candidate_crash_percent_ = 0;
   std::uint64_t leader_crash_percent_ = 0;
-  std::vector<Role> roles_ = std::vector<Role>(8, Role::follower);  // as of the last event
+  std::vector<Role> roles_ = std::vector<Role>(kIdSlots, Role::follower);  // as of the last event
   LogIndex last_leader_commit_ = 0;
   std::int64_t doomed_at_ = 0;
   bool chaos_ = false;
-  std::array<std::uint64_t, 8> sync_odds_{};  // per node (index: node id)
+  std::array<std::uint64_t, kIdSlots> sync_odds_{};  // per node (index: node id)
   std::uint64_t stall_per_mille_ = 0;
-  std::array<std::int64_t, 8> stalled_until_{};  // per node: its disk syncs nothing before
+  std::array<std::int64_t, kIdSlots> stalled_until_{};  // per node: its disk syncs nothing before
   std::int64_t last_value_seen_ = kAbsent;
   NodeId last_leader_ = kNoNode;
   bool stop_clients_ = false;
@@ -1594,6 +1755,17 @@ class Simulation {
 
   static void on_transfer(void* self, Result<void> r) noexcept {
     static_cast<Simulation*>(self)->transfer_done_ = r;
+  }
+
+  static void on_change(void* self, Result<LogIndex> r) noexcept {
+    auto& sim = *static_cast<Simulation*>(self);
+    if (sim.options_.trace != nullptr) {
+      if (r) {
+        sim.trace() << "membership change committed at " << r.value() << "\n";
+      } else {
+        sim.trace() << "membership change: " << r.error().code.message() << "\n";
+      }
+    }
   }
 };
 
