@@ -1,6 +1,7 @@
-// Three AsioGroups on one io_context, joined by an in-process transport that passes encoded
-// frames between strands; used by the AsioGroup tests. Real time (SteadyClock) with short
-// timeouts; run_until() bounds every wait by a deadline and polls the io_context, never sleeps.
+// Three AsioGroups on one io_context (and a fourth that joins, add_joining()), joined by an
+// in-process transport that passes encoded frames between strands; used by the AsioGroup tests.
+// Real time (SteadyClock) with short timeouts; run_until() bounds every wait by a deadline and
+// polls the io_context, never sleeps.
 #pragma once
 
 #include <raft/asio/asio_group.hpp>
@@ -31,6 +32,9 @@ using tenure::raft::NodeId;
 
 class LocalTransport;
 
+// Node ids 1..4 index the arrays below (slot 0 is unused).
+inline constexpr std::size_t kSlots = 5;
+
 struct Policies : tenure::raft::DefaultPolicies {
   using transport_type = LocalTransport;
   using storage_type = tenure::raft::MemoryStorage;
@@ -41,7 +45,7 @@ using Group = tenure::raft::asio::AsioGroup<Policies>;
 // Copies each message into a frame and steps it into the receiver on the receiver's strand.
 class LocalTransport {
  public:
-  explicit LocalTransport(std::array<Group*, 4>& nodes) : nodes_(nodes) {}
+  explicit LocalTransport(std::array<Group*, kSlots>& nodes) : nodes_(nodes) {}
   void send(const tenure::raft::Message& m) {
     if (m.to == kNoNode || m.to >= nodes_.size() || nodes_[m.to] == nullptr || cut_[m.to] ||
         cut_[m.from] || deaf_[m.to]) {
@@ -67,36 +71,27 @@ class LocalTransport {
   }
 
   // Set from the io thread only.
-  std::array<bool, 4> cut_{};   // a node cut off both ways
-  std::array<bool, 4> deaf_{};  // a node that sends but receives nothing
+  std::array<bool, kSlots> cut_{};   // a node cut off both ways
+  std::array<bool, kSlots> deaf_{};  // a node that sends but receives nothing
 
  private:
-  std::array<Group*, 4>& nodes_;
+  std::array<Group*, kSlots>& nodes_;
 };
 
 struct Cluster {
   explicit Cluster(::boost::asio::io_context& io, bool check_quorum = true) : transport(nodes) {
     for (NodeId id = 1; id <= 3; ++id) {
-      tenure::raft::RaftConfig c;
-      c.self = id;
-      c.group = 7;
-      c.voters = {1, 2, 3};
-      c.election_timeout_min = 60ms;
-      c.election_timeout_max = 120ms;
-      c.heartbeat_interval = 10ms;
-      c.check_quorum = check_quorum;
-      tenure::raft::asio::AsioGroupOptions o;
-      o.tick_interval = 5ms;
-      o.lease.election_timeout_min = c.election_timeout_min;
-      storages[id] = std::make_unique<tenure::raft::MemoryStorage>();
-      machines[id] = std::make_unique<tenure::testing::RecordingStateMachine>();
-      groups[id] =
-          std::make_unique<Group>(io, c, o, clock, transport, *storages[id], *machines[id]);
-      nodes[id] = groups[id].get();
+      make(io, id, {1, 2, 3}, check_quorum);
     }
     for (NodeId id = 1; id <= 3; ++id) {
       groups[id]->start();
     }
+  }
+  // Starts node `id` (4) knowing no members: it waits for a leader to add it
+  // (change_membership) and replicate to it.
+  void add_joining(::boost::asio::io_context& io, NodeId id) {
+    make(io, id, {}, true);
+    groups[id]->start();
   }
   // Stops every group and lets the io_context finish what that posts.
   void stop_all(::boost::asio::io_context& io) {
@@ -108,20 +103,39 @@ struct Cluster {
     io.run_for(50ms);
   }
   NodeId leader() const {
-    for (NodeId id = 1; id <= 3; ++id) {
-      if (groups[id]->group().leader_term() != 0) {
+    for (NodeId id = 1; id < kSlots; ++id) {
+      if (groups[id] && groups[id]->group().leader_term() != 0) {
         return id;
       }
     }
     return kNoNode;
   }
 
+  void make(::boost::asio::io_context& io, NodeId id, std::vector<NodeId> voters,
+            bool check_quorum) {
+    tenure::raft::RaftConfig c;
+    c.self = id;
+    c.group = 7;
+    c.voters = std::move(voters);
+    c.election_timeout_min = 60ms;
+    c.election_timeout_max = 120ms;
+    c.heartbeat_interval = 10ms;
+    c.check_quorum = check_quorum;
+    tenure::raft::asio::AsioGroupOptions o;
+    o.tick_interval = 5ms;
+    o.lease.election_timeout_min = c.election_timeout_min;
+    storages[id] = std::make_unique<tenure::raft::MemoryStorage>();
+    machines[id] = std::make_unique<tenure::testing::RecordingStateMachine>();
+    groups[id] = std::make_unique<Group>(io, c, o, clock, transport, *storages[id], *machines[id]);
+    nodes[id] = groups[id].get();
+  }
+
   tenure::raft::SteadyClock clock;
-  std::array<Group*, 4> nodes{};
+  std::array<Group*, kSlots> nodes{};
   LocalTransport transport;
-  std::array<std::unique_ptr<tenure::raft::MemoryStorage>, 4> storages;
-  std::array<std::unique_ptr<tenure::testing::RecordingStateMachine>, 4> machines;
-  std::array<std::unique_ptr<Group>, 4> groups;
+  std::array<std::unique_ptr<tenure::raft::MemoryStorage>, kSlots> storages;
+  std::array<std::unique_ptr<tenure::testing::RecordingStateMachine>, kSlots> machines;
+  std::array<std::unique_ptr<Group>, kSlots> groups;
 };
 
 // Runs `io` until `done()` or `limit` passes; returns done().

@@ -4,10 +4,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <utility>
 
 #include <boost/asio/associated_allocator.hpp>
@@ -36,6 +38,7 @@
 #include <raft/asio/detail/cancellation_registry.hpp>
 #include <raft/config.hpp>
 #include <raft/errc.hpp>
+#include <raft/membership.hpp>
 #include <raft/message.hpp>
 #include <raft/operations.hpp>
 #include <raft/raft_group.hpp>
@@ -65,6 +68,28 @@ struct ReadResult {
   bool from_lease = false;
 };
 
+/// A copy of a group's membership as its node sees it, taken on the strand (async_membership):
+/// for code that runs elsewhere. Everything is as of one instant.
+struct MembershipStatus {
+  /// The configuration in force: the latest config entry in this node's log, committed or not
+  /// (RaftGroup::membership()); empty on a joining node that has heard from no leader yet.
+  Membership membership;
+  /// The index of that entry (0: the RaftConfig lists).
+  LogIndex index = 0;
+  /// The configuration as of the last applied entry: what this node knows is committed.
+  Membership committed;
+  /// Whether index <= commit_index: the configuration in force is committed.
+  bool in_force_committed = false;
+  /// On a leader: whether a membership change is under way (RaftGroup::changing_membership()).
+  bool changing = false;
+  Role role = Role::follower;
+  Term term = 0;
+  /// The leader this node knows of (kNoNode: none).
+  NodeId leader = kNoNode;
+  LogIndex commit_index = 0;
+  LogIndex applied_index = 0;
+};
+
 /// Options of the runtime around one group.
 struct AsioGroupOptions {
   /// How often the group's timers are checked. Operation deadlines are honoured exactly anyway
@@ -85,6 +110,8 @@ struct AsioGroupOptions {
 /// - async_propose: void(Result<ProposeResult>)
 /// - async_read: void(Result<ReadResult>)
 /// - async_transfer_leadership: void(Result<void>)
+/// - async_change_membership: void(Result<LogIndex>)
+/// - async_membership: void(MembershipStatus) (never fails: it reads the group's state)
 /// Every operation has a deadline (its timeout from the moment it reaches the strand) and
 /// completes exactly once: with its result, timed_out, an error of the group (not_leader,
 /// leadership_lost, overloaded, ...), or stopped once stop() has run. The handler runs on its
@@ -239,6 +266,72 @@ class AsioGroup {
           });
         },
         token);
+  }
+
+  /// Changes the group's membership to `target` (RaftGroup::change_membership: new voters are
+  /// staged as learners and promoted once caught up, through a joint configuration when more
+  /// than one voter changes); completes with the index of the config entry that committed
+  /// `target`. Errors as RaftGroup::change_membership: not_leader (with the hint),
+  /// change_in_progress, transfer_in_progress, invalid_argument, stopped (nothing was done); or
+  /// timed_out, leadership_lost, cancelled, after which the outcome is unknown (read the
+  /// membership on the leader to know). Honours terminal cancellation only: a config entry may
+  /// be out already. `timeout` should leave a new voter the time to catch up (a snapshot
+  /// transfer, for a group with much state).
+  template <class CompletionToken>
+  auto async_change_membership(Membership target, duration timeout, CompletionToken&& token) {
+    return async_change_membership(
+        [target = std::move(target)](const Membership&) { return target; }, timeout,
+        std::forward<CompletionToken>(token));
+  }
+
+  /// As above, with the target computed on the strand from the configuration in force at the
+  /// moment the change starts: `edit(membership())` (e.g. "the current voters plus node 4").
+  /// Two changes computed this way never undo each other, where targets computed elsewhere from
+  /// an earlier reading could (the second one's target would lack the first one's node).
+  /// `edit` runs once, on the strand, unless the group has stopped by then.
+  template <class Edit, class CompletionToken>
+  requires std::is_invocable_r_v<Membership, Edit&, const Membership&>
+  auto async_change_membership(Edit edit, duration timeout, CompletionToken&& token) {
+    return ::boost::asio::async_initiate<CompletionToken, void(Result<LogIndex>)>(
+        [this, timeout](auto handler, Edit edit_fn) {
+          launch<MembershipOp>(std::move(handler), kTerminalOnly,
+                               [this, timeout, edit_fn = std::move(edit_fn)](auto& op) mutable {
+                                 Membership target = edit_fn(group_.membership());
+                                 group_.change_membership(op.raft_op, std::move(target),
+                                                          clock_.now() + timeout);
+                                 rearm();
+                               });
+        },
+        token, std::move(edit));
+  }
+
+  /// A copy of the group's membership and leadership as of now (see MembershipStatus), taken on
+  /// the strand: the thread-safe way to read them from elsewhere. Completes with stopped-time
+  /// values too (a stopped group still knows its configuration).
+  template <class CompletionToken>
+  auto async_membership(CompletionToken&& token) {
+    return ::boost::asio::async_initiate<CompletionToken, void(MembershipStatus)>(
+        [this](auto handler) {
+          auto* op = make_op<StatusOp<decltype(handler)>>(std::move(handler), this);
+          ::boost::asio::post(strand_, [this, op] { op->complete(membership_status()); });
+        },
+        token);
+  }
+
+  /// The membership status now. Strand only (async_membership is the way from elsewhere).
+  MembershipStatus membership_status() const {
+    MembershipStatus s;
+    s.membership = group_.membership();
+    s.index = group_.membership_index();
+    s.committed = group_.committed_membership();
+    s.in_force_committed = group_.membership_index() <= group_.commit_index();
+    s.changing = group_.changing_membership();
+    s.role = group_.role();
+    s.term = group_.term();
+    s.leader = group_.leader();
+    s.commit_index = group_.commit_index();
+    s.applied_index = group_.last_applied();
+    return s;
   }
 
   /// Hands leadership to `target` (TimeoutNow); completes once it has taken over.
@@ -456,6 +549,31 @@ class AsioGroup {
     }
 
     TransferOperation raft_op;
+  };
+
+  template <class Handler>
+  struct MembershipOp : OpBase<Handler, LogIndex> {
+    MembershipOp(Handler&& h, AsioGroup* g)
+        : OpBase<Handler, LogIndex>(std::move(h), g),
+          raft_op(Completion<LogIndex>{&on_done, this}) {}
+
+    static void on_done(void* self, Result<LogIndex> r) noexcept {
+      static_cast<MembershipOp*>(self)->complete(std::move(r));
+    }
+    void complete(Result<LogIndex> r) { finish(this, std::move(r)); }
+    static void on_cancel(detail::CancellableOperation& self) noexcept {
+      auto& op = static_cast<MembershipOp&>(self);
+      op.owner->group_.cancel(op.raft_op);
+    }
+
+    MembershipOperation raft_op;
+  };
+
+  // async_membership: completes on the strand right away; never registered for cancellation.
+  template <class Handler>
+  struct StatusOp : OpBase<Handler, MembershipStatus> {
+    StatusOp(Handler&& h, AsioGroup* g) : OpBase<Handler, MembershipStatus>(std::move(h), g) {}
+    void complete(MembershipStatus s) { finish(this, std::move(s)); }
   };
 
   // Sets the timer for the earlier of the next tick and the group's next operation deadline.

@@ -239,3 +239,92 @@ TEST_CASE(
   CHECK(counts.deallocations == 2);  // Asio frees the posted operation before the upcall
   c.stop_all(io);
 }
+
+TEST_CASE("AsioGroup: async_change_membership adds a joining node and removes another") {
+  using tenure::raft::LogIndex;
+  using tenure::raft::Membership;
+  using tenure::raft::asio::MembershipStatus;
+  ::boost::asio::io_context io;
+  Cluster c(io);
+  REQUIRE(run_until(io, [&] { return c.leader() != kNoNode; }));
+  const NodeId leader = c.leader();
+  Group& g = *c.groups[leader];
+  const std::vector<std::byte> before{std::byte{1}};
+  std::optional<Result<ProposeResult>> proposed;
+  g.async_propose(before, 1s, [&](Result<ProposeResult> r) { proposed = r; });
+  REQUIRE(run_until(io, [&] { return proposed.has_value(); }));
+  REQUIRE(proposed->has_value());
+
+  // Node 4 starts knowing no members; the leader adds it (the target computed on the strand).
+  c.add_joining(io, 4);
+  std::optional<MembershipStatus> joining;
+  c.groups[4]->async_membership([&](MembershipStatus s) { joining = std::move(s); });
+  REQUIRE(run_until(io, [&] { return joining.has_value(); }));
+  CHECK(joining->membership.voters.empty());
+  CHECK(joining->leader == kNoNode);
+
+  // A follower refuses with the leader's id as hint, and changes nothing.
+  const NodeId follower = leader % 3 + 1;
+  std::optional<Result<LogIndex>> refused;
+  c.groups[follower]->async_change_membership(Membership{{1, 2, 3, 4}, {}, {}}, 1s,
+                                              [&](Result<LogIndex> r) { refused = r; });
+  REQUIRE(run_until(io, [&] { return refused.has_value(); }));
+  CHECK(refused->code() == errc::not_leader);
+  CHECK(refused->leader_hint() == leader);
+
+  std::optional<Result<LogIndex>> added;
+  std::optional<Result<LogIndex>> second;
+  g.async_change_membership(
+      [](const Membership& m) {
+        Membership next = m;
+        next.voters.push_back(4);
+        return next;
+      },
+      3s, [&](Result<LogIndex> r) { added = r; });
+  // A second change while the first is under way is refused at once.
+  g.async_change_membership(Membership{{1, 2, 3}, {}, {4}}, 3s,
+                            [&](Result<LogIndex> r) { second = r; });
+  REQUIRE(run_until(io, [&] { return added.has_value() && second.has_value(); }));
+  CHECK(second->code() == errc::change_in_progress);
+  REQUIRE(added->has_value());
+  const LogIndex index = added->value();
+  CHECK(index > proposed->value().index);
+
+  // Every node, the new one included, ends in {1,2,3,4} (as of the change's entry) and node 4
+  // has applied the write made before it joined.
+  std::optional<MembershipStatus> seen;
+  for (NodeId id = 1; id <= 4; ++id) {
+    REQUIRE(run_until(io, [&] {
+      seen.reset();
+      c.groups[id]->async_membership([&](MembershipStatus s) { seen = std::move(s); });
+      run_until(io, [&] { return seen.has_value(); });
+      return seen->index >= index && seen->in_force_committed;
+    }));
+    CAPTURE(id);
+    CHECK(seen->membership == Membership{{1, 2, 3, 4}, {}, {}});
+    CHECK(seen->committed.voters.size() == 4);
+  }
+  REQUIRE(run_until(io, [&] { return !c.machines[4]->applied().empty(); }));
+  CHECK(c.machines[4]->applied().front().payload == before);
+
+  // Remove a follower other than node 4; the group keeps committing with the rest.
+  const NodeId removed = leader == 1 ? 2 : 1;
+  std::vector<NodeId> rest;
+  for (NodeId id = 1; id <= 4; ++id) {
+    if (id != removed) {
+      rest.push_back(id);
+    }
+  }
+  std::optional<Result<LogIndex>> dropped;
+  g.async_change_membership(Membership{rest, {}, {}}, 3s, [&](Result<LogIndex> r) { dropped = r; });
+  REQUIRE(run_until(io, [&] { return dropped.has_value(); }));
+  REQUIRE(dropped->has_value());
+  CHECK(dropped->value() > index);
+  std::optional<MembershipStatus> at_leader;
+  g.async_membership([&](MembershipStatus s) { at_leader = std::move(s); });
+  REQUIRE(run_until(io, [&] { return at_leader.has_value(); }));
+  CHECK(at_leader->membership.voters == rest);
+  CHECK(at_leader->role == tenure::raft::Role::leader);
+  CHECK_FALSE(at_leader->changing);
+  c.stop_all(io);
+}
