@@ -16,9 +16,9 @@
 // otherwise the connection is closed before any frame is read (Stats::tls_refused). Without TLS
 // this transport trusts its network (docs/runtime.md, "Security"): a hello names a node id,
 // nothing proves it. What it does check: a hello must name a peer configured with
-// set_peer() (anything else is refused and creates nothing), every frame's `from` must be the
-// node the connection's hello named, at most max_inbound_connections accepted connections are
-// open at once, and a frame's buffer grows only as its bytes arrive.
+// set_peer() and not removed since (anything else is refused and creates nothing), every frame's
+// `from` must be the node the connection's hello named, at most max_inbound_connections accepted
+// connections are open at once, and a frame's buffer grows only as its bytes arrive.
 #pragma once
 
 #include <algorithm>
@@ -513,9 +513,14 @@ class GroupSinkOn final : public GroupSink {
 /// bounded queue; one gather write per connection drains the queue. While a peer is not
 /// connected its queue keeps filling up to the bounds, so a brief reconnect loses little; past
 /// them messages are dropped and counted (Raft retransmits what matters). Frames being written
-/// when a connection breaks are lost. A message to this node itself (m.to == self) or to a node
-/// never named by set_peer() nor connected is dropped and counted as dropped_unknown_peer: a
-/// RaftGroup never addresses itself.
+/// when a connection breaks are lost. A message to this node itself (m.to == self), to a node
+/// never named by set_peer() nor connected, or to one removed by remove_peer() is dropped and
+/// counted as dropped_unknown_peer: a RaftGroup never addresses itself.
+///
+/// Peers come and go at run time (membership changes): set_peer() may name a new peer, or a new
+/// endpoint for a known one, at any time, before or after start(); remove_peer() forgets one
+/// (closes its connection, stops dialing it, drops what was queued for it and refuses its
+/// hellos) until set_peer() names it again.
 ///
 /// Receiving: frames are read into pooled buffers and validated by the codec on the connection's
 /// strand, then posted to the executor of the group they address, where they are decoded again
@@ -529,8 +534,8 @@ class GroupSinkOn final : public GroupSink {
 /// slot and went to the heap.
 ///
 /// Threads: the io_context may be run by any number of threads. Each connection and each peer's
-/// dialer has a strand; send(), set_peer(), add_group(), remove_group(), stats(), start() and
-/// stop() may be called from any thread.
+/// dialer has a strand; send(), set_peer(), remove_peer(), add_group(), remove_group(), stats(),
+/// start() and stop() may be called from any thread.
 ///
 /// Lifetime: handlers posted to the io_context refer to the transport. Call stop() and let the
 /// io_context run until it has no more work from the transport (run() returns) before
@@ -565,8 +570,8 @@ class AsioTcpTransport {
     std::uint64_t accept_failures = 0;
     /// Accepted connections closed at once: max_inbound_connections were open.
     std::uint64_t refused_connections = 0;
-    /// Hellos naming a node that is not a configured peer (each closed its connection, counted
-    /// in malformed_frames too).
+    /// Hellos naming a node that is not a configured peer, or one removed by remove_peer() (each
+    /// closed its connection, counted in malformed_frames too).
     std::uint64_t unknown_hellos = 0;
     /// Frames whose `from` was not the node the connection's hello named (each closed its
     /// connection, counted in malformed_frames too).
@@ -646,23 +651,62 @@ class AsioTcpTransport {
         {options_.max_frame_bytes, queue, std::size_t{std::numeric_limits<std::uint32_t>::max()}});
   }
 
-  /// Names where peer `id` listens. Allowed before start() or at any time; a changed endpoint is
-  /// used from the next connection attempt on. Ignored (and logged) for kNoNode and for self.
-  /// Thread-safety: any thread. Allocation: the peer's state and queue ring, the first time `id`
-  /// is seen. Throws std::bad_alloc only.
+  /// Names where peer `id` listens. Allowed before start() or at any time, after start() too
+  /// (a node added to the cluster): a new peer with a higher id is dialed at once, and a changed
+  /// endpoint is used from the next connection attempt on (an established connection is kept).
+  /// A peer removed by remove_peer() is a peer again. Ignored (and logged) for kNoNode and for
+  /// self. Thread-safety: any thread. Allocation: the peer's state and queue ring, the first time
+  /// `id` is seen. Throws std::bad_alloc only.
   void set_peer(NodeId id, ::boost::asio::ip::tcp::endpoint ep) {
     if (id == kNoNode || id == options_.self) {
       log("set_peer ignored for node " + std::to_string(id));
       return;
     }
     Peer& peer = peer_for(id);
+    bool readded = false;
     {
       std::lock_guard lock(peer.mutex);
       peer.endpoint = ep;
+      readded = std::exchange(peer.removed, false);
+    }
+    if (readded) {
+      log("node " + std::to_string(options_.self) + ": peer " + std::to_string(id) +
+          " added again at " + to_string(ep));
     }
     if (started_.load(std::memory_order_acquire)) {
       schedule_dial(peer);
     }
+  }
+
+  /// Forgets peer `id` (a node removed from the cluster): its connection is closed, it is no
+  /// longer dialed, the frames queued for it are dropped (a frame being written when this is
+  /// called still goes out), send() to it drops and counts dropped_unknown_peer, and a hello
+  /// naming it is refused as one from an unknown node (unknown_hellos). set_peer() makes it a peer
+  /// again. Does nothing for a node never named by set_peer(), or already removed.
+  /// Thread-safety: any thread. Allocation: none.
+  void remove_peer(NodeId id) {
+    Peer* peer = find_peer(id);
+    if (peer == nullptr) {
+      return;
+    }
+    std::shared_ptr<Connection> connection;
+    {
+      std::lock_guard lock(peer->mutex);
+      if (peer->removed) {
+        return;
+      }
+      peer->removed = true;
+      peer->endpoint.reset();
+      connection = std::move(peer->connection);
+      if (!peer->write_scheduled) {
+        drop_queue_locked(*peer);  // else the write's end drops it (hand_off_write_locked)
+      }
+    }
+    log("node " + std::to_string(options_.self) + ": peer " + std::to_string(id) + " removed");
+    if (connection) {
+      connection->post_close("peer removed");
+    }
+    ::boost::asio::post(peer->strand, [peer] { peer->timer.cancel(); });
   }
 
   /// Registers the receiving side of `group`, replacing an earlier registration: `deliver` is
@@ -827,6 +871,9 @@ class AsioTcpTransport {
     /// A gather write of queue frames is scheduled or in flight (on `connection`, or on a
     /// connection that was current when it started). Only its owner pops the queue's head.
     bool write_scheduled = false;
+    /// remove_peer() forgot it (until set_peer() names it again): no connection, no dialing, no
+    /// queue, hellos refused.
+    bool removed = false;
 
     // Only on `strand` (the dialer):
     Strand strand;
@@ -1051,7 +1098,8 @@ class AsioTcpTransport {
       }
       if (!dialer_) {
         peer_ = t_.find_peer(sender);
-        if (peer_ == nullptr) {
+        if (peer_ == nullptr || t_.is_removed(*peer_)) {
+          peer_ = nullptr;
           count(t_.stats_.unknown_hellos);
           return malformed("bad hello: node " + std::to_string(sender) +
                            " is not a configured peer");
@@ -1069,12 +1117,20 @@ class AsioTcpTransport {
       std::size_t batch = 0;
       {
         std::lock_guard lock(peer_->mutex);
-        old = std::exchange(peer_->connection, shared_from_this());
-        established_ = true;
-        if (!peer_->write_scheduled && !peer_->queue.empty()) {
-          peer_->write_scheduled = true;
-          batch = take_batch_locked();
+        if (peer_->removed) {
+          removed_before_established_ = true;
+        } else {
+          old = std::exchange(peer_->connection, shared_from_this());
+          established_ = true;
+          if (!peer_->write_scheduled && !peer_->queue.empty()) {
+            peer_->write_scheduled = true;
+            batch = take_batch_locked();
+          }
         }
+      }
+      if (removed_before_established_) {
+        close("peer removed");
+        return;
       }
       count(t_.stats_.connects);
       t_.log(who() + ": connected (" + (dialer_ ? "dialed" : "accepted") + ")");
@@ -1187,6 +1243,10 @@ class AsioTcpTransport {
     /// wait, else nobody. Caller holds peer_->mutex.
     std::shared_ptr<Connection> hand_off_write_locked() {
       peer_->write_scheduled = false;
+      if (peer_->removed) {
+        t_.drop_queue_locked(*peer_);  // what remove_peer() left to the write in flight
+        return nullptr;
+      }
       if (peer_->connection && peer_->connection.get() != this && !peer_->queue.empty()) {
         peer_->write_scheduled = true;
         return peer_->connection;
@@ -1292,6 +1352,7 @@ class AsioTcpTransport {
     const bool dialer_;
     bool established_ = false;
     bool closed_ = false;
+    bool removed_before_established_ = false;  // its peer was removed before the hello ended
     std::array<std::byte, detail::kHelloSize> hello_out_{};
     std::array<std::byte, detail::kHelloSize> hello_in_{};
     std::array<std::byte, detail::kLengthPrefixSize> length_in_{};
@@ -1351,6 +1412,11 @@ class AsioTcpTransport {
     std::shared_ptr<Connection> kick;
     {
       std::lock_guard lock(peer->mutex);
+      if (peer->removed) {
+        pool_.release(frame);
+        count(stats_.dropped_unknown_peer);
+        return;
+      }
       if (!peer->queue.push(frame, options_.max_queue_bytes)) {
         pool_.release(frame);
         count(stats_.dropped_queue_full);
@@ -1363,6 +1429,18 @@ class AsioTcpTransport {
     }
     if (kick) {
       kick->post_start_write();
+    }
+  }
+
+  bool is_removed(Peer& peer) {
+    std::lock_guard lock(peer.mutex);
+    return peer.removed;
+  }
+
+  /// Releases every queued frame of `peer`. Caller holds peer.mutex and no write owns the head.
+  void drop_queue_locked(Peer& peer) noexcept {
+    while (!peer.queue.empty()) {
+      pool_.release(peer.queue.pop_front());
     }
   }
 
@@ -1541,7 +1619,8 @@ class AsioTcpTransport {
   std::atomic<bool> stopped_{false};  // set under registry_mutex_
 
   std::mutex peers_mutex_;
-  std::map<NodeId, std::unique_ptr<Peer>> peers_;  // guarded by peers_mutex_; never erased
+  // Guarded by peers_mutex_. Never erased (handlers hold Peer&): remove_peer() marks one removed.
+  std::map<NodeId, std::unique_ptr<Peer>> peers_;
 
   std::mutex groups_mutex_;
   std::unordered_map<GroupId, std::shared_ptr<detail::GroupSink>> groups_;  // groups_mutex_

@@ -868,3 +868,71 @@ TEST_CASE("tcp transport with TLS: missing files are refused at construction - n
 }
 
 #endif
+
+TEST_CASE("tcp transport: peers learned after start, removed, and named again") {
+  Node a(1);
+  Node b(2);
+  a.add_group(7);
+  b.add_group(7);
+  a.transport->start();
+  b.transport->start();
+  // Both running, neither knowing the other: node 1 learns node 2 at run time and dials it.
+  a.transport->set_peer(2, b.endpoint());
+  b.transport->set_peer(1, a.endpoint());
+  for (std::uint64_t seq = 0; seq < 10; ++seq) {
+    send_append(*a.transport, 7, 1, 2, seq);
+    send_append(*b.transport, 7, 2, 1, seq);
+  }
+  REQUIRE(run_until({&a, &b}, [&] { return a.count(7) == 10 && b.count(7) == 10; }));
+  check_stream(b, 7, 1, 10);
+  check_stream(a, 7, 2, 10);
+  CHECK(a.transport->stats().connects == 1);
+
+  // Node 1 forgets node 2: the connection closes, sends to 2 drop, and 1 no longer dials 2.
+  a.transport->remove_peer(2);
+  REQUIRE(run_until({&a, &b}, [&] {
+    return a.transport->stats().disconnects == 1 && b.transport->stats().disconnects == 1;
+  }));
+  CHECK(a.logged("peer 2 removed"));
+  const auto dropped = a.transport->stats().dropped_unknown_peer;
+  send_append(*a.transport, 7, 1, 2, 10);
+  CHECK(a.transport->stats().dropped_unknown_peer == dropped + 1);
+  // Node 2 still knows node 1 and queues for it, but only the lower id dials: with node 1 no
+  // longer dialing, nothing reconnects (a reconnect would take reconnect_min, 10 ms, here).
+  send_append(*b.transport, 7, 2, 1, 10);
+  const auto until = std::chrono::steady_clock::now() + 300ms;
+  run_until({&a, &b}, [&] { return std::chrono::steady_clock::now() > until; });
+  CHECK(a.transport->stats().connects == 1);
+  CHECK(a.count(7) == 10);
+
+  // Node 2 forgets node 1 too, and node 1 names node 2 again: it dials, and node 2 refuses the
+  // hello of a node it removed.
+  b.transport->remove_peer(1);
+  a.transport->set_peer(2, b.endpoint());
+  REQUIRE(run_until({&a, &b}, [&] { return b.transport->stats().unknown_hellos >= 1; }));
+  CHECK(b.logged("not a configured peer"));
+  CHECK(b.transport->stats().connects == 1);  // none since the first
+
+  // Named again on both sides: they reconnect (the dialer's backoff is at most reconnect_max)
+  // and traffic flows; what node 2 queued before it removed node 1 was dropped.
+  b.transport->set_peer(1, a.endpoint());
+  REQUIRE(run_until({&a, &b}, [&] {
+    return a.transport->stats().connects == 2 && b.transport->stats().connects == 2;
+  }));
+  Message m;
+  m.type = MessageType::heartbeat;
+  m.group = 7;
+  m.from = 1;
+  m.to = 2;
+  m.term = 4;
+  m.seq = 99;
+  a.transport->send(m);
+  m.from = 2;
+  m.to = 1;
+  b.transport->send(m);
+  REQUIRE(run_until({&a, &b}, [&] { return a.count(7) == 11 && b.count(7) == 11; }));
+  CHECK(a.received[7].back().seq == 99);  // not the seq-10 append queued before the removal
+  CHECK(b.received[7].back().seq == 99);
+  CHECK(stop_and_drain(a));
+  CHECK(stop_and_drain(b));
+}
