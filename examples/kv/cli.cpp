@@ -357,6 +357,7 @@ int print_answer(const Request& request, const Response& r, bool verbose) {
       }
       return kExitOk;
     }
+    case ResponseKind::members:  // not asked for yet
     case ResponseKind::error:
       break;
   }

@@ -47,8 +47,14 @@ inline constexpr std::uint32_t kMaxShards = 256;
 /// Longest client address `host:port` (a DNS name is at most 253 bytes, plus brackets and port).
 inline constexpr std::size_t kMaxAddressBytes = 270;
 
+/// Longest node endpoint `host:raft_port/client_port` (an address and one more port).
+inline constexpr std::size_t kMaxEndpointBytes = kMaxAddressBytes + 6;
+
+/// Most node ids a `members` answer lists in one of its lists (a Raft group's max_peers).
+inline constexpr std::size_t kMaxMembers = 64;
+
 /// What a request asks for.
-enum class Op : std::uint8_t { put, get, del, cas, info, snapshot };
+enum class Op : std::uint8_t { put, get, del, cas, info, snapshot, add_node, remove_node, members };
 
 /// How fresh a get must be. `linearizable`: a ReadIndex round or a valid lease, the server picks;
 /// `lease`: served from the leader's lease when it holds one, otherwise through ReadIndex;
@@ -70,6 +76,7 @@ enum class ResponseKind : std::uint8_t {
   mismatch,  ///< cas did not take effect: the key's current value differs from the expected one
   info,      ///< answer to `info`
   error,     ///< the request failed with `code`
+  members,   ///< answer to `members`
 };
 
 /// One request. Built by the client (the factories below), or by parse_request over a line, in
@@ -77,8 +84,9 @@ enum class ResponseKind : std::uint8_t {
 ///
 /// Which fields an op uses: put `key`, `value`; get `key`, `level`; del `key`; cas `key`,
 /// `expected` (nullopt: the key must be absent), `value` (the new value); info and snapshot
-/// none. Unused fields
-/// keep their defaults, so requests compare equal exactly when their lines are equal.
+/// none; add-node `shard`, `node`, `endpoint`; remove-node `shard`, `node`; members `shard`.
+/// Unused fields keep their defaults, so requests compare equal exactly when their lines are
+/// equal.
 struct Request {
   std::uint64_t id = 0;
   Op op = Op::info;
@@ -86,30 +94,68 @@ struct Request {
   std::string_view value;
   std::optional<std::string_view> expected;
   ReadLevel level = ReadLevel::linearizable;
+  std::uint32_t shard = 0;    ///< membership requests: which shard (0 .. shards-1)
+  std::uint64_t node = 0;     ///< add-node, remove-node: the node's id (non-zero)
+  std::string_view endpoint;  ///< add-node: `host:raft_port/client_port` of the node
 
   static Request put(std::uint64_t id, std::string_view key, std::string_view value) noexcept {
-    return {id, Op::put, key, value, std::nullopt, ReadLevel::linearizable};
+    Request r = with_shard(id, Op::put, 0);
+    r.key = key;
+    r.value = value;
+    return r;
   }
   static Request get(std::uint64_t id, std::string_view key, ReadLevel level) noexcept {
-    return {id, Op::get, key, {}, std::nullopt, level};
+    Request r = with_shard(id, Op::get, 0);
+    r.key = key;
+    r.level = level;
+    return r;
   }
   static Request del(std::uint64_t id, std::string_view key) noexcept {
-    return {id, Op::del, key, {}, std::nullopt, ReadLevel::linearizable};
+    Request r = with_shard(id, Op::del, 0);
+    r.key = key;
+    return r;
   }
   /// `expected` nullopt means "only if the key is absent" (written `-` on the wire).
   static Request cas(std::uint64_t id, std::string_view key,
                      std::optional<std::string_view> expected, std::string_view desired) noexcept {
-    return {id, Op::cas, key, desired, expected, ReadLevel::linearizable};
+    Request r = with_shard(id, Op::cas, 0);
+    r.key = key;
+    r.value = desired;
+    r.expected = expected;
+    return r;
   }
-  static Request info(std::uint64_t id) noexcept {
-    return {id, Op::info, {}, {}, std::nullopt, ReadLevel::linearizable};
-  }
+  static Request info(std::uint64_t id) noexcept { return with_shard(id, Op::info, 0); }
   /// Asks the node to take a snapshot of every shard now (answered `ok` once requested).
-  static Request snapshot(std::uint64_t id) noexcept {
-    return {id, Op::snapshot, {}, {}, std::nullopt, ReadLevel::linearizable};
+  static Request snapshot(std::uint64_t id) noexcept { return with_shard(id, Op::snapshot, 0); }
+  /// Makes `node` (reachable at `endpoint`, `host:raft_port/client_port`) a voter of `shard`.
+  static Request add_node(std::uint64_t id, std::uint32_t shard, std::uint64_t node,
+                          std::string_view endpoint) noexcept {
+    Request r = with_shard(id, Op::add_node, shard);
+    r.node = node;
+    r.endpoint = endpoint;
+    return r;
+  }
+  /// Removes `node` from `shard` (as voter and as learner).
+  static Request remove_node(std::uint64_t id, std::uint32_t shard, std::uint64_t node) noexcept {
+    Request r = with_shard(id, Op::remove_node, shard);
+    r.node = node;
+    return r;
+  }
+  /// Asks the leader of `shard` for its members.
+  static Request members(std::uint64_t id, std::uint32_t shard) noexcept {
+    return with_shard(id, Op::members, shard);
   }
 
   friend bool operator==(const Request&, const Request&) = default;
+
+ private:
+  static Request with_shard(std::uint64_t id, Op op, std::uint32_t shard) noexcept {
+    Request r;
+    r.id = id;
+    r.op = op;
+    r.shard = shard;
+    return r;
+  }
 };
 
 /// The body of an `info` answer, as views of its two comma-separated lists. parse_response checks
@@ -126,12 +172,30 @@ struct InfoView {
   friend bool operator==(const InfoView&, const InfoView&) = default;
 };
 
+/// The body of a `members` answer: one shard's configuration as its leader holds it, as views
+/// of its lists. Each id list is `id,id,...`, empty (`-` on the wire) when it has none; `nodes`
+/// lists `id@host:raft_port/client_port` for every member whose endpoint the leader knows.
+/// parse_response checks the lists; parse_members_info turns them into an owning MembersInfo,
+/// and ids_list / endpoints_list build them.
+struct MembersView {
+  std::uint32_t shard = 0;
+  std::uint64_t index = 0;  ///< the log index of the configuration (0: the initial one)
+  bool committed = false;   ///< whether that entry is committed
+  std::string_view voters;
+  std::string_view outgoing;  ///< non-empty only in a joint configuration (the voters being left)
+  std::string_view learners;
+  std::string_view nodes;
+
+  friend bool operator==(const MembersView&, const MembersView&) = default;
+};
+
 /// One response. Built by the server (the factories below), or by parse_response over a line, in
 /// which case its string_views point into that line.
 ///
 /// Which fields a kind uses: value `value`, `how`; none `how`; mismatch `current` (nullopt: the key
-/// is absent, `-` on the wire); info `info`; error `code`, `leader` (the hinted leader's client
-/// address `host:port`, empty when none, `-` on the wire). Unused fields keep their defaults.
+/// is absent, `-` on the wire); info `info`; members `members`; error `code`, `leader` (the hinted
+/// leader's client address `host:port`, empty when none, `-` on the wire). Unused fields keep
+/// their defaults.
 struct Response {
   std::uint64_t id = 0;
   ResponseKind kind = ResponseKind::ok;
@@ -141,6 +205,7 @@ struct Response {
   raft::errc code{};
   std::string_view leader;
   InfoView info;
+  MembersView members;
 
   static Response ok(std::uint64_t id) noexcept { return with(id, ResponseKind::ok); }
   static Response found(std::uint64_t id, std::string_view value, ReadSource how) noexcept {
@@ -172,6 +237,12 @@ struct Response {
   static Response cluster_info(std::uint64_t id, InfoView info) noexcept {
     Response r = with(id, ResponseKind::info);
     r.info = info;
+    return r;
+  }
+  /// See ids_list and endpoints_list for building the lists.
+  static Response shard_members(std::uint64_t id, MembersView members) noexcept {
+    Response r = with(id, ResponseKind::members);
+    r.members = members;
     return r;
   }
 
@@ -234,6 +305,12 @@ constexpr std::string_view name_of(Op op) noexcept {
       return "info";
     case Op::snapshot:
       return "snapshot";
+    case Op::add_node:
+      return "add-node";
+    case Op::remove_node:
+      return "remove-node";
+    case Op::members:
+      return "members";
   }
   return "?";
 }
@@ -276,6 +353,8 @@ constexpr std::string_view name_of(ResponseKind kind) noexcept {
       return "info";
     case ResponseKind::error:
       return "error";
+    case ResponseKind::members:
+      return "members";
   }
   return "?";
 }
@@ -412,6 +491,26 @@ struct HostPort {
 /// that takes `host:port` apart: the client, the benchmark and the tests all go through it.
 inline std::optional<HostPort> split_address(std::string_view address) noexcept;
 
+/// True when `endpoint` is a node endpoint `host:raft_port/client_port`: `host:raft_port` a valid
+/// address (is_valid_address) and client_port 1..65535 without leading zeros; at most
+/// kMaxEndpointBytes bytes. The form of `tenure-kv --cluster` entries and of `add-node`.
+inline bool is_valid_endpoint(std::string_view endpoint) noexcept;
+
+/// A node endpoint split: the host (IPv6 brackets kept: `client_address()` and `raft_address()`
+/// are addresses again) and both ports.
+struct Endpoint {
+  std::string_view host;
+  std::uint16_t raft_port = 0;
+  std::uint16_t client_port = 0;
+  std::string raft_address() const { return std::string(host) + ":" + std::to_string(raft_port); }
+  std::string client_address() const {
+    return std::string(host) + ":" + std::to_string(client_port);
+  }
+};
+
+/// Splits a valid endpoint; nullopt for an invalid one.
+inline std::optional<Endpoint> split_endpoint(std::string_view endpoint) noexcept;
+
 /// True when every field `r.op` uses satisfies the grammar (keys and values valid). The id and
 /// level are always valid.
 inline bool is_valid(const Request& r) noexcept;
@@ -486,6 +585,47 @@ inline void leaders_list(std::span<const std::uint64_t> leaders, std::string& ou
 
 /// Appends the `addresses=` list for `addresses` (`1@h:7001,2@h:7002`) to `out`.
 inline void addresses_list(std::span<const NodeAddress> addresses, std::string& out);
+
+// ---------------------------------------------------------------------------------------------
+// The `members` answer, owned.
+
+/// One node's endpoint, as listed by `members`.
+struct NodeEndpoint {
+  std::uint64_t node = 0;
+  std::string endpoint;  ///< `host:raft_port/client_port`
+
+  friend bool operator==(const NodeEndpoint&, const NodeEndpoint&) = default;
+};
+
+/// A `members` answer in owning form.
+struct MembersInfo {
+  std::uint32_t shard = 0;
+  std::uint64_t index = 0;
+  bool committed = false;
+  std::vector<std::uint64_t> voters;
+  std::vector<std::uint64_t> outgoing;
+  std::vector<std::uint64_t> learners;
+  std::vector<NodeEndpoint> nodes;
+
+  /// Whether this is a joint configuration (outgoing voters listed).
+  bool joint() const noexcept { return !outgoing.empty(); }
+  /// Whether `node` is a voter (of either configuration) or a learner.
+  bool contains(std::uint64_t node) const noexcept;
+  /// The endpoint of `node`, or empty when it is not listed.
+  std::string_view endpoint_of(std::uint64_t node) const noexcept;
+
+  friend bool operator==(const MembersInfo&, const MembersInfo&) = default;
+};
+
+/// Decodes the lists of a `members` answer; nullopt when they are malformed (never for a view
+/// that parse_response accepted). Allocates.
+inline std::optional<MembersInfo> parse_members_info(const MembersView& view);
+
+/// Appends an id list (`1,2,3`, or `-` when empty) to `out`.
+inline void ids_list(std::span<const std::uint64_t> ids, std::string& out);
+
+/// Appends a `nodes=` list (`1@h:7101/7201,...`, or `-` when empty) to `out`.
+inline void endpoints_list(std::span<const NodeEndpoint> nodes, std::string& out);
 
 // =============================================================================================
 // Implementation.
@@ -611,6 +751,48 @@ inline bool valid_info(const InfoView& info) noexcept {
          count_leaders(info.leaders) == info.shards && valid_addresses(info.addresses);
 }
 
+// An id list of a `members` answer: `-`, or 1..kMaxMembers non-zero ids.
+inline bool valid_ids(std::string_view list) noexcept {
+  if (list == "-") {
+    return true;
+  }
+  std::size_t count = 0;
+  return for_each_item(list, [&](std::string_view item) {
+    const auto v = parse_u64(item);
+    return ++count <= kMaxMembers && v && *v != 0;
+  });
+}
+
+// Splits `id@host:raft/client`; nullopt when malformed.
+inline std::optional<std::pair<std::uint64_t, std::string_view>> split_node_endpoint(
+    std::string_view item) noexcept {
+  const std::size_t at = item.find('@');
+  if (at == std::string_view::npos) {
+    return std::nullopt;
+  }
+  const auto node = parse_u64(item.substr(0, at));
+  const std::string_view endpoint = item.substr(at + 1);
+  if (!node || *node == 0 || !is_valid_endpoint(endpoint)) {
+    return std::nullopt;
+  }
+  return std::pair{*node, endpoint};
+}
+
+inline bool valid_endpoints(std::string_view list) noexcept {
+  if (list == "-") {
+    return true;
+  }
+  std::size_t count = 0;
+  return for_each_item(list, [&](std::string_view item) {
+    return ++count <= 3 * kMaxMembers && split_node_endpoint(item).has_value();
+  });
+}
+
+inline bool valid_members(const MembersView& m) noexcept {
+  return m.shard < kMaxShards && valid_ids(m.voters) && m.voters != "-" && valid_ids(m.outgoing) &&
+         valid_ids(m.learners) && valid_endpoints(m.nodes);
+}
+
 // Parses `name=<value>` for a known name; returns the value text or nullopt.
 inline std::optional<std::string_view> field(std::string_view token,
                                              std::string_view name) noexcept {
@@ -652,6 +834,30 @@ inline std::optional<HostPort> split_address(std::string_view address) noexcept 
   return HostPort{host, static_cast<std::uint16_t>(*detail::parse_u64(address.substr(colon + 1)))};
 }
 
+inline bool is_valid_endpoint(std::string_view endpoint) noexcept {
+  const std::size_t slash = endpoint.rfind('/');
+  if (endpoint.size() > kMaxEndpointBytes || slash == std::string_view::npos ||
+      !is_valid_address(endpoint.substr(0, slash))) {
+    return false;
+  }
+  const auto port = detail::parse_u64(endpoint.substr(slash + 1));
+  return port && *port >= 1 && *port <= 65535;
+}
+
+inline std::optional<Endpoint> split_endpoint(std::string_view endpoint) noexcept {
+  if (!is_valid_endpoint(endpoint)) {
+    return std::nullopt;
+  }
+  const std::size_t slash = endpoint.rfind('/');
+  const std::string_view address = endpoint.substr(0, slash);
+  const std::size_t colon = address.rfind(':');
+  Endpoint e;
+  e.host = address.substr(0, colon);
+  e.raft_port = static_cast<std::uint16_t>(*detail::parse_u64(address.substr(colon + 1)));
+  e.client_port = static_cast<std::uint16_t>(*detail::parse_u64(endpoint.substr(slash + 1)));
+  return e;
+}
+
 inline bool is_valid(const Request& r) noexcept {
   switch (r.op) {
     case Op::put:
@@ -665,6 +871,12 @@ inline bool is_valid(const Request& r) noexcept {
     case Op::info:
     case Op::snapshot:
       return true;
+    case Op::add_node:
+      return r.shard < kMaxShards && r.node != 0 && is_valid_endpoint(r.endpoint);
+    case Op::remove_node:
+      return r.shard < kMaxShards && r.node != 0;
+    case Op::members:
+      return r.shard < kMaxShards;
   }
   return false;
 }
@@ -682,6 +894,8 @@ inline bool is_valid(const Response& r) noexcept {
       return detail::valid_info(r.info);
     case ResponseKind::error:
       return name_of(r.code) != "?" && (r.leader.empty() || is_valid_address(r.leader));
+    case ResponseKind::members:
+      return detail::valid_members(r.members);
   }
   return false;
 }
@@ -778,6 +992,31 @@ inline Parsed<Request> parse_request(std::string_view line) noexcept {
     }
     return Request::snapshot(*id);
   }
+  if (op == "add-node" || op == "remove-node" || op == "members") {
+    const std::size_t args = op == "add-node" ? 3 : op == "remove-node" ? 2 : 1;
+    if (const char* why = arity(args)) {
+      return fail(why);
+    }
+    const auto shard = detail::parse_u64(t[2]);
+    if (!shard || *shard >= kMaxShards) {
+      return fail("bad shard");
+    }
+    const auto s = static_cast<std::uint32_t>(*shard);
+    if (op == "members") {
+      return Request::members(*id, s);
+    }
+    const auto node = detail::parse_u64(t[3]);
+    if (!node || *node == 0) {
+      return fail("bad node id");
+    }
+    if (op == "remove-node") {
+      return Request::remove_node(*id, s, *node);
+    }
+    if (!is_valid_endpoint(t[4])) {
+      return fail("bad endpoint");
+    }
+    return Request::add_node(*id, s, *node, t[4]);
+  }
   return fail("unknown op");
 }
 
@@ -804,6 +1043,19 @@ inline void format_request(const Request& r, std::string& out) {
     case Op::info:
     case Op::snapshot:
       break;
+    case Op::add_node:
+    case Op::remove_node:
+    case Op::members:
+      out += ' ';
+      detail::append_u64(out, r.shard);
+      if (r.op != Op::members) {
+        out += ' ';
+        detail::append_u64(out, r.node);
+      }
+      if (r.op == Op::add_node) {
+        out.append(" ").append(r.endpoint);
+      }
+      break;
   }
   out += '\n';
 }
@@ -813,7 +1065,7 @@ inline Parsed<Response> parse_response(std::string_view line) noexcept {
   if (line.size() > kMaxResponseLine) {
     return ParseError{0, "line too long"};
   }
-  std::array<std::string_view, 6> t;
+  std::array<std::string_view, 9> t;
   const std::size_t n = detail::split(line, t);
   if (n == 0) {
     return ParseError{0, "empty token or line"};
@@ -890,6 +1142,38 @@ inline Parsed<Response> parse_response(std::string_view line) noexcept {
     }
     return Response::cluster_info(*id, info);
   }
+  if (kind == "members") {
+    if (!want(7)) {
+      return fail("wrong argument count");
+    }
+    const auto shard = detail::field(t[2], "shard");
+    const auto index = detail::field(t[3], "index");
+    const auto committed = detail::field(t[4], "committed");
+    const auto voters = detail::field(t[5], "voters");
+    const auto outgoing = detail::field(t[6], "outgoing");
+    const auto learners = detail::field(t[7], "learners");
+    const auto nodes = detail::field(t[8], "nodes");
+    if (!shard || !index || !committed || !voters || !outgoing || !learners || !nodes) {
+      return fail("bad members field");
+    }
+    const auto shard_id = detail::parse_u64(*shard);
+    const auto config_index = detail::parse_u64(*index);
+    if (!shard_id || *shard_id >= kMaxShards || !config_index ||
+        (*committed != "yes" && *committed != "no")) {
+      return fail("bad members shard, index or committed");
+    }
+    const MembersView m{static_cast<std::uint32_t>(*shard_id),
+                        *config_index,
+                        *committed == "yes",
+                        *voters,
+                        *outgoing,
+                        *learners,
+                        *nodes};
+    if (!detail::valid_members(m)) {
+      return fail("bad members lists");
+    }
+    return Response::shard_members(*id, m);
+  }
   return fail("unknown kind");
 }
 
@@ -921,6 +1205,17 @@ inline void format_response(const Response& r, std::string& out) {
     case ResponseKind::error:
       out.append(" ").append(name_of(r.code)).append(" ");
       out.append(r.leader.empty() ? std::string_view{"-"} : r.leader);
+      break;
+    case ResponseKind::members:
+      out.append(" shard=");
+      detail::append_u64(out, r.members.shard);
+      out.append(" index=");
+      detail::append_u64(out, r.members.index);
+      out.append(" committed=").append(r.members.committed ? "yes" : "no");
+      out.append(" voters=").append(r.members.voters);
+      out.append(" outgoing=").append(r.members.outgoing);
+      out.append(" learners=").append(r.members.learners);
+      out.append(" nodes=").append(r.members.nodes);
       break;
   }
   out += '\n';
@@ -960,6 +1255,82 @@ inline void leaders_list(std::span<const std::uint64_t> leaders, std::string& ou
       out += ',';
     }
     detail::append_u64(out, leaders[i]);
+  }
+}
+
+inline bool MembersInfo::contains(std::uint64_t node) const noexcept {
+  for (const auto* list : {&voters, &outgoing, &learners}) {
+    for (std::uint64_t id : *list) {
+      if (id == node) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+inline std::string_view MembersInfo::endpoint_of(std::uint64_t node) const noexcept {
+  for (const auto& n : nodes) {
+    if (n.node == node) {
+      return n.endpoint;
+    }
+  }
+  return {};
+}
+
+inline std::optional<MembersInfo> parse_members_info(const MembersView& view) {
+  if (!detail::valid_members(view)) {
+    return std::nullopt;
+  }
+  MembersInfo m;
+  m.shard = view.shard;
+  m.index = view.index;
+  m.committed = view.committed;
+  const auto ids = [](std::string_view list, std::vector<std::uint64_t>& out) {
+    if (list != "-") {
+      detail::for_each_item(list, [&](std::string_view item) {
+        out.push_back(*detail::parse_u64(item));
+        return true;
+      });
+    }
+  };
+  ids(view.voters, m.voters);
+  ids(view.outgoing, m.outgoing);
+  ids(view.learners, m.learners);
+  if (view.nodes != "-") {
+    detail::for_each_item(view.nodes, [&](std::string_view item) {
+      const auto split = *detail::split_node_endpoint(item);
+      m.nodes.push_back({split.first, std::string(split.second)});
+      return true;
+    });
+  }
+  return m;
+}
+
+inline void ids_list(std::span<const std::uint64_t> ids, std::string& out) {
+  if (ids.empty()) {
+    out += '-';
+    return;
+  }
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i != 0) {
+      out += ',';
+    }
+    detail::append_u64(out, ids[i]);
+  }
+}
+
+inline void endpoints_list(std::span<const NodeEndpoint> nodes, std::string& out) {
+  if (nodes.empty()) {
+    out += '-';
+    return;
+  }
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (i != 0) {
+      out += ',';
+    }
+    detail::append_u64(out, nodes[i].node);
+    out.append("@").append(nodes[i].endpoint);
   }
 }
 

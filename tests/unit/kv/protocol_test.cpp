@@ -23,6 +23,7 @@ using tenure::kv::is_valid_value;
 using tenure::kv::kMaxKeyBytes;
 using tenure::kv::kMaxRequestLine;
 using tenure::kv::leaders_list;
+using tenure::kv::MembersView;
 using tenure::kv::name_of;
 using tenure::kv::NodeAddress;
 using tenure::kv::Op;
@@ -94,6 +95,52 @@ TEST_CASE("kv protocol: every request kind round-trips") {
   check_request_round_trip(Request::info(0), "0 info\n");
   check_request_round_trip(Request::info(kMax64), "18446744073709551615 info\n");
   check_request_round_trip(Request::snapshot(3), "3 snapshot\n");
+  check_request_round_trip(Request::add_node(8, 0, 4, "10.0.0.4:7104/7204"),
+                           "8 add-node 0 4 10.0.0.4:7104/7204\n");
+  check_request_round_trip(Request::add_node(9, 255, kMax64, "[::1]:1/65535"),
+                           "9 add-node 255 18446744073709551615 [::1]:1/65535\n");
+  check_request_round_trip(Request::remove_node(10, 2, 1), "10 remove-node 2 1\n");
+  check_request_round_trip(Request::members(11, 7), "11 members 7\n");
+}
+
+TEST_CASE("kv protocol: malformed membership requests are rejected") {
+  CHECK(request_rejected("1 add-node 0 4"));              // no endpoint
+  CHECK(request_rejected("1 add-node 0 4 h:1"));          // no client port
+  CHECK(request_rejected("1 add-node 0 4 h:1/0"));        // port 0
+  CHECK(request_rejected("1 add-node 0 4 h:65536/1"));    // raft port too big
+  CHECK(request_rejected("1 add-node 0 4 h:1/01"));       // leading zero
+  CHECK(request_rejected("1 add-node 0 0 h:1/2"));        // node 0
+  CHECK(request_rejected("1 add-node 256 4 h:1/2"));      // shard past kMaxShards
+  CHECK(request_rejected("1 add-node -1 4 h:1/2"));       // not a number
+  CHECK(request_rejected("1 add-node 0 4 h:1/2 extra"));  // extra argument
+  CHECK(request_rejected("1 add-node 0 4 a@b:1/2"));      // '@' in the host
+  CHECK(request_rejected("1 remove-node 0"));             // no node
+  CHECK(request_rejected("1 remove-node 0 0"));           // node 0
+  CHECK(request_rejected("1 remove-node 0 4 h:1/2"));     // extra argument
+  CHECK(request_rejected("1 members"));                   // no shard
+  CHECK(request_rejected("1 members 0 1"));               // extra argument
+  CHECK(request_rejected("1 members 01"));                // leading zero
+  const auto why = parse_request("12 remove-node x 4");
+  REQUIRE_FALSE(why);
+  CHECK(why.error().id == 12);
+  CHECK(std::string_view(why.error().reason) == "bad shard");
+}
+
+TEST_CASE("kv protocol: node endpoints host:raft/client") {
+  CHECK(tenure::kv::is_valid_endpoint("127.0.0.1:7101/7201"));
+  CHECK(tenure::kv::is_valid_endpoint("[::1]:1/65535"));
+  CHECK_FALSE(tenure::kv::is_valid_endpoint("127.0.0.1:7101"));
+  CHECK_FALSE(tenure::kv::is_valid_endpoint("127.0.0.1/7201"));
+  CHECK_FALSE(tenure::kv::is_valid_endpoint(":7101/7201"));
+  CHECK_FALSE(tenure::kv::is_valid_endpoint("h:1/"));
+  const auto e = tenure::kv::split_endpoint("[::1]:7101/7201");
+  REQUIRE(e);
+  CHECK(e->host == "[::1]");
+  CHECK(e->raft_port == 7101);
+  CHECK(e->client_port == 7201);
+  CHECK(e->raft_address() == "[::1]:7101");
+  CHECK(e->client_address() == "[::1]:7201");
+  CHECK_FALSE(tenure::kv::split_endpoint("h:1/2/3"));
 }
 
 TEST_CASE("kv protocol: keys and values of every printable byte and of the maximum length") {
@@ -236,6 +283,66 @@ TEST_CASE("kv protocol: every response kind round-trips") {
   check_response_round_trip(
       Response::cluster_info(12, InfoView{2, 3, "1,2,0", "1@h1:7001,2@h2:7002,3@h3:7003"}),
       "12 info node=2 shards=3 leaders=1,2,0 addresses=1@h1:7001,2@h2:7002,3@h3:7003\n");
+  check_response_round_trip(
+      Response::shard_members(13, MembersView{1, 42, true, "1,2,4", "-", "5", "1@h:1/2,4@h:3/4"}),
+      "13 members shard=1 index=42 committed=yes voters=1,2,4 outgoing=- learners=5 "
+      "nodes=1@h:1/2,4@h:3/4\n");
+  check_response_round_trip(
+      Response::shard_members(14, MembersView{0, 0, false, "1,2,3,4", "1,2,3", "-", "-"}),
+      "14 members shard=0 index=0 committed=no voters=1,2,3,4 outgoing=1,2,3 learners=- "
+      "nodes=-\n");
+  check_response_round_trip(Response::failure(15, errc::change_in_progress, "h:1"),
+                            "15 error change_in_progress h:1\n");
+}
+
+TEST_CASE("kv protocol: a members answer decodes into an owning MembersInfo and is rebuilt") {
+  const std::string line =
+      "3 members shard=2 index=17 committed=no voters=4,5 outgoing=1,2 learners=6 "
+      "nodes=4@h:1/2,6@[::1]:3/4";
+  const auto r = parse_response(line);
+  REQUIRE(r);
+  REQUIRE(r->kind == ResponseKind::members);
+  const auto m = tenure::kv::parse_members_info(r->members);
+  REQUIRE(m);
+  CHECK(m->shard == 2);
+  CHECK(m->index == 17);
+  CHECK_FALSE(m->committed);
+  CHECK(m->voters == std::vector<std::uint64_t>{4, 5});
+  CHECK(m->outgoing == std::vector<std::uint64_t>{1, 2});
+  CHECK(m->learners == std::vector<std::uint64_t>{6});
+  CHECK(m->joint());
+  CHECK(m->contains(1));
+  CHECK(m->contains(6));
+  CHECK_FALSE(m->contains(3));
+  CHECK(m->endpoint_of(6) == "[::1]:3/4");
+  CHECK(m->endpoint_of(5).empty());
+  std::string voters;
+  std::string nodes;
+  tenure::kv::ids_list(m->voters, voters);
+  tenure::kv::endpoints_list(m->nodes, nodes);
+  CHECK(voters == "4,5");
+  CHECK(nodes == "4@h:1/2,6@[::1]:3/4");
+  std::string none;
+  tenure::kv::ids_list({}, none);
+  CHECK(none == "-");
+  // Malformed: no voters, a zero id, a bad endpoint, committed neither yes nor no, a field
+  // missing or out of order.
+  CHECK(
+      response_rejected("1 members shard=0 index=1 committed=yes voters=- outgoing=- "
+                        "learners=- nodes=-"));
+  CHECK(
+      response_rejected("1 members shard=0 index=1 committed=yes voters=1,0 outgoing=- "
+                        "learners=- nodes=-"));
+  CHECK(
+      response_rejected("1 members shard=0 index=1 committed=yes voters=1 outgoing=- "
+                        "learners=- nodes=1@h:1"));
+  CHECK(
+      response_rejected("1 members shard=0 index=1 committed=maybe voters=1 outgoing=- "
+                        "learners=- nodes=-"));
+  CHECK(response_rejected("1 members shard=0 index=1 voters=1 outgoing=- learners=- nodes=-"));
+  CHECK(
+      response_rejected("1 members index=1 shard=0 committed=yes voters=1 outgoing=- "
+                        "learners=- nodes=-"));
 }
 
 TEST_CASE("kv protocol: every tenure error code has a wire name that parses back") {
@@ -374,7 +481,11 @@ TEST_CASE("kv protocol: arbitrary byte strings never crash the parsers") {
       "3 cas k - n",
       "4 info node=1 shards=2 leaders=1,0 addresses=1@h:1,2@[::1]:2",
       "5 error not_leader h:1",
-      "6 value v readindex"};
+      "6 value v readindex",
+      "7 add-node 0 4 h:1/2",
+      "8 remove-node 3 4",
+      "9 members 1",
+      "10 members shard=1 index=9 committed=yes voters=1,2 outgoing=- learners=3 nodes=1@h:1/2"};
   std::uint64_t state = 88172645463325252ULL;
   const auto next = [&state] {
     state ^= state << 13;
