@@ -65,7 +65,7 @@ namespace detail {
 
 // Every flag bit this version defines; the decoder refuses the others so that a newer sender's
 // flag is never silently dropped.
-inline constexpr std::uint8_t kKnownMessageFlags = kFlagTransfer;
+inline constexpr std::uint8_t kKnownMessageFlags = kFlagTransfer | kFlagNotMember;
 
 // Header field offsets, matching the table at the top of this file.
 inline constexpr std::size_t kOffVersion = 0;

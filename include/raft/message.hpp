@@ -57,6 +57,10 @@ enum MessageFlags : std::uint8_t {
   /// vote / pre_vote: the election was started by TimeoutNow (leadership transfer), so voters
   /// grant it even while they have heard from a live leader.
   kFlagTransfer = 1u << 0,
+  /// *_vote_response (a reject): the candidate is not a member of the configuration the
+  /// responder has committed, the config entry at `index`. A node whose own latest
+  /// configuration is no newer stops campaigning: it was removed.
+  kFlagNotMember = 1u << 1,
 };
 
 /// One message. A single flat struct for every type, as in etcd's raftpb.Message: the fields a

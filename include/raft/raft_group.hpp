@@ -241,6 +241,10 @@ class RaftGroup {
       return;
     }
     const time_point now = clock_.now();
+    if (non_member_vote(m, now)) {
+      flush();
+      return;
+    }
     if (!handle_term(m, now)) {
       flush();
       return;
@@ -1419,8 +1423,9 @@ class RaftGroup {
       return;
     }
     for (NodeId id : target.voters) {
-      if (membership_.is_learner(id) &&
-          progress_[slot_of(id)].match + config_.learner_catch_up_entries < commit_) {
+      const detail::Progress& p = progress_[slot_of(id)];
+      if (membership_.is_learner(id) && (p.state != detail::ProgressState::replicate ||
+                                         p.match + config_.learner_catch_up_entries < commit_)) {
         return;  // not caught up: promoting it now would lower the fault tolerance
       }
     }
@@ -1431,6 +1436,44 @@ class RaftGroup {
     }
   }
 
+  // A removed node that never learned its removal committed (the leader stops replicating to it
+  // once the configuration without it is in force) keeps timing out and asking for votes. A
+  // member that has committed a configuration without it tells it so, without letting its term
+  // move (so even without PreVote it disrupts nothing), and the node stops campaigning until its
+  // own log brings it a newer configuration (it may be added again). Returns whether `m` was
+  // handled here.
+  bool non_member_vote(const Message& m, time_point now) {
+    const bool request = m.type == MessageType::vote || m.type == MessageType::pre_vote;
+    const bool response =
+        m.type == MessageType::vote_response || m.type == MessageType::pre_vote_response;
+    if (response && (m.flags & kFlagNotMember) != 0) {
+      if (m.index >= membership_index_ && (!removed_notice_ || m.index > removed_at_)) {
+        removed_notice_ = true;
+        removed_at_ = m.index;
+        if (role_ == Role::pre_candidate || role_ == Role::candidate) {
+          become_follower(term_, kNoNode, now);
+        }
+      }
+      return true;
+    }
+    // Only to a candidate this node would refuse anyway (its log is behind ours): a node that
+    // merely lags (its committed configuration older than the candidate's) must still grant the
+    // votes a new configuration needs from it.
+    if (!request || applied_membership_.voters.empty() || applied_membership_.contains(m.from) ||
+        membership_.contains(m.from) || log_up_to_date(m.index, m.log_term)) {
+      return false;
+    }
+    Message r = base_message(
+        m.type == MessageType::vote ? MessageType::vote_response : MessageType::pre_vote_response,
+        m.from);
+    r.term = m.term;  // so that the candidate reads it in its own term
+    r.reject = true;
+    r.flags = kFlagNotMember;
+    r.index = applied_membership_index_;
+    send(r);
+    return true;
+  }
+
   // Whether this node may stand for election: it votes in the configuration in force, or in the
   // last one it applied. The second case is a node whose log holds a configuration that removes
   // it, not yet committed: if that entry is on it alone (a removed leader that lost its quorum
@@ -1438,6 +1481,9 @@ class RaftGroup {
   // majority there, and it would refuse their shorter logs; so it campaigns, counts votes by
   // the configuration in its log (safe whoever counts), commits its own removal and steps down.
   bool may_campaign() const noexcept {
+    if (removed_notice_ && membership_index_ <= removed_at_) {
+      return false;  // told it was removed (non_member_vote)
+    }
     return (voting_ & (Mask{1} << self_slot_)) != 0 || applied_membership_.is_voter(config_.self);
   }
 
@@ -2579,6 +2625,8 @@ class RaftGroup {
   Membership applied_membership_;  // the latest config at or before applied_
   LogIndex applied_membership_index_ = 0;
   MembershipOperation* change_ = nullptr;  // leader: the change under way
+  bool removed_notice_ = false;  // a member said this node is not in its committed configuration
+  LogIndex removed_at_ = 0;      // ... the config entry it named
   std::vector<std::byte> config_scratch_;  // an encoded config entry being appended
 
   // Persistent state (Figure 2), mirrored in storage.

@@ -1099,8 +1099,8 @@ class Simulation {
     }
     fired(FaultClass::membership);
     if (options_.trace != nullptr) {
-      std::string line = std::string("membership: ") + what + " on leader " +
-                         std::to_string(leader) + ": voters";
+      std::string line =
+          std::string("membership: ") + what + " on leader " + std::to_string(leader) + ": voters";
       for (NodeId id : target.voters) {
         line += " " + std::to_string(id);
       }
@@ -1394,9 +1394,12 @@ class Simulation {
       trace() << "healed: checking liveness\n";
     }
     // Liveness: a leader is elected and a write commits within 10 election timeouts (the
-    // slowest, election_timeout_max) of simulated time, once a majority is connected.
+    // slowest, election_timeout_max) of simulated time, once a majority is connected. With
+    // membership changes, 20: a joint configuration needs two majorities at once, and a run may
+    // have lost a voter for good (a corrupted disk), leaving elections that need every other
+    // voter of a four-node configuration to agree.
     const std::int64_t start = cluster_->now();
-    const std::int64_t limit = start + 10 * election_timeout_max_;
+    const std::int64_t limit = start + (changes_ ? 20 : 10) * election_timeout_max_;
     std::optional<Result<ProposeResult>> outcome;
     struct Probe {
       std::optional<Result<ProposeResult>>* out;
@@ -1443,7 +1446,8 @@ class Simulation {
       }
     }
     if (!committed && checker_->ok()) {
-      checker_->fail("liveness: no write committed within 10 election timeouts after healing");
+      checker_->fail("liveness: no write committed within " + std::to_string(changes_ ? 20 : 10) +
+                     " election timeouts after healing");
     }
     if (committed && checker_->ok()) {
       catch_up(outcome->value().index);
@@ -1732,12 +1736,13 @@ class Simulation {
   Divergence divergence_;
   StaleTerm stale_term_;
   LostTerm lost_term_;
-  std::int64_t quiet_until_ = 0;               // clients issue nothing before this
+  std::int64_t quiet_until_ = 0;                      // clients issue nothing before this
   std::array<std::int64_t, kIdSlots> campaign_at_{};  // per node: an operator has it campaign then
   std::uint64_t doom_percent_ = 0;
   std::uint64_t commit_crash_ = 0;
   bool snapshots_ = false;
-  std::array<LogIndex, kIdSlots> snapshot_crash_{};  // per node: the snapshot a crash point was drawn for
+  std::array<LogIndex, kIdSlots>
+      snapshot_crash_{};  // per node: the snapshot a crash point was drawn for
   std::uint64_t candidate_crash_percent_ = 0;
   std::uint64_t leader_crash_percent_ = 0;
   std::vector<Role> roles_ = std::vector<Role>(kIdSlots, Role::follower);  // as of the last event
