@@ -76,7 +76,8 @@ struct TcpTransportOptions {
   /// frame with more entries is malformed.
   std::size_t max_entries_per_frame = 65536;
   /// Reconnect delays: exponential backoff from reconnect_min, doubling up to reconnect_max, each
-  /// delay drawn uniformly in [d/2, d] (jitter), back to reconnect_min after a successful connect.
+  /// delay drawn uniformly in [d/2, d] (jitter), back to reconnect_min after a connection that
+  /// carried frames from the peer (one it closes right after the hellos does not count).
   std::chrono::milliseconds reconnect_min{10};
   std::chrono::milliseconds reconnect_max{1000};
   /// Accepted connections open at once (hello pending or established); one more is closed at
@@ -1215,6 +1216,7 @@ class AsioTcpTransport {
         return malformed("frame from node " + std::to_string(from) + " on the connection of node " +
                          std::to_string(peer_->id));
       }
+      received_frames_ = true;
       t_.dispatch(frame, r.value().group);
       read_length();
     }
@@ -1334,7 +1336,10 @@ class AsioTcpTransport {
       if (dialer_) {
         Peer* peer = peer_;
         AsioTcpTransport* t = &t_;
-        const bool established = established_;
+        // Only a connection that carried frames from the peer resets the backoff: one the peer
+        // closes right after the hellos (it refuses this node: unknown, or removed) is retried
+        // ever more slowly, not every reconnect_min.
+        const bool established = established_ && received_frames_;
         ::boost::asio::post(peer->strand,
                             [t, peer, established] { t->on_dial_ended(*peer, established); });
       }
@@ -1353,6 +1358,7 @@ class AsioTcpTransport {
     bool established_ = false;
     bool closed_ = false;
     bool removed_before_established_ = false;  // its peer was removed before the hello ended
+    bool received_frames_ = false;             // a frame from the peer arrived on it
     std::array<std::byte, detail::kHelloSize> hello_out_{};
     std::array<std::byte, detail::kHelloSize> hello_in_{};
     std::array<std::byte, detail::kLengthPrefixSize> length_in_{};
@@ -1504,12 +1510,12 @@ class AsioTcpTransport {
     c->post_connect(*ep);
   }
 
-  void on_dial_ended(Peer& peer, bool was_established) {
+  void on_dial_ended(Peer& peer, bool carried_frames) {
     peer.dialing = false;
     if (stopped_.load(std::memory_order_acquire)) {
       return;
     }
-    if (was_established) {
+    if (carried_frames) {
       peer.backoff = options_.reconnect_min;
     }
     const auto d = std::chrono::duration_cast<std::chrono::microseconds>(peer.backoff).count();

@@ -936,3 +936,24 @@ TEST_CASE("tcp transport: peers learned after start, removed, and named again") 
   CHECK(stop_and_drain(a));
   CHECK(stop_and_drain(b));
 }
+
+TEST_CASE("tcp transport: a peer that refuses the hello is redialed with a growing backoff") {
+  // Node 2 does not know node 1 (as after remove_peer): it sends its hello, reads node 1's and
+  // closes. Node 1 saw a hello, but no frame: that must not reset its backoff to reconnect_min,
+  // or it would redial every 5-10 ms for as long as it runs (and fill both logs).
+  Node a(1);
+  Node b(2);
+  b.add_group(7);
+  b.transport->start();
+  a.transport->set_peer(2, b.endpoint());
+  a.transport->start();
+  const auto until = std::chrono::steady_clock::now() + 500ms;
+  run_until({&a, &b}, [&] { return std::chrono::steady_clock::now() > until; });
+  const auto refused = b.transport->stats().unknown_hellos;
+  // Delays of at least 5, 10, 20, 40, 80, 160 ms... (each in [d/2, d]): at most 8 attempts in
+  // 500 ms; with the backoff reset after each hello it was about one every 10 ms.
+  CHECK(refused >= 2);
+  CHECK(refused <= 9);
+  CHECK(stop_and_drain(a));
+  CHECK(stop_and_drain(b));
+}
