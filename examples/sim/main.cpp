@@ -61,8 +61,7 @@ struct Args {
                "bugs: lease_anchor_at_receive, no_lease_revoke_before_transfer, "
                "ack_before_durable, commit_previous_term_by_counting, excessive_clock_drift,\n"
                "      forget_leader_contact_on_term_bump, campaign_before_durable,\n"
-               "      compact_before_snapshot_durable, joint_quorum_counts_only_incoming,\n"
-               "      no_lease_revoke_before_removal\n",
+               "      compact_before_snapshot_durable, joint_quorum_counts_only_incoming\n",
                message);
   std::exit(2);
 }
@@ -169,8 +168,6 @@ SimulationOptions options_for(const Args& a, std::uint64_t seed) {
     o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::compact_before_snapshot_durable);
   } else if (a.bug == "joint_quorum_counts_only_incoming") {
     o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::joint_quorum_counts_only_incoming);
-  } else if (a.bug == "no_lease_revoke_before_removal") {
-    o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::no_lease_revoke_before_removal);
   } else if (a.bug == "excessive_clock_drift") {
     o.excessive_drift = true;
   } else {

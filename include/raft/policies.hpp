@@ -37,8 +37,6 @@ enum class PlantedBug : std::uint32_t {
   /// In a joint configuration, count only the incoming voters' majority (for commits, elections,
   /// ReadIndex rounds and the lease), as if the configuration had already been left.
   joint_quorum_counts_only_incoming = 1u << 7,
-  /// Keep serving lease reads while appending the configuration that removes this leader.
-  no_lease_revoke_before_removal = 1u << 8,
 };
 
 /// The planted-bugs policy of production: none, and every check compiles away.

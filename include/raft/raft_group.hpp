@@ -1173,8 +1173,7 @@ class RaftGroup {
     // its way out (append_config), and a voter it does not count may be elected without it.
     const bool serving =
         role_ == Role::leader && committed_in_term_ && applied_ >= noop_index_ &&
-        ((incoming_ & (Mask{1} << self_slot_)) != 0 ||
-         planted(PlantedBug::no_lease_revoke_before_removal)) &&
+        (incoming_ & (Mask{1} << self_slot_)) != 0 &&
         (transfer_ == nullptr || planted(PlantedBug::no_lease_revoke_before_transfer)) &&
         lease_revoked_term_ != term_;
     published_term_.store(serving ? term_ : 0, std::memory_order_release);
@@ -1221,10 +1220,16 @@ class RaftGroup {
     return m;
   }
 
+  struct LogMembership {
+    Membership latest;
+    LogIndex index = 0;
+    Membership prior;  // the configuration before it (the latest itself when it is applied)
+  };
+
   // The configuration in force by the log: its latest config entry after the applied one, or
   // the applied configuration. nullopt when a config entry does not decode.
-  std::optional<std::pair<Membership, LogIndex>> log_membership() const {
-    std::pair<Membership, LogIndex> found{applied_membership_, applied_membership_index_};
+  std::optional<LogMembership> log_membership() const {
+    LogMembership found{applied_membership_, applied_membership_index_, applied_membership_};
     for (LogIndex i = std::max(applied_ + 1, storage_.first_index()); i <= storage_.last_index();
          ++i) {
       const EntryView e = storage_.entry(i);
@@ -1233,14 +1238,20 @@ class RaftGroup {
         if (!m) {
           return std::nullopt;
         }
-        found = {std::move(*m), i};
+        found.prior = std::move(found.latest);
+        found.latest = std::move(*m);
+        found.index = i;
       }
     }
     return found;
   }
 
-  bool adopt_membership(const std::optional<std::pair<Membership, LogIndex>>& found) {
-    return found && set_membership(found->first, found->second);
+  bool adopt_membership(const std::optional<LogMembership>& found) {
+    if (!found || !set_membership(found->latest, found->index)) {
+      return false;
+    }
+    prior_membership_ = found->prior;
+    return true;
   }
 
   // The log changed at `from` or after (appended, truncated, reset): a config entry there
@@ -1358,11 +1369,11 @@ class RaftGroup {
     const EntryView entry{term_, storage_.last_index() + 1, EntryType::config,
                           std::span<const std::byte>(config_scratch_)};
     append_own(std::span<const EntryView>(&entry, 1));
-    if (!Membership::has(m.voters, config_.self) &&
-        !planted(PlantedBug::no_lease_revoke_before_removal)) {
+    if (!Membership::has(m.voters, config_.self)) {
       lease_revoked_term_ = term_;
     }
     const Membership copy = m;  // m may be membership_ itself or the operation's target
+    prior_membership_ = membership_;
     (void)set_membership(copy, entry.index);  // the caller checked that it fits
     publish_leader_term();
     if (solo_) {
@@ -1475,16 +1486,19 @@ class RaftGroup {
   }
 
   // Whether this node may stand for election: it votes in the configuration in force, or in the
-  // last one it applied. The second case is a node whose log holds a configuration that removes
-  // it, not yet committed: if that entry is on it alone (a removed leader that lost its quorum
-  // before the entry spread), the others, still in the old configuration, may need it to win a
-  // majority there, and it would refuse their shorter logs; so it campaigns, counts votes by
-  // the configuration in its log (safe whoever counts), commits its own removal and steps down.
+  // one before it in its log. The second case is a node whose log holds a configuration that
+  // removes it, perhaps not yet committed: if that entry is on it alone (a removed leader that
+  // lost its quorum before the entry spread), the others, still in the previous configuration,
+  // may need it to win a majority there, and it would refuse their shorter logs; so it
+  // campaigns, counts votes by the configuration in its log (safe whoever counts), commits its
+  // own removal and steps down. (What it applied is no guide: a restart forgets how far the
+  // commit index had gone.) A node removed for good hears so from the members
+  // (non_member_vote) and stops.
   bool may_campaign() const noexcept {
     if (removed_notice_ && membership_index_ <= removed_at_) {
       return false;  // told it was removed (non_member_vote)
     }
-    return (voting_ & (Mask{1} << self_slot_)) != 0 || applied_membership_.is_voter(config_.self);
+    return (voting_ & (Mask{1} << self_slot_)) != 0 || prior_membership_.is_voter(config_.self);
   }
 
   // Leader: the configuration it no longer votes in is committed. It steps down, handing over
@@ -2622,6 +2636,7 @@ class RaftGroup {
   bool solo_ = false;              // this node alone is a quorum
   Membership membership_;          // in force: the latest config entry in the log, or the start
   LogIndex membership_index_ = 0;  // ... and its index (0: from RaftConfig)
+  Membership prior_membership_;    // the configuration before membership_ in the log
   Membership applied_membership_;  // the latest config at or before applied_
   LogIndex applied_membership_index_ = 0;
   MembershipOperation* change_ = nullptr;  // leader: the change under way

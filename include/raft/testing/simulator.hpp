@@ -1442,7 +1442,8 @@ class Simulation {
         trace() << "node " << id << ": role " << static_cast<int>(g.role()) << ", term " << g.term()
                 << ", vote " << g.vote() << ", leader " << g.leader() << ", last index "
                 << g.last_index() << " (term " << n.storage().term_at(g.last_index()).value()
-                << "), commit " << g.commit_index() << ", unsynced " << n.disk.unsynced() << "\n";
+                << "), commit " << g.commit_index() << ", unsynced " << n.disk.unsynced()
+                << ", elections " << g.stats().elections_started << describe(g) << "\n";
       }
     }
     if (!committed && checker_->ok()) {
@@ -1452,6 +1453,26 @@ class Simulation {
     if (committed && checker_->ok()) {
       catch_up(outcome->value().index);
     }
+  }
+
+  // The configurations of a node, for traces: in force (and its index), and applied.
+  static std::string describe(const Group& g) {
+    if (g.membership().voters.empty() && g.committed_membership().voters.empty()) {
+      return "";
+    }
+    const auto list = [](const std::vector<NodeId>& ids) {
+      std::string out;
+      for (NodeId id : ids) {
+        out += (out.empty() ? "" : ",") + std::to_string(id);
+      }
+      return out;
+    };
+    const auto one = [&](const Membership& m) {
+      return "{" + list(m.voters) + (m.joint() ? " | " + list(m.outgoing) : "") +
+             (m.learners.empty() ? "" : "; learners " + list(m.learners)) + "}";
+    };
+    return ", config " + one(g.membership()) + " at " + std::to_string(g.membership_index()) +
+           ", applied " + one(g.committed_membership());
   }
 
   // Liveness of the followers: with the network healed, every node that is up applies the probe
