@@ -6,15 +6,23 @@
 //   tenure-kv-cli --server host:port cas KEY EXPECTED NEW       (EXPECTED `-`: must be absent)
 //   tenure-kv-cli --server host:port info
 //   tenure-kv-cli --server host:port snapshot    (that node snapshots every shard now)
+//   tenure-kv-cli --server host:port add-node ID HOST:RAFT_PORT/CLIENT_PORT [--shard N|all]
+//   tenure-kv-cli --server host:port remove-node ID [--shard N|all]
+//   tenure-kv-cli --server host:port members [--shard N|all]
 //
 // The request goes to --server; a not_leader answer with a hint sends it on to the hinted leader
 // (at most kMaxRedirects times). Output: `OK`, the value, `(none)`, `mismatch: current is X`, or
-// the cluster's shape for info, on stdout. Exit status: 0 success, 1 error (on stderr), 2 bad
+// the cluster's shape for info, on stdout. The membership commands go to each shard's leader
+// in turn (all shards by default; `info` first tells how many) and are resent where that is
+// safe: a change is idempotent (adding a voter twice, or removing a node twice, is the same
+// change), so timed_out and leadership_lost are resent too, until --timeout-ms (30 s for
+// add-node and remove-node unless given). Exit status: 0 success, 1 error (on stderr), 2 bad
 // usage, 3 cas mismatch. The protocol is docs/kv-protocol.md; the client speaks it through
 // examples/kv/protocol.hpp over a Boost.Asio socket whose every operation has a deadline.
 #include "protocol.hpp"
 #include "stream.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -61,9 +69,15 @@ constexpr const char* kUsage =
     "  cas KEY EXPECTED NEW                        (EXPECTED '-': the key must be absent)\n"
     "  info\n"
     "  snapshot                                    (the node at --server snapshots each shard)\n"
+    "  add-node ID HOST:RAFT_PORT/CLIENT_PORT [--shard N|all]\n"
+    "                      make node ID (started with tenure-kv --join) a voter of the shard(s)\n"
+    "  remove-node ID [--shard N|all]              remove node ID from the shard(s)\n"
+    "  members [--shard N|all]                     each shard's voters, learners and addresses\n"
     "options:\n"
     "  --server HOST:PORT   a node's client address (any node: not_leader hints are followed)\n"
-    "  --timeout-ms N       deadline for the whole command, redirects included (default 5000)\n"
+    "  --timeout-ms N       deadline for the whole command, redirects included (default 5000;\n"
+    "                       30000 for add-node and remove-node)\n"
+    "  --shard N|all        the shard of a membership command (default all)\n"
     "  --verbose            also print on stderr how a get was served and each redirect\n"
     "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
     "                       mutual TLS: this client's certificate and key, and the cluster CA\n"
@@ -73,6 +87,9 @@ constexpr const char* kUsage =
 struct Args {
   std::string server;
   long timeout_ms = 5000;
+  bool timeout_given = false;
+  std::optional<std::uint32_t> shard;  // --shard N; nullopt: all
+  bool shard_given = false;
   bool verbose = false;
   ReadLevel level = ReadLevel::linearizable;
   bool level_given = false;
@@ -113,6 +130,19 @@ Args parse_args(int argc, char** argv) {
       args.timeout_ms = std::strtol(text.c_str(), &end, 10);
       if (text.empty() || *end != '\0' || args.timeout_ms <= 0) {
         usage_error("--timeout-ms needs a positive number of milliseconds");
+      }
+      args.timeout_given = true;
+    } else if (arg == "--shard") {
+      const std::string text = value_of(arg);
+      args.shard_given = true;
+      if (text != "all") {
+        char* end = nullptr;
+        const long shard = std::strtol(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || shard < 0 ||
+            shard >= static_cast<long>(tenure::kv::kMaxShards)) {
+          usage_error("--shard needs a shard number or 'all'");
+        }
+        args.shard = static_cast<std::uint32_t>(shard);
       }
     } else if (arg == "--verbose") {
       args.verbose = true;
@@ -176,6 +206,9 @@ Request request_of(const Args& args) {
   if (args.level_given && w[0] != "get") {
     usage_error("--read applies to get only");
   }
+  if (args.shard_given && w[0] != "add-node" && w[0] != "remove-node" && w[0] != "members") {
+    usage_error("--shard applies to add-node, remove-node and members only");
+  }
   // The id is arbitrary: one request is outstanding at a time, and each attempt gets its own.
   if (w[0] == "put") {
     need(2);
@@ -202,6 +235,30 @@ Request request_of(const Args& args) {
   if (w[0] == "snapshot") {
     need(0);
     return Request::snapshot(1);
+  }
+  // Membership commands: the shard is filled in per shard (run_membership).
+  const auto node = [&](std::size_t i) -> std::uint64_t {
+    char* end = nullptr;
+    const unsigned long long id = std::strtoull(w[i].c_str(), &end, 10);
+    if (w[i].empty() || *end != '\0' || id == 0 || w[i][0] == '-') {
+      usage_error("invalid node id '" + w[i] + "': a positive number");
+    }
+    return id;
+  };
+  if (w[0] == "add-node") {
+    need(2);
+    if (!tenure::kv::is_valid_endpoint(w[2])) {
+      usage_error("invalid endpoint '" + w[2] + "': want HOST:RAFT_PORT/CLIENT_PORT");
+    }
+    return Request::add_node(1, 0, node(1), w[2]);
+  }
+  if (w[0] == "remove-node") {
+    need(1);
+    return Request::remove_node(1, 0, node(1));
+  }
+  if (w[0] == "members") {
+    need(0);
+    return Request::members(1, 0);
   }
   usage_error("unknown command " + w[0]);
 }
@@ -312,6 +369,16 @@ bool is_write(Op op) {
   return op == Op::put || op == Op::del || op == Op::cas;
 }
 
+std::string line_of(const Response& r) {
+  std::string out;
+  tenure::kv::format_response(r, out);
+  return out;
+}
+
+bool is_membership(Op op) {
+  return op == Op::add_node || op == Op::remove_node || op == Op::members;
+}
+
 // Prints a successful answer; returns the exit status.
 int print_answer(const Request& request, const Response& r, bool verbose) {
   switch (r.kind) {
@@ -365,42 +432,51 @@ int print_answer(const Request& request, const Response& r, bool verbose) {
   return kExitError;
 }
 
-int run(const Args& args, Request request) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(args.timeout_ms);
+// Sends `request` to --server, follows not_leader hints (at most kMaxRedirects) and resends
+// where that is safe, until an answer other than an error that allows a resend, or the
+// deadline. Returns the answer's line (an error answer too), or nullopt after printing why there
+// is none.
+std::optional<std::string> call(const Args& args, Request request, Clock::time_point deadline) {
   asio::io_context io;
   std::string address = args.server;
   int redirects = 0;
   int retries = 0;
   std::string line;
+  // A change resends after any error that leaves the outcome unknown: it is idempotent.
+  const bool change = request.op == Op::add_node || request.op == Op::remove_node;
   while (true) {
     Connection connection(io, deadline);
     if (const auto ec = connection.connect(address, args.tls)) {
       std::fprintf(stderr, "tenure-kv-cli: cannot connect to %s: %s\n", address.c_str(),
                    ec.message().c_str());
-      return kExitError;
+      return std::nullopt;
     }
     line.clear();
     tenure::kv::format_request(request, line);
     std::optional<Response> response;
     if (const auto ec = connection.exchange(line, request.id, response)) {
       std::fprintf(stderr, "tenure-kv-cli: %s: %s%s\n", address.c_str(), ec.message().c_str(),
-                   is_write(request.op) && ec != asio::error::connection_refused
+                   (is_write(request.op) || change) && ec != asio::error::connection_refused
                        ? " (the write's outcome is unknown)"
                        : "");
-      return kExitError;
+      return std::nullopt;
     }
+    const std::string answer = line_of(*response);
     if (response->kind != ResponseKind::error) {
-      return print_answer(request, *response, args.verbose);
+      return answer;
     }
     const errc code = response->code;
     const auto name = tenure::kv::name_of(code);
     const bool redirect = code == errc::not_leader && !response->leader.empty();
-    // Safe to send again: the server refused before doing anything, or the request is a read.
+    // Safe to send again: the server refused before doing anything, or the request is a read,
+    // or a membership change (idempotent).
     const bool retry_here =
         code == errc::not_leader || code == errc::transfer_in_progress ||
-        code == errc::overloaded ||
+        code == errc::overloaded || code == errc::change_in_progress ||
         (!is_write(request.op) &&
-         (code == errc::timed_out || code == errc::leadership_lost || code == errc::lease_expired));
+         (code == errc::timed_out || code == errc::leadership_lost || code == errc::lease_expired ||
+          (change && (code == errc::stopped || code == errc::cancelled))));
+    const int max_retries = is_membership(request.op) ? 1000 : kMaxRetries;
     if (redirect && redirects < kMaxRedirects) {
       ++redirects;
       if (args.verbose) {
@@ -408,35 +484,158 @@ int run(const Args& args, Request request) {
                      static_cast<int>(response->leader.size()), response->leader.data());
       }
       address = std::string(response->leader);
-    } else if (!redirect && retry_here && retries < kMaxRetries &&
+    } else if (retry_here && (!redirect || is_membership(request.op)) && retries < max_retries &&
                Clock::now() + kRetryPause < deadline) {
       ++retries;
+      if (redirect) {
+        redirects = 0;  // a membership change moved the leader again: follow the new hint
+        address = std::string(response->leader);
+      }
       if (args.verbose) {
         std::fprintf(stderr, "%.*s: retrying in %lld ms\n", static_cast<int>(name.size()),
                      name.data(), static_cast<long long>(kRetryPause.count()));
       }
       std::this_thread::sleep_for(kRetryPause);
     } else {
-      const bool unknown =
-          is_write(request.op) && (code == errc::timed_out || code == errc::leadership_lost);
-      std::fprintf(
-          stderr, "tenure-kv-cli: error %.*s%s%.*s%s%s\n", static_cast<int>(name.size()),
-          name.data(), response->leader.empty() ? "" : " (leader hint ",
-          static_cast<int>(response->leader.size()), response->leader.data(),
-          response->leader.empty() ? "" : ")",
-          unknown ? ": the write's outcome is unknown (it may or may not have taken effect)" : "");
-      return kExitError;
+      return answer;
     }
     ++request.id;  // a fresh id per attempt, so a late answer to an old one is never mistaken
   }
 }
 
+// Prints an error answer; returns kExitError.
+int print_error(const Request& request, const Response& r) {
+  const auto name = tenure::kv::name_of(r.code);
+  const bool unknown =
+      (is_write(request.op) || request.op == Op::add_node || request.op == Op::remove_node) &&
+      (r.code == errc::timed_out || r.code == errc::leadership_lost);
+  std::fprintf(stderr, "tenure-kv-cli: error %.*s%s%.*s%s%s\n", static_cast<int>(name.size()),
+               name.data(), r.leader.empty() ? "" : " (leader hint ",
+               static_cast<int>(r.leader.size()), r.leader.data(), r.leader.empty() ? "" : ")",
+               !unknown               ? ""
+               : is_write(request.op) ? ": the write's outcome is unknown (it may or may not "
+                                        "have taken effect)"
+                                      : ": the change's outcome is unknown (see `members`)");
+  return kExitError;
+}
+
+int run(const Args& args, const Request& request) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(args.timeout_ms);
+  const auto line = call(args, request, deadline);
+  if (!line) {
+    return kExitError;
+  }
+  const auto response = tenure::kv::parse_response(*line);
+  if (!response) {
+    return kExitError;
+  }
+  if (response->kind == ResponseKind::error) {
+    return print_error(request, *response);
+  }
+  return print_answer(request, *response, args.verbose);
+}
+
+void print_members(const tenure::kv::MembersInfo& m) {
+  const auto ids = [](const std::vector<std::uint64_t>& list) {
+    std::string out;
+    tenure::kv::ids_list(list, out);
+    return out;
+  };
+  std::printf("shard %u: configuration at index %llu, %s\n", m.shard,
+              static_cast<unsigned long long>(m.index),
+              m.committed ? "committed" : "not yet committed");
+  std::printf("  voters   %s\n", ids(m.voters).c_str());
+  if (m.joint()) {
+    std::printf("  joint: the outgoing voters %s must agree too until it is left\n",
+                ids(m.outgoing).c_str());
+  }
+  std::printf("  learners %s\n", ids(m.learners).c_str());
+  std::vector<std::uint64_t> all = m.voters;
+  for (const auto* list : {&m.outgoing, &m.learners}) {
+    for (const auto id : *list) {
+      if (std::find(all.begin(), all.end(), id) == all.end()) {
+        all.push_back(id);
+      }
+    }
+  }
+  for (const auto id : all) {
+    const auto endpoint = m.endpoint_of(id);
+    const bool voter = std::find(m.voters.begin(), m.voters.end(), id) != m.voters.end();
+    const bool outgoing = std::find(m.outgoing.begin(), m.outgoing.end(), id) != m.outgoing.end();
+    std::printf("  node %llu at %.*s (%s)\n", static_cast<unsigned long long>(id),
+                static_cast<int>(endpoint.empty() ? 7 : endpoint.size()),
+                endpoint.empty() ? "unknown" : endpoint.data(),
+                voter      ? "voter"
+                : outgoing ? "outgoing voter"
+                           : "learner");
+  }
+}
+
+// add-node, remove-node, members: on each shard asked for, in turn.
+int run_membership(const Args& args, Request request) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(args.timeout_ms);
+  std::vector<std::uint32_t> shards;
+  if (args.shard) {
+    shards.push_back(*args.shard);
+  } else {
+    const auto line = call(args, Request::info(1), deadline);
+    const auto info_answer = line ? tenure::kv::parse_response(*line)
+                                  : tenure::kv::Parsed<Response>(tenure::kv::ParseError{});
+    if (!info_answer || info_answer->kind != ResponseKind::info) {
+      if (info_answer && info_answer->kind == ResponseKind::error) {
+        print_error(Request::info(1), *info_answer);
+      }
+      std::fputs("tenure-kv-cli: cannot learn the number of shards (info)\n", stderr);
+      return kExitError;
+    }
+    for (std::uint32_t s = 0; s < info_answer->info.shards; ++s) {
+      shards.push_back(s);
+    }
+  }
+  int status = kExitOk;
+  for (const std::uint32_t s : shards) {
+    request.shard = s;
+    const auto line = call(args, request, deadline);
+    if (!line) {
+      std::fprintf(stderr, "tenure-kv-cli: shard %u: no answer\n", s);
+      status = kExitError;
+      continue;
+    }
+    const auto response = tenure::kv::parse_response(*line);
+    if (!response) {
+      status = kExitError;
+      continue;
+    }
+    if (response->kind == ResponseKind::error) {
+      std::fprintf(stderr, "tenure-kv-cli: shard %u: ", s);
+      status = print_error(request, *response);
+      continue;
+    }
+    if (request.op == Op::members && response->kind == ResponseKind::members) {
+      const auto members = tenure::kv::parse_members_info(response->members);
+      if (members) {
+        print_members(*members);
+      }
+      continue;
+    }
+    std::printf("shard %u: node %llu %s\n", s, static_cast<unsigned long long>(request.node),
+                request.op == Op::add_node ? "is a voter" : "is no longer a member");
+  }
+  return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args = parse_args(argc, argv);
+  Args args = parse_args(argc, argv);
   const Request request = request_of(args);
   try {
+    if (is_membership(request.op)) {
+      if (!args.timeout_given && request.op != Op::members) {
+        args.timeout_ms = 30000;  // a new voter may have a snapshot to catch up from
+      }
+      return run_membership(args, request);
+    }
     return run(args, request);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tenure-kv-cli: %s\n", e.what());

@@ -22,6 +22,19 @@
 
 namespace tenure::kv {
 
+/// The prefix of the keys tenure-kv keeps for itself in every shard's store: its address book,
+/// `\0node/<id>` -> `host:raft_port/client_port`, one entry per node added with `add-node` (and
+/// deleted by `remove-node`). No client can read or write them: a client key is printable ASCII
+/// (0x21..0x7e), and these start with a NUL byte. Being ordinary entries of the map, they travel
+/// in the log and in snapshots like every other key, so every member of a shard, and a node
+/// restarted or catching up from a snapshot, holds the same book.
+inline constexpr std::string_view kNodeKeyPrefix{"\0node/", 6};
+
+/// The address-book key of `node`.
+inline std::string node_key(std::uint64_t node) {
+  return std::string(kNodeKeyPrefix) + std::to_string(node);
+}
+
 /// A write, as it travels in a log entry.
 enum class CommandKind : std::uint8_t { put = 1, del = 2, cas = 3 };
 
@@ -258,6 +271,7 @@ class KvStore {
         captures_(std::move(other.captures_)),
         restore_(std::move(other.restore_)) {
     other.map_.clear();
+    ++other.node_keys_version_;
     for (const auto& weak : captures_) {
       if (const auto c = weak.lock()) {
         c->live = &map_;
@@ -279,6 +293,8 @@ class KvStore {
       other.captures_.clear();
       restore_ = std::move(other.restore_);
       other.restore_.reset();
+      ++node_keys_version_;  // the book may differ: whoever reads it reads it again
+      ++other.node_keys_version_;
       for (const auto& weak : captures_) {
         if (const auto c = weak.lock()) {
           c->live = &map_;
@@ -354,6 +370,31 @@ class KvStore {
 
   std::size_t size() const noexcept { return map_.size(); }
 
+  /// Changes whenever an address-book key (kNodeKeyPrefix) changes or a snapshot is restored:
+  /// a reader of the book compares it with the version it last read.
+  std::uint64_t node_keys_version() const noexcept { return node_keys_version_; }
+
+  /// Calls `f(node, endpoint)` for each address-book entry whose key names a node id, in key
+  /// order. The views are valid during the call only.
+  template <class F>
+  void for_each_node_key(F&& f) const {
+    for (auto it = map_.lower_bound(kNodeKeyPrefix);
+         it != map_.end() &&
+         std::string_view(it->first).substr(0, kNodeKeyPrefix.size()) == kNodeKeyPrefix;
+         ++it) {
+      const std::string_view digits = std::string_view(it->first).substr(kNodeKeyPrefix.size());
+      std::uint64_t node = 0;
+      bool ok = !digits.empty() && digits.size() <= 18;
+      for (char c : digits) {
+        ok = ok && c >= '0' && c <= '9';
+        node = node * 10 + static_cast<std::uint64_t>(c - '0');
+      }
+      if (ok && node != 0) {
+        f(node, std::string_view(it->second));
+      }
+    }
+  }
+
   // --- snapshots (raft::SnapshotStateMachine) --------------------------------------------------
   /// Captures the state as it is now, in O(1): see the class comment.
   snapshot_reader begin_snapshot() {
@@ -394,6 +435,7 @@ class KvStore {
     }
     retire_map();
     map_ = std::move(r.map);
+    ++node_keys_version_;
     return true;
   }
 
@@ -463,7 +505,14 @@ class KvStore {
     return true;
   }
 
+  void note_node_key(std::string_view key) noexcept {
+    if (!key.empty() && key.front() == kNodeKeyPrefix.front()) {
+      ++node_keys_version_;
+    }
+  }
+
   void put(std::string_view key, std::string_view value) {
+    note_node_key(key);
     const auto it = map_.lower_bound(key);
     if (it != map_.end() && it->first == key) {
       note_change(key, &it->second);
@@ -475,6 +524,7 @@ class KvStore {
   }
 
   void erase(std::string_view key) {
+    note_node_key(key);
     const auto it = map_.find(key);
     if (it != map_.end()) {
       note_change(key, &it->second);
@@ -522,6 +572,7 @@ class KvStore {
   }
 
   Map map_;
+  std::uint64_t node_keys_version_ = 0;
   // The readers of this store's map under way (expired ones pruned lazily). Usually none or
   // one: the group starts a snapshot only after dropping the previous reader.
   std::vector<std::weak_ptr<Capture>> captures_;

@@ -8,7 +8,7 @@
 //             [--max-queued-bytes 1048576] [--idle-timeout-ms 300000]
 //             [--shutdown-grace-ms 1000] [--shutdown-timeout-ms 3000]
 //             [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--snapshot-every N]
-//             [--log-retention N]
+//             [--log-retention N] [--join] [--change-timeout-ms 10000]
 //
 // `--cluster` lists every node as id=host:raft_port/client_port. `--timeout-ms` is every
 // operation's deadline. `--no-check-quorum` lets a leader that lost its quorum keep leading (as
@@ -35,6 +35,20 @@
 // far behind (or whose data directory was wiped) catches up through one. A leader keeps
 // --log-retention entries (default 100000) behind its snapshot in memory, so that a follower
 // only a little behind catches up by appends instead.
+//
+// Membership (docs/runtime.md, "Replacing a node"): `add-node`, `remove-node` and `members`
+// requests (tenure-kv-cli add-node, remove-node, members) change and show each shard's members
+// on its leader. A node started with --join starts every shard knowing no members (--cluster
+// then names itself and at least one running member to learn the others from), catches up as a
+// learner once a leader adds it, and is made a voter by the add-node change. Where nodes are is
+// known from three sources, later ones winning: --cluster, the file `peers` in the data
+// directory (what this node learned before, rewritten on every change), and each shard's
+// address book: add-node writes the new node's endpoint under a reserved key of that shard's
+// store before changing the membership (remove-node deletes it), so every member, a restarted
+// node and one catching up from a snapshot know it. A node no member of any shard and in no book
+// is forgotten (the transport closes its connection). A node that finds itself removed from a
+// shard stops that shard; removed from every shard it was a member of, it says so and exits 0.
+#include "blocking_client.hpp"
 #include "kv_store.hpp"
 #include "protocol.hpp"
 #include "stream.hpp"
@@ -59,11 +73,14 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -74,6 +91,7 @@ namespace {
 namespace net = ::boost::asio;
 using tcp = net::ip::tcp;
 using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
 using tenure::raft::errc;
 using tenure::raft::NodeId;
 
@@ -90,7 +108,20 @@ struct NodeSpec {
   std::uint16_t raft_port = 0;
   std::uint16_t client_port = 0;
   std::string client_address() const { return host + ":" + std::to_string(client_port); }
+  /// `host:raft_port/client_port`, as add-node and the address book carry it.
+  std::string endpoint() const {
+    return host + ":" + std::to_string(raft_port) + "/" + std::to_string(client_port);
+  }
+  friend bool operator==(const NodeSpec&, const NodeSpec&) = default;
 };
+
+std::optional<NodeSpec> spec_of(NodeId id, std::string_view endpoint) {
+  const auto e = tenure::kv::split_endpoint(endpoint);
+  if (!e || id == 0) {
+    return std::nullopt;
+  }
+  return NodeSpec{id, std::string(e->host), e->raft_port, e->client_port};
+}
 
 struct Args {
   NodeId id = 0;
@@ -110,6 +141,8 @@ struct Args {
   std::optional<tenure::raft::asio::TlsFiles> tls;
   std::uint64_t snapshot_every = 100'000;  // applied entries between snapshots, per shard
   std::uint64_t log_retention = 100'000;   // entries kept behind a snapshot for slow followers
+  bool join = false;                       // start every shard knowing no members
+  std::chrono::milliseconds change_timeout{10000};  // deadline of one membership change
 };
 
 [[noreturn]] void usage(const std::string& error) {
@@ -123,7 +156,10 @@ struct Args {
          "                 [--max-queued-bytes N] [--idle-timeout-ms MS]\n"
          "                 [--shutdown-grace-ms MS] [--shutdown-timeout-ms MS]\n"
          "                 [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
-         "                 [--snapshot-every N] [--log-retention N]\n";
+         "                 [--snapshot-every N] [--log-retention N]\n"
+         "                 [--join] [--change-timeout-ms MS]\n"
+         "  --join: a new node: every shard starts knowing no members and waits to be added\n"
+         "          (tenure-kv-cli add-node); --cluster names this node and at least one member\n";
   std::exit(error.empty() ? 0 : 2);
 }
 
@@ -257,6 +293,14 @@ Args parse_args(int argc, char** argv) {
         usage("--log-retention must be a number of entries");
       }
       a.log_retention = *v;
+    } else if (arg == "--change-timeout-ms") {
+      const auto v = number(value());
+      if (!v || *v == 0) {
+        usage("--change-timeout-ms must be positive");
+      }
+      a.change_timeout = std::chrono::milliseconds(*v);
+    } else if (arg == "--join") {
+      a.join = true;
     } else if (arg == "--no-check-quorum") {
       a.check_quorum = false;
     } else if (arg == "--quiet") {
@@ -288,6 +332,9 @@ Args parse_args(int argc, char** argv) {
                    [&](const NodeSpec& n) { return n.id == a.id; })) {
     usage("--id " + std::to_string(a.id) + " is not in --cluster");
   }
+  if (a.join && a.cluster.size() < 2) {
+    usage("--join needs --cluster to name at least one running member besides this node");
+  }
   return a;
 }
 
@@ -310,8 +357,10 @@ struct Shard {
     tenure::raft::RaftConfig c;
     c.self = args.id;
     c.group = index + 1;
-    for (const auto& n : args.cluster) {
-      c.voters.push_back(n.id);
+    if (!args.join) {  // joining: no members; a leader adds this node (a stored config wins)
+      for (const auto& n : args.cluster) {
+        c.voters.push_back(n.id);
+      }
     }
     c.random_seed = 0;
     c.check_quorum = args.check_quorum;
@@ -354,6 +403,46 @@ struct Shard {
   tenure::raft::Term last_term = 0;
   std::uint64_t snapshots_taken = 0;  // as last logged (the monitor, on the shard's strand)
   std::uint64_t snapshots_installed = 0;
+  std::uint64_t book_version = ~std::uint64_t{0};  // the address book as last published (strand)
+
+  // What the monitor publishes from the shard's strand for the membership watcher thread.
+  struct View {
+    bool valid = false;
+    tenure::raft::asio::MembershipStatus status;
+    std::vector<NodeSpec> book;  // the shard's address book
+  };
+  View view() const {
+    std::lock_guard lock(view_mutex);
+    return view_;
+  }
+  void publish(tenure::raft::asio::MembershipStatus status, const std::vector<NodeSpec>* book) {
+    std::lock_guard lock(view_mutex);
+    view_.valid = true;
+    view_.status = std::move(status);
+    if (book != nullptr) {
+      view_.book = *book;
+    }
+  }
+  /// The shard's address book as its store holds it. Strand only (or before start()).
+  std::vector<NodeSpec> read_book() const {
+    std::vector<NodeSpec> book;
+    store.for_each_node_key([&](std::uint64_t node, std::string_view endpoint) {
+      if (auto spec = spec_of(node, endpoint)) {
+        book.push_back(std::move(*spec));
+      }
+    });
+    return book;
+  }
+
+  /// Membership requests under way on this shard: the monitor moves no leadership meanwhile.
+  std::atomic<int> changes{0};
+  /// This node was removed from the shard: the group is stopped, requests get not_leader.
+  std::atomic<bool> removed{false};
+  std::atomic<NodeId> leader_after_removal{tenure::raft::kNoNode};
+
+ private:
+  mutable std::mutex view_mutex;
+  View view_;  // guarded by view_mutex
 };
 
 class Server;
@@ -488,22 +577,39 @@ class Server {
         grace_(grace_strand_),
         monitor_(io),
         signals_(io, SIGINT, SIGTERM) {
+    // Where the other nodes are: --cluster, then what this node learned before (the peers
+    // file), then the shards' address books (below, once the stores are recovered).
     for (const auto& n : args_.cluster) {
-      if (n.id != args_.id) {
-        transport_.set_peer(n.id, tcp::endpoint(net::ip::make_address(n.host), n.raft_port));
-      }
+      learn(n, true, "--cluster");
     }
+    load_directory();
     for (std::uint32_t s = 0; s < args_.shards; ++s) {
       shards_.push_back(std::make_unique<Shard>(io, args_, s, transport_ref_, clock_, fs_));
-      Group* g = shards_.back()->group.get();
+      Shard& shard = *shards_.back();
+      Group* g = shard.group.get();
       transport_.add_group(s + 1, g->executor(),
                            [g](const tenure::raft::Message& m) { g->step(m); });
-      const auto& r = shards_.back()->storage.recovery();
+      const auto& r = shard.storage.recovery();
       log("shard " + std::to_string(s) + ": recovered " + std::to_string(r.records) +
           " records from " + std::to_string(r.segments) + " segments, log " +
-          std::to_string(shards_.back()->storage.first_index()) + ".." +
-          std::to_string(shards_.back()->storage.last_index()));
+          std::to_string(shard.storage.first_index()) + ".." +
+          std::to_string(shard.storage.last_index()));
+      // Not started yet: the group and its store may be read here.
+      for (const auto& n : shard.read_book()) {
+        learn(n, true, "address book of shard " + std::to_string(s));
+      }
+      shard.book_version = shard.store.node_keys_version();
+      const auto& m = g->group().membership();
+      if (m.voters.empty()) {
+        log("shard " + std::to_string(s) +
+            ": no members known: waiting for a leader to add this node (tenure-kv-cli add-node " +
+            std::to_string(args_.id) + " " + self_spec().endpoint() + ")");
+      } else {
+        log("shard " + std::to_string(s) + ": members " + describe(m) +
+            (m.contains(args_.id) ? "" : " (this node is not one of them)"));
+      }
     }
+    save_directory();
     const auto& me = self_spec();
     const tcp::endpoint client_ep(net::ip::make_address(me.host), me.client_port);
     acceptor_.open(client_ep.protocol());
@@ -512,6 +618,8 @@ class Server {
     acceptor_.listen();
   }
 
+  ~Server() { stop_watcher(); }
+
   void start() {
     transport_.start();
     for (auto& s : shards_) {
@@ -519,6 +627,7 @@ class Server {
     }
     accept();
     monitor();
+    watcher_ = std::thread([this] { watch(); });
     signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
       if (!ec) {
         log(std::string("signal ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + ": shutting down");
@@ -553,6 +662,11 @@ class Server {
         std::_Exit(kForcedExit);
       }
     });
+    {
+      std::lock_guard lock(watch_mutex_);
+      watch_stop_ = true;
+    }
+    watch_cv_.notify_all();
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     accept_retry_.cancel();
@@ -603,6 +717,11 @@ class Server {
       session->respond(tenure::kv::Response::cluster_info(req.id, info));  // formats at once
       return;
     }
+    if (req.op == tenure::kv::Op::add_node || req.op == tenure::kv::Op::remove_node ||
+        req.op == tenure::kv::Op::members) {
+      handle_membership(session, req);
+      return;
+    }
     if (req.op == tenure::kv::Op::snapshot) {
       // Each shard takes one at its next tick (on its strand); the answer says it is asked for.
       for (const auto& shard : shards_) {
@@ -616,6 +735,10 @@ class Server {
     Shard& shard = *shards_[s];
     Group& g = *shard.group;
     const std::uint64_t id = req.id;
+    if (shard.removed.load()) {
+      fail(*session, id, tenure::raft::Error::not_leader(shard.leader_after_removal.load()));
+      return;
+    }
     if (req.op == tenure::kv::Op::get && req.level == tenure::kv::ReadLevel::lease) {
       // Only a leader has a lease: send lease readers there (a follower would forward the read
       // as a ReadIndex, a round trip that the client asked to avoid).
@@ -676,7 +799,7 @@ class Server {
     }
     tenure::kv::leaders_list(ids, leaders);
     std::vector<tenure::kv::NodeAddress> list;
-    for (const auto& n : args_.cluster) {
+    for (const auto& n : directory()) {
       list.push_back(tenure::kv::NodeAddress{n.id, n.client_address()});
     }
     tenure::kv::addresses_list(list, addresses);
@@ -692,6 +815,7 @@ class Server {
     if (watchdog_.joinable()) {
       watchdog_.join();
     }
+    stop_watcher();
   }
 
   const Args& args() const noexcept { return args_; }
@@ -709,16 +833,455 @@ class Server {
   void fail(Session& session, std::uint64_t id, const tenure::raft::Error& e) {
     std::string leader;
     if (e.leader_hint != tenure::raft::kNoNode) {
-      for (const auto& n : args_.cluster) {
-        if (n.id == e.leader_hint) {
-          leader = n.client_address();
-        }
+      if (const auto n = find_node(e.leader_hint)) {
+        leader = n->client_address();
       }
     }
     const auto code = e.code.category() == tenure::raft::error_category()
                           ? static_cast<errc>(e.code.value())
                           : errc::storage_failure;
     session.respond(tenure::kv::Response::failure(id, code, leader));
+  }
+
+  // ---- membership requests ------------------------------------------------------------------
+
+  // add-node, remove-node and members, on the leader of the request's shard. A change first
+  // writes the node's address-book entry (add: its endpoint; remove: deleted) through the shard's
+  // log, then changes the membership with the target computed on the strand from the
+  // configuration in force (AsioGroup::async_change_membership with an edit), so that two
+  // changes never undo each other. Both steps are idempotent: a client may resend after
+  // timed_out or leadership_lost.
+  void handle_membership(const std::shared_ptr<Session>& session, const tenure::kv::Request& req) {
+    using tenure::raft::Membership;
+    const std::uint64_t id = req.id;
+    if (req.shard >= shards_.size()) {
+      session->respond(tenure::kv::Response::failure(id, errc::invalid_argument));
+      return;
+    }
+    const std::uint32_t s = req.shard;
+    Shard& shard = *shards_[s];
+    Group& g = *shard.group;
+    if (shard.removed.load()) {
+      fail(*session, id, tenure::raft::Error::not_leader(shard.leader_after_removal.load()));
+      return;
+    }
+    if (req.op == tenure::kv::Op::members) {
+      net::post(g.executor(), [this, session, &g, id, s] {
+        const auto status = g.membership_status();
+        if (status.role != tenure::raft::Role::leader) {
+          fail(*session, id, tenure::raft::Error::not_leader(status.leader));
+          return;
+        }
+        respond_members(*session, id, s, status.membership, status.index,
+                        status.in_force_committed);
+      });
+      return;
+    }
+    const bool add = req.op == tenure::kv::Op::add_node;
+    const NodeId node = req.node;
+    std::optional<NodeSpec> spec;
+    if (add) {
+      spec = spec_of(node, req.endpoint);
+      boost::system::error_code ec;
+      if (spec) {
+        (void)net::ip::make_address(spec->host, ec);
+      }
+      if (!spec || ec) {
+        session->respond(tenure::kv::Response::failure(id, errc::invalid_argument));
+        return;
+      }
+    }
+    shard.changes.fetch_add(1);
+    auto payload = std::make_shared<std::vector<std::byte>>();
+    const std::string key = tenure::kv::node_key(node);
+    tenure::kv::encode_command(add ? tenure::kv::CommandKind::put : tenure::kv::CommandKind::del,
+                               key, add ? std::string_view(spec->endpoint()) : std::string_view{},
+                               std::nullopt, *payload);
+    const std::string what = std::string(add ? "add-node " : "remove-node ") +
+                             std::to_string(node) + " (shard " + std::to_string(s) + ")";
+    g.async_propose(
+        *payload, args_.timeout,
+        [this, session, &shard, &g, id, node, add, spec, payload,
+         what](tenure::raft::Result<tenure::raft::ProposeResult> r) {
+          if (!r) {
+            shard.changes.fetch_sub(1);
+            fail(*session, id, r.error());
+            return;
+          }
+          if (add) {
+            learn(*spec, true, what);  // the leader replicates to it at once
+          }
+          const auto edit = [node, add](const Membership& m) {
+            Membership target = m;
+            target.outgoing.clear();
+            std::erase(target.learners, node);
+            std::erase(target.voters, node);
+            if (add) {
+              target.voters.push_back(node);
+            }
+            return target;
+          };
+          log(what + ": address book updated at index " + std::to_string(r.value().index) +
+              "; changing the membership");
+          g.async_change_membership(
+              edit, args_.change_timeout,
+              [this, session, &shard, id, what](tenure::raft::Result<tenure::raft::LogIndex> c) {
+                shard.changes.fetch_sub(1);
+                if (!c) {
+                  log(what + ": " +
+                      std::string(tenure::kv::name_of(static_cast<errc>(c.code().value()))));
+                  fail(*session, id, c.error());
+                  return;
+                }
+                log(what + ": done, configuration committed at index " + std::to_string(c.value()));
+                session->respond(tenure::kv::Response::ok(id));
+              });
+        });
+  }
+
+  void respond_members(Session& session, std::uint64_t id, std::uint32_t s,
+                       const tenure::raft::Membership& m, tenure::raft::LogIndex index,
+                       bool committed) {
+    std::string voters;
+    std::string outgoing;
+    std::string learners;
+    std::string nodes;
+    tenure::kv::ids_list(m.voters, voters);
+    tenure::kv::ids_list(m.outgoing, outgoing);
+    tenure::kv::ids_list(m.learners, learners);
+    std::vector<tenure::kv::NodeEndpoint> endpoints;
+    for (const auto& n : directory()) {
+      if (m.contains(n.id)) {
+        endpoints.push_back({n.id, n.endpoint()});
+      }
+    }
+    tenure::kv::endpoints_list(endpoints, nodes);
+    session.respond(tenure::kv::Response::shard_members(
+        id, tenure::kv::MembersView{s, index, committed, voters, outgoing, learners, nodes}));
+  }
+
+  static std::string describe(const tenure::raft::Membership& m) {
+    std::string out = "voters ";
+    tenure::kv::ids_list(m.voters, out);
+    if (m.joint()) {
+      out += ", joint with outgoing ";
+      tenure::kv::ids_list(m.outgoing, out);
+    }
+    if (!m.learners.empty()) {
+      out += ", learners ";
+      tenure::kv::ids_list(m.learners, out);
+    }
+    return out;
+  }
+
+  // ---- the directory: where every node is ----------------------------------------------------
+
+  std::optional<NodeSpec> find_node(NodeId id) const {
+    std::lock_guard lock(directory_mutex_);
+    const auto it = directory_.find(id);
+    if (it == directory_.end()) {
+      return std::nullopt;
+    }
+    return it->second;
+  }
+
+  std::vector<NodeSpec> directory() const {
+    std::lock_guard lock(directory_mutex_);
+    std::vector<NodeSpec> out;
+    for (const auto& [id, n] : directory_) {
+      out.push_back(n);
+    }
+    return out;
+  }
+
+  // Records where node `n` is (replacing a different endpoint only with `overwrite`) and tells
+  // the transport. This node's own entry always comes from --cluster. Any thread.
+  void learn(const NodeSpec& n, bool overwrite, const std::string& source) {
+    if (n.id == args_.id && source != "--cluster") {
+      return;
+    }
+    {
+      std::lock_guard lock(directory_mutex_);
+      const auto it = directory_.find(n.id);
+      if (it != directory_.end() && (it->second == n || !overwrite)) {
+        return;
+      }
+      directory_[n.id] = n;
+      directory_dirty_ = true;
+    }
+    if (n.id == args_.id) {
+      return;
+    }
+    boost::system::error_code ec;
+    const auto ip = net::ip::make_address(n.host, ec);
+    if (ec) {
+      log("node " + std::to_string(n.id) + " at " + n.endpoint() + " (" + source +
+          "): not an IP address, cannot reach it");
+      return;
+    }
+    transport_.set_peer(n.id, tcp::endpoint(ip, n.raft_port));
+    if (source != "--cluster") {
+      log("node " + std::to_string(n.id) + " is at " + n.endpoint() + " (" + source + ")");
+    }
+  }
+
+  void forget(NodeId id, const std::string& why) {
+    {
+      std::lock_guard lock(directory_mutex_);
+      if (id == args_.id || directory_.erase(id) == 0) {
+        return;
+      }
+      directory_dirty_ = true;
+    }
+    transport_.remove_peer(id);
+    log("forgot node " + std::to_string(id) + ": " + why);
+  }
+
+  std::string peers_file() const { return args_.data_dir + "/peers"; }
+
+  // The peers file: a line `<id> <host>:<raft_port>/<client_port>` per node this node knew of
+  // when it last changed. A cache of the directory: it lets a restarted node reach nodes it
+  // learned about at run time before its logs are replayed.
+  void load_directory() {
+    std::ifstream in(peers_file());
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::uint64_t node = 0;
+      std::string endpoint;
+      if (fields >> node >> endpoint) {
+        if (const auto spec = spec_of(node, endpoint)) {
+          learn(*spec, true, "peers file");
+        }
+      }
+    }
+  }
+
+  void save_directory() {
+    std::string text;
+    {
+      std::lock_guard lock(directory_mutex_);
+      if (!directory_dirty_) {
+        return;
+      }
+      directory_dirty_ = false;
+      for (const auto& [id, n] : directory_) {
+        text += std::to_string(id) + " " + n.endpoint() + "\n";
+      }
+    }
+    const std::string tmp = peers_file() + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << text;
+      if (!out) {
+        log("cannot write " + tmp);
+        return;
+      }
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, peers_file(), ec);
+    if (ec) {
+      log("cannot replace " + peers_file() + ": " + ec.message());
+    }
+  }
+
+  // ---- the membership watcher (its own thread) -----------------------------------------------
+
+  // Every 100 ms, from what the monitor publishes for each shard: learns the address books;
+  // notices this node's removal (from its committed configuration, or, for a member that hears
+  // no leader for 2 s, from the configuration a leader reports to a `members` probe); fills in
+  // members it has no address for (and, joining, the members of shards it knows none of) by
+  // asking other nodes `members` on their client ports; forgets nodes that are no member of any
+  // shard and in no address book; keeps the peers file. Blocking probes (500 ms each at most)
+  // run here, off the event loop.
+  void watch() {
+    struct State {
+      bool was_member = false;
+      std::optional<Clock::time_point> no_leader_since;
+      Clock::time_point last_probe{};
+      Clock::time_point last_fill{};
+    };
+    std::vector<State> state(shards_.size());
+    bool shutting_down = false;
+    for (;;) {
+      {
+        std::unique_lock lock(watch_mutex_);
+        if (watch_cv_.wait_for(lock, 100ms, [this] { return watch_stop_; })) {
+          return;
+        }
+      }
+      std::vector<Shard::View> views;
+      for (const auto& shard : shards_) {
+        views.push_back(shard->view());
+      }
+      if (std::any_of(views.begin(), views.end(), [](const auto& v) { return !v.valid; })) {
+        continue;
+      }
+      const auto now = Clock::now();
+      for (std::uint32_t s = 0; s < views.size(); ++s) {
+        for (const auto& n : views[s].book) {
+          learn(n, true, "address book of shard " + std::to_string(s));
+        }
+      }
+      int probes = 0;  // at most two blocking probes per round
+      for (std::uint32_t s = 0; s < views.size(); ++s) {
+        Shard& shard = *shards_[s];
+        const auto& v = views[s].status;
+        State& st = state[s];
+        if (shard.removed.load()) {
+          continue;
+        }
+        if (v.committed.contains(args_.id)) {
+          st.was_member = true;
+        }
+        if (st.was_member && !v.committed.voters.empty() && !v.committed.contains(args_.id)) {
+          removed_from(s, v.leader,
+                       "its committed configuration (" + describe(v.committed) + ") leaves it out");
+          continue;
+        }
+        if (st.was_member && v.role != tenure::raft::Role::leader &&
+            v.leader == tenure::raft::kNoNode) {
+          if (!st.no_leader_since) {
+            st.no_leader_since = now;
+          }
+          if (now - *st.no_leader_since >= 2s && now - st.last_probe >= 2s && probes < 2) {
+            ++probes;
+            st.last_probe = now;
+            NodeId answered_by = tenure::raft::kNoNode;
+            if (const auto m = probe_members(s, answered_by)) {
+              learn_all(*m, s);
+              if (m->committed && m->index > v.index && !m->contains(args_.id)) {
+                removed_from(s, answered_by,
+                             "the leader's committed configuration at index " +
+                                 std::to_string(m->index) + " leaves it out");
+                continue;
+              }
+            }
+          }
+        } else {
+          st.no_leader_since.reset();
+        }
+        // Members without an address (or, joining, no members known yet): ask around.
+        const auto& m = v.membership;
+        bool gap = m.voters.empty();
+        for (const auto* list : {&m.voters, &m.outgoing, &m.learners}) {
+          for (NodeId id : *list) {
+            gap = gap || !find_node(id).has_value();
+          }
+        }
+        if (gap && now - st.last_fill >= 1s && probes < 2) {
+          ++probes;
+          st.last_fill = now;
+          NodeId answered_by = tenure::raft::kNoNode;
+          if (const auto info = probe_members(s, answered_by)) {
+            learn_all(*info, s);
+          }
+        }
+      }
+      // Removed from every shard it was a member of: nothing left to serve.
+      bool any_removed = false;
+      bool still_member = false;
+      for (std::uint32_t s = 0; s < shards_.size(); ++s) {
+        any_removed = any_removed || shards_[s]->removed.load();
+        still_member = still_member || (state[s].was_member && !shards_[s]->removed.load());
+      }
+      if (any_removed && !still_member && !shutting_down) {
+        shutting_down = true;
+        log("this node is no longer a member of any shard: it stops serving and shuts down");
+        net::post(io_, [this] { stop(); });
+      }
+      // Forget the nodes no shard has as a member and no address book names, once every shard
+      // knows its members (a joining node keeps its contacts).
+      bool all_known = true;
+      std::set<NodeId> keep{args_.id};
+      for (const auto& view : views) {
+        const auto& m = view.status.membership;
+        all_known = all_known && !m.voters.empty();
+        for (const auto* list : {&m.voters, &m.outgoing, &m.learners}) {
+          keep.insert(list->begin(), list->end());
+        }
+        for (const auto& n : view.book) {
+          keep.insert(n.id);
+        }
+      }
+      if (all_known) {
+        for (const auto& n : directory()) {
+          if (!keep.contains(n.id)) {
+            forget(n.id, "no member of any shard, in no address book");
+          }
+        }
+      }
+      save_directory();
+    }
+  }
+
+  void learn_all(const tenure::kv::MembersInfo& m, std::uint32_t s) {
+    for (const auto& n : m.nodes) {
+      if (const auto spec = spec_of(n.node, n.endpoint)) {
+        learn(*spec, false, "members of shard " + std::to_string(s) + " from another node");
+      }
+    }
+  }
+
+  // Asks another node (the next in the directory, then the leader it hints) for the members of
+  // shard `s`. Blocking, at most 2 x 500 ms.
+  std::optional<tenure::kv::MembersInfo> probe_members(std::uint32_t s, NodeId& answered_by) {
+    std::vector<NodeSpec> others;
+    for (auto& n : directory()) {
+      if (n.id != args_.id) {
+        others.push_back(std::move(n));
+      }
+    }
+    if (others.empty()) {
+      return std::nullopt;
+    }
+    const NodeSpec& first = others[probe_cursor_++ % others.size()];
+    std::string address = first.client_address();
+    answered_by = first.id;
+    for (int hop = 0; hop < 2; ++hop) {
+      tenure::kv::BlockingClient client(address, args_.tls);
+      const auto r = client.call(tenure::kv::Request::members(++probe_id_, s), 500ms);
+      if (!r.response) {
+        return std::nullopt;
+      }
+      if (r.response->kind == tenure::kv::ResponseKind::members) {
+        return tenure::kv::parse_members_info(r.response->members);
+      }
+      if (r.response->kind != tenure::kv::ResponseKind::error ||
+          r.response->code != errc::not_leader || r.response->leader.empty()) {
+        return std::nullopt;
+      }
+      address = std::string(r.response->leader);
+      answered_by = tenure::raft::kNoNode;
+      for (const auto& n : others) {
+        if (n.client_address() == address) {
+          answered_by = n.id;
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+  void removed_from(std::uint32_t s, NodeId leader, const std::string& why) {
+    Shard& shard = *shards_[s];
+    shard.leader_after_removal.store(leader);
+    if (shard.removed.exchange(true)) {
+      return;
+    }
+    log("shard " + std::to_string(s) + ": this node was removed: " + why +
+        "; the shard stops here");
+    shard.group->stop();
+  }
+
+  void stop_watcher() {
+    {
+      std::lock_guard lock(watch_mutex_);
+      watch_stop_ = true;
+    }
+    watch_cv_.notify_all();
+    if (watcher_.joinable() && watcher_.get_id() != std::this_thread::get_id()) {
+      watcher_.join();
+    }
   }
 
   const NodeSpec& self_spec() const {
@@ -845,10 +1408,24 @@ class Server {
             shard.snapshots_taken = stats.snapshots_taken;
             shard.snapshots_installed = stats.snapshots_installed;
           }
-          const NodeId preferred = args_.cluster[s % args_.cluster.size()].id;
-          if (round % 40 == 0 && group.leader_term() != 0 && preferred != args_.id &&
-              group.match_of(preferred) >= group.commit_index()) {
-            g.async_transfer_leadership(preferred, 1s, [](tenure::raft::Result<void>) {});
+          // The membership and the address book, for the watcher thread.
+          const bool book_changed = shard.store.node_keys_version() != shard.book_version;
+          std::vector<NodeSpec> book;
+          if (book_changed) {
+            book = shard.read_book();
+            shard.book_version = shard.store.node_keys_version();
+          }
+          shard.publish(g.membership_status(), book_changed ? &book : nullptr);
+          // Shard s prefers the (s mod n)-th of its voters in id order; no leadership moves
+          // while its membership changes.
+          std::vector<NodeId> voters = group.membership().voters;
+          std::sort(voters.begin(), voters.end());
+          if (round % 40 == 0 && group.leader_term() != 0 && !voters.empty() &&
+              !group.changing_membership() && shard.changes.load() == 0 && !shard.removed) {
+            const NodeId preferred = voters[s % voters.size()];
+            if (preferred != args_.id && group.match_of(preferred) >= group.commit_index()) {
+              g.async_transfer_leadership(preferred, 1s, [](tenure::raft::Result<void>) {});
+            }
           }
         });
       }
@@ -886,6 +1463,15 @@ class Server {
   bool finished_ = false;
   std::mutex sessions_mutex_;
   std::vector<std::weak_ptr<Session>> sessions_;
+  mutable std::mutex directory_mutex_;
+  std::map<NodeId, NodeSpec> directory_;  // guarded by directory_mutex_
+  bool directory_dirty_ = false;          // guarded: not yet in the peers file
+  std::thread watcher_;
+  std::mutex watch_mutex_;
+  std::condition_variable watch_cv_;
+  bool watch_stop_ = false;       // guarded by watch_mutex_
+  std::size_t probe_cursor_ = 0;  // the watcher thread only
+  std::uint64_t probe_id_ = 0;    // likewise
 };
 
 Session::Session(Server& server, tcp::socket socket)
