@@ -20,12 +20,73 @@
 
 namespace tenure::kv {
 
+/// How a membership request ended (membership_call).
+struct MembershipAnswer {
+  bool ok = false;                     ///< `ok`, or a `members` answer (in `members`)
+  std::optional<MembersInfo> members;  ///< the answer to `members`
+  std::string error;                   ///< otherwise: the last error's code, or why no answer
+};
+
+/// Sends a membership request (add-node, remove-node or members) to the nodes at `addresses`
+/// until one answers it for good: follows not_leader hints and resends, every 50 ms until
+/// `limit`, after answers that did nothing (not_leader, change_in_progress,
+/// transfer_in_progress, overloaded) and after those that leave the outcome unknown (timed_out,
+/// leadership_lost, stopped, cancelled, no answer): a change is idempotent. Moves to the next
+/// address when one does not answer.
+inline MembershipAnswer membership_call(const std::vector<std::string>& addresses, Request request,
+                                        std::chrono::milliseconds limit,
+                                        std::optional<raft::asio::TlsFiles> tls = std::nullopt) {
+  using raft::errc;
+  MembershipAnswer out;
+  const auto until = std::chrono::steady_clock::now() + limit;
+  std::size_t next = 0;
+  std::string address = addresses.empty() ? std::string() : addresses[0];
+  while (std::chrono::steady_clock::now() < until && !address.empty()) {
+    BlockingClient client(address, tls);
+    ++request.id;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    const auto r = client.call(request, std::max(left, std::chrono::milliseconds(1)));
+    if (r.response && r.response->kind != ResponseKind::error) {
+      out.ok = true;
+      out.error.clear();
+      if (r.response->kind == ResponseKind::members) {
+        out.members = parse_members_info(r.response->members);
+      }
+      return out;
+    }
+    if (r.response) {
+      const errc code = r.response->code;
+      out.error = std::string(name_of(code));
+      if (code == errc::invalid_argument || code == errc::too_large) {
+        return out;
+      }
+      if (code == errc::not_leader && !r.response->leader.empty()) {
+        address = std::string(r.response->leader);
+        continue;
+      }
+      if (code == errc::not_leader) {
+        address = addresses[++next % addresses.size()];  // no leader known there
+      }
+    } else {
+      out.error = "no answer from " + address + ": " + r.transport_error;
+      address = addresses[++next % addresses.size()];
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a pause between attempts
+  }
+  return out;
+}
+
 struct LocalNode {
   std::uint64_t id = 0;
   unsigned short raft_port = 0;
   unsigned short client_port = 0;
   pid_t pid = -1;  ///< -1: not running
   std::string client_address() const { return "127.0.0.1:" + std::to_string(client_port); }
+  /// `host:raft_port/client_port`, as add-node takes it.
+  std::string endpoint() const {
+    return "127.0.0.1:" + std::to_string(raft_port) + "/" + std::to_string(client_port);
+  }
 };
 
 /// Nodes 1..n of one cluster, each a child process running `server` with its data under
@@ -66,17 +127,74 @@ class LocalCluster {
   LocalNode& node(std::uint64_t id) { return nodes_.at(id - 1); }
   const std::string& data_dir() const noexcept { return data_dir_; }
 
-  /// Starts node `id` (again, after a kill: it recovers from its data directory).
-  void start(std::uint64_t id) {
+  /// A new node (id = the number of nodes so far + 1) with fresh ports, not started: start it
+  /// with start_joining() and add it with add-node. Returns its id.
+  std::uint64_t add_node() {
+    LocalNode n;
+    n.id = nodes_.size() + 1;
+    n.raft_port = free_port();
+    n.client_port = free_port();
+    nodes_.push_back(n);
+    return n.id;
+  }
+
+  /// Starts node `id` (again, after a kill: it recovers from its data directory), its
+  /// --cluster naming every node of this cluster.
+  void start(std::uint64_t id) { launch(id, cluster_flag(), false); }
+
+  /// Starts node `id` with --join: every shard knowing no members. Its --cluster names only
+  /// itself and `contacts` (it learns the other members from them).
+  void start_joining(std::uint64_t id, const std::vector<std::uint64_t>& contacts) {
+    std::vector<std::uint64_t> ids = contacts;
+    ids.push_back(id);
+    std::sort(ids.begin(), ids.end());
+    std::string flag;
+    for (const auto i : ids) {
+      const LocalNode& n = node(i);
+      flag += (flag.empty() ? "" : ",") + std::to_string(n.id) +
+              "=127.0.0.1:" + std::to_string(n.raft_port) + "/" + std::to_string(n.client_port);
+    }
+    launch(id, flag, true);
+  }
+
+  /// The log file of node `id`.
+  std::string log_path(std::uint64_t id) const {
+    return data_dir_ + "/node" + std::to_string(id) + ".log";
+  }
+
+  /// Waits up to `limit` for node `id` to exit on its own, reaping it: its wait status, or
+  /// nullopt when it still runs (or was not running).
+  std::optional<int> wait_exit(std::uint64_t id, std::chrono::milliseconds limit) {
+    LocalNode& n = node(id);
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (n.pid > 0) {
+      int status = 0;
+      if (waitpid(n.pid, &status, WNOHANG) == n.pid) {
+        n.pid = -1;
+        return status;
+      }
+      if (std::chrono::steady_clock::now() >= until) {
+        break;
+      }
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(20));  // another process: nothing to wait on
+    }
+    return std::nullopt;
+  }
+
+ private:
+  void launch(std::uint64_t id, const std::string& cluster, bool join) {
     LocalNode& n = node(id);
     const std::string dir = data_dir_ + "/node" + std::to_string(id);
-    const std::string log = data_dir_ + "/node" + std::to_string(id) + ".log";
+    const std::string log = log_path(id);
     const std::string id_text = std::to_string(id);
-    const std::string cluster = cluster_flag();
     const std::string shards = std::to_string(shards_);
     std::vector<const char*> argv{server_.c_str(), "--id",          id_text.c_str(),
                                   "--cluster",     cluster.c_str(), "--data-dir",
                                   dir.c_str(),     "--shards",      shards.c_str()};
+    if (join) {
+      argv.push_back("--join");
+    }
     for (const auto& a : server_args_) {
       argv.push_back(a.c_str());
     }
@@ -106,6 +224,7 @@ class LocalCluster {
     n.pid = pid;
   }
 
+ public:
   void start_all() {
     for (const auto& n : nodes_) {
       start(n.id);

@@ -31,6 +31,12 @@
 //   tenure_kv_integration linearizability <path-to-tenure-kv> [seed]
 //     Clients issue put/get/del/cas on a few keys while the leader of a shard is killed and
 //     restarted; the recorded history must be linearizable (tenure::raft::testing's checker).
+//   tenure_kv_integration replace <path-to-tenure-kv>
+//     Every member of a 3-node cluster replaced, one at a time, under a write load (node 4
+//     started with --join and added, node 1 removed; then 5 for 2, 6 for 3): each removed node
+//     exits 0 by itself, every acknowledged write is read back from {4,5,6}, and no
+//     linearizable read during the replacements returned a value older than one already
+//     acknowledged for its key.
 #include <kv/blocking_client.hpp>
 #include <kv/local_cluster.hpp>
 #include <kv/protocol.hpp>
@@ -1053,6 +1059,251 @@ int linearizability(const std::string& server, std::uint64_t seed) {
   return failures == 0 ? 0 : 1;
 }
 
+// Membership changes under load (issue 15). Each key has one writer, which writes 1, 2, 3...
+// in order, so a key's acknowledged value only grows; a linearizable read that starts after an
+// acknowledgement must return at least that value.
+int replace(const std::string& server) {
+  std::printf("replace: every node of 3 replaced one at a time under a write load\n");
+  std::fprintf(stderr, "replace: starting nodes 1, 2, 3 (2 shards)\n");
+  constexpr std::uint32_t kShards = 2;
+  LocalCluster cluster(server, scratch_dir("replace"), 3, kShards);
+  cluster.start_all();
+  if (elected(cluster, "leaders are elected").empty()) {
+    return 1;
+  }
+  constexpr int kWriters = 2;
+  constexpr int kKeysPerWriter = 6;
+  constexpr int kKeys = kWriters * kKeysPerWriter;
+  const auto key_name = [](int k) { return "rk" + std::to_string(k); };
+  std::vector<std::atomic<std::int64_t>> acked(kKeys);      // latest acknowledged, 0: none
+  std::vector<std::atomic<std::int64_t>> attempted(kKeys);  // latest sent
+  for (int k = 0; k < kKeys; ++k) {
+    acked[k] = 0;
+    attempted[k] = 0;
+  }
+  std::mutex routes_mutex;
+  std::vector<std::string> routes;  // the client addresses of the current members
+  for (const auto& n : cluster.nodes()) {
+    routes.push_back(n.client_address());
+  }
+  const auto route = [&](std::size_t i) {
+    std::lock_guard lock(routes_mutex);
+    return routes[i % routes.size()];
+  };
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> writes{0};
+  std::atomic<std::uint64_t> reads{0};
+  std::atomic<std::uint64_t> stale_reads{0};
+  std::mutex first_stale_mutex;
+  std::string first_stale;
+  // Follows a leader hint, else moves to the next current member.
+  const auto steer = [&](BlockingClient& client, const tenure::kv::CallResult& r,
+                         std::size_t& target) {
+    if (r.response && !r.response->leader.empty()) {
+      client.reconnect_to(std::string(r.response->leader));
+    } else {
+      client.reconnect_to(route(++target));
+      std::this_thread::sleep_for(5ms);  // no leader there (or gone): do not spin
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      std::size_t target = static_cast<std::size_t>(w);
+      BlockingClient client(route(target));
+      std::uint64_t id = 0;
+      for (std::int64_t round = 1; !stop.load(); ++round) {
+        for (int j = 0; j < kKeysPerWriter && !stop.load(); ++j) {
+          const int k = w * kKeysPerWriter + j;
+          attempted[k] = round;
+          // Resend until acknowledged (a put of the same value is idempotent), so that the
+          // key's next value is written only after this one is.
+          while (!stop.load()) {
+            const auto r = client.call(Request::put(++id, key_name(k), std::to_string(round)), 1s);
+            if (r.ok()) {
+              acked[k] = round;
+              writes.fetch_add(1);
+              break;
+            }
+            steer(client, r, target);
+          }
+        }
+      }
+    });
+  }
+  for (int rd = 0; rd < 2; ++rd) {
+    threads.emplace_back([&, rd] {
+      std::size_t target = static_cast<std::size_t>(rd + 1);
+      BlockingClient client(route(target));
+      std::uint64_t id = 0;
+      tenure::raft::Xoshiro256 random(static_cast<std::uint64_t>(rd) + 7);
+      while (!stop.load()) {
+        const int k = static_cast<int>(random.below(kKeys));
+        const std::int64_t floor = acked[k].load();  // acknowledged before the read starts
+        const auto r =
+            client.call(Request::get(++id, key_name(k), tenure::kv::ReadLevel::linearizable), 1s);
+        if (!r.ok()) {
+          steer(client, r, target);
+          continue;
+        }
+        reads.fetch_add(1);
+        const std::int64_t seen =
+            r.response->kind == ResponseKind::value
+                ? std::strtoll(std::string(r.response->value).c_str(), nullptr, 10)
+                : 0;
+        if (seen < floor) {
+          stale_reads.fetch_add(1);
+          std::lock_guard lock(first_stale_mutex);
+          if (first_stale.empty()) {
+            first_stale = key_name(k) + " read " + std::to_string(seen) + " from " +
+                          client.address() + " after " + std::to_string(floor) +
+                          " was acknowledged";
+          }
+        }
+      }
+    });
+  }
+  const auto members_of = [&](std::uint32_t shard) {
+    std::vector<std::string> at;
+    {
+      std::lock_guard lock(routes_mutex);
+      at = routes;
+    }
+    return tenure::kv::membership_call(at, Request::members(0, shard), 10s);
+  };
+  const auto sorted = [](std::vector<std::uint64_t> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  const auto progress = [&](const std::string& what) {
+    std::fprintf(stderr, "replace: %s (%llu writes, %llu linearizable reads so far)\n",
+                 what.c_str(), static_cast<unsigned long long>(writes.load()),
+                 static_cast<unsigned long long>(reads.load()));
+  };
+  const auto wait_writes = [&](std::uint64_t more) {
+    const std::uint64_t target = writes.load() + more;
+    const auto until = Clock::now() + 10s;
+    while (writes.load() < target && Clock::now() < until) {
+      std::this_thread::sleep_for(5ms);  // polling the load threads' progress
+    }
+    return writes.load() >= target;
+  };
+  check(wait_writes(50), "the write load runs before the first change");
+  for (std::uint64_t old = 1; old <= 3; ++old) {
+    const std::uint64_t fresh = cluster.add_node();
+    const std::uint64_t contact = old == 3 ? 4 : old + 1;  // one member only
+    progress("starting node " + std::to_string(fresh) + " with --join (contact: node " +
+             std::to_string(contact) + ")");
+    cluster.start_joining(fresh, {contact});
+    const auto writes_before = writes.load();
+    std::vector<std::string> at;
+    {
+      std::lock_guard lock(routes_mutex);
+      at = routes;
+    }
+    for (std::uint32_t s = 0; s < kShards; ++s) {
+      progress("add-node " + std::to_string(fresh) + " on shard " + std::to_string(s));
+      const auto added = tenure::kv::membership_call(
+          at, Request::add_node(0, s, fresh, cluster.node(fresh).endpoint()), 20s);
+      check(added.ok, "shard " + std::to_string(s) + ": node " + std::to_string(fresh) + " added" +
+                          (added.ok ? "" : " (" + added.error + ")"));
+    }
+    {
+      std::lock_guard lock(routes_mutex);
+      routes.push_back(cluster.node(fresh).client_address());
+    }
+    for (std::uint32_t s = 0; s < kShards; ++s) {
+      const auto m = members_of(s);
+      check(m.members && !m.members->joint() && m.members->committed &&
+                std::find(m.members->voters.begin(), m.members->voters.end(), fresh) !=
+                    m.members->voters.end() &&
+                m.members->voters.size() == 4 && m.members->learners.empty() &&
+                !m.members->endpoint_of(fresh).empty(),
+            "shard " + std::to_string(s) + ": node " + std::to_string(fresh) +
+                " is a voter of 4, committed, its address known");
+    }
+    for (std::uint32_t s = 0; s < kShards; ++s) {
+      progress("remove-node " + std::to_string(old) + " on shard " + std::to_string(s));
+      const auto removed = tenure::kv::membership_call(at, Request::remove_node(0, s, old), 20s);
+      check(removed.ok, "shard " + std::to_string(s) + ": node " + std::to_string(old) +
+                            " removed" + (removed.ok ? "" : " (" + removed.error + ")"));
+    }
+    {
+      std::lock_guard lock(routes_mutex);
+      std::erase(routes, cluster.node(old).client_address());
+    }
+    progress("waiting for node " + std::to_string(old) + " to notice and exit");
+    const auto status = cluster.wait_exit(old, 20s);
+    check(status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0,
+          "node " + std::to_string(old) + " exits 0 by itself once removed (" +
+              (status ? describe(*status) : std::string("still running")) + ")");
+    if (!status) {
+      cluster.kill(old);
+    }
+    std::ifstream log(cluster.log_path(old));
+    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    check(text.find("no longer a member of any shard") != std::string::npos,
+          "node " + std::to_string(old) + " says in its log that it was removed");
+    check(writes.load() > writes_before, "writes were acknowledged while node " +
+                                             std::to_string(old) + " was replaced (" +
+                                             std::to_string(writes.load() - writes_before) + ")");
+  }
+  check(wait_writes(20), "the write load runs on the final cluster {4,5,6}");
+  stop = true;
+  for (auto& t : threads) {
+    t.join();
+  }
+  progress("load stopped; checking the final cluster");
+  for (std::uint32_t s = 0; s < kShards; ++s) {
+    const auto m = members_of(s);
+    check(m.members && sorted(m.members->voters) == std::vector<std::uint64_t>{4, 5, 6} &&
+              m.members->learners.empty() && !m.members->joint() && m.members->committed,
+          "shard " + std::to_string(s) + ": the members are voters 4, 5, 6, committed");
+  }
+  // Every acknowledged write is there, at its latest acknowledged value (or a later one
+  // that was sent and whose answer was lost).
+  std::size_t intact = 0;
+  std::string first_lost;
+  BlockingClient reader(cluster.node(4).client_address());
+  std::uint64_t id = 0;
+  for (int k = 0; k < kKeys; ++k) {
+    std::optional<std::int64_t> value;
+    for (const auto until = Clock::now() + 10s; !value && Clock::now() < until;) {
+      const auto r =
+          reader.call(Request::get(++id, key_name(k), tenure::kv::ReadLevel::linearizable), 2s);
+      if (r.ok()) {
+        value = r.response->kind == ResponseKind::value
+                    ? std::strtoll(std::string(r.response->value).c_str(), nullptr, 10)
+                    : 0;
+      } else if (r.response && !r.response->leader.empty()) {
+        reader.reconnect_to(std::string(r.response->leader));
+      } else {
+        std::this_thread::sleep_for(20ms);  // no leader at the moment: try again shortly
+      }
+    }
+    if (value && *value >= acked[k].load() && *value <= attempted[k].load()) {
+      ++intact;
+    } else if (first_lost.empty()) {
+      first_lost = key_name(k) + ": " + (value ? std::to_string(*value) : "no answer") +
+                   ", acknowledged " + std::to_string(acked[k].load());
+    }
+  }
+  check(intact == kKeys, std::to_string(intact) + " of " + std::to_string(kKeys) +
+                             " keys hold their latest acknowledged write (" +
+                             std::to_string(writes.load()) + " writes acknowledged)" +
+                             (first_lost.empty() ? "" : "; first wrong: " + first_lost));
+  check(reads.load() > 100, std::to_string(reads.load()) + " linearizable reads answered");
+  check(stale_reads.load() == 0, std::to_string(stale_reads.load()) +
+                                     " reads older than an acknowledged write" +
+                                     (first_stale.empty() ? "" : ": " + first_stale));
+  for (std::uint64_t n = 4; n <= 6; ++n) {
+    const int status = cluster.stop(n, SIGTERM);
+    check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "node " + std::to_string(n) + " exits 0 after SIGTERM (" + describe(status) + ")");
+  }
+  return failures == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1060,7 +1311,7 @@ int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
                  "usage: tenure_kv_integration outage|deadline|shutdown|sigterm|stalled|threads|"
-                 "linearizability "
+                 "linearizability|replace "
                  "<tenure-kv> [seed|rounds]\n");
     return 2;
   }
@@ -1101,6 +1352,9 @@ int run_scenario(const std::string& scenario, const std::string& server, int arg
   }
   if (scenario == "threads") {
     return threads(server);
+  }
+  if (scenario == "replace") {
+    return replace(server);
   }
   if (scenario == "sigterm") {
     return sigterm(server, argc > 3 ? std::atoi(argv[3]) : 50);
