@@ -552,6 +552,18 @@ class RaftGroup {
   LogIndex membership_index() const noexcept { return membership_index_; }
   /// The configuration as of the last applied entry: what this node knows is committed.
   const Membership& committed_membership() const noexcept { return applied_membership_; }
+  /// Whether this node knows it is no longer a member: the configuration it applied last leaves
+  /// it out and is the one in force, or a member told it so (a removed node is not replicated to
+  /// once the configuration without it is in force, so it usually learns it this way, when it
+  /// next asks for votes). A runtime shuts such a node down. A joining node that has not heard
+  /// from a leader yet is not removed.
+  bool removed() const noexcept {
+    if (removed_notice_ && membership_index_ <= removed_at_) {
+      return true;
+    }
+    return membership_index_ != 0 && applied_membership_index_ == membership_index_ &&
+           !membership_.contains(config_.self);
+  }
   /// Whether a membership change is under way on this leader (an operation pending, an entry not
   /// committed, a joint configuration not left).
   bool changing_membership() const noexcept {

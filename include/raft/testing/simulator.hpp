@@ -440,15 +440,38 @@ class Simulation {
     if (chaos_ && (divergence_.phase == 2 || divergence_.phase == 4)) {
       run_divergence(leader);  // at once, between events: no message of the new leader leaves
     }
-    if (leader != kNoNode && chaos_ && changes_ && enabled(FaultClass::crash_restart)) {
-      const auto& g = cluster_->group(leader);
-      if (g.membership().joint() && g.membership_index() != joint_crash_drawn_) {
+    if (leader != kNoNode && chaos_ && changes_ && cluster_->group(leader).membership().joint() &&
+        cluster_->group(leader).membership_index() != joint_crash_drawn_) {
+      const Membership joint = cluster_->group(leader).membership();
+      joint_crash_drawn_ = cluster_->group(leader).membership_index();
+      auto& r = membership_random_;
+      if (enabled(FaultClass::crash_restart) && r.below(3) == 0) {
         // A leader that dies between entering a joint configuration and leaving it: its
-        // successor must leave it (a third of them).
-        joint_crash_drawn_ = g.membership_index();
-        if (membership_random_.below(3) == 0) {
-          crash_now(leader, "in a joint configuration");
-          fired(FaultClass::crash_restart);
+        // successor must leave it.
+        crash_now(leader, "in a joint configuration");
+        fired(FaultClass::crash_restart);
+      } else if (r.below(2) == 0) {
+        // A partition mid-change: the old voters on one side, the new on the other (a node in
+        // both, and everyone else, on a side drawn at random), for 100-400 ms. Only a side with
+        // a majority of both may elect or commit.
+        auto& net = cluster_->network();
+        net.heal();
+        std::vector<NodeId> side[2];
+        for (NodeId id : cluster_->ids()) {
+          const bool old_voter = Membership::has(joint.outgoing, id);
+          const bool new_voter = Membership::has(joint.voters, id);
+          side[old_voter == new_voter ? r.below(2) : (old_voter ? 0 : 1)].push_back(id);
+        }
+        for (NodeId a : side[0]) {
+          for (NodeId b : side[1]) {
+            net.block(a, b);
+            net.block(b, a);
+          }
+        }
+        heal_at_ = cluster_->now() + 100'000'000 + static_cast<std::int64_t>(r.below(300'000'000));
+        fired(FaultClass::membership);
+        if (options_.trace != nullptr) {
+          trace() << "fault: partition the old voters from the new in a joint configuration\n";
         }
       }
     }

@@ -183,6 +183,9 @@ TEST_CASE("membership: replacing a voter goes through a joint configuration and 
   c.run_for(3s);
   CHECK(c.group(gone).stats().elections_started == elections);
   CHECK(c.group(gone).campaign() == errc::invalid_argument);
+  CHECK(c.group(gone).removed());
+  CHECK_FALSE(c.group(leader).removed());
+  CHECK_FALSE(c.group(4).removed());
   CHECK(c.group(leader).term() == term);
   CHECK(c.leader() == leader);
 }
@@ -279,6 +282,7 @@ TEST_CASE("membership: a removed leader revokes its lease at once - steps down -
   CHECK(g.stats().elections_started == elections);
   CHECK(g.campaign() == errc::invalid_argument);
   CHECK(c.leader() == next);
+  CHECK(g.removed());
   CHECK(c.group(next).term() == term);
 }
 
