@@ -2,6 +2,7 @@
 // state it captured, whatever is applied while it is read and however the bytes are chunked; a
 // damaged snapshot is refused with the old state kept; an abandoned reader leaves nothing behind.
 #include <kv/kv_store.hpp>
+#include <kv/protocol.hpp>
 
 #include <doctest/doctest.h>
 
@@ -647,4 +648,45 @@ TEST_CASE("KvStore reader survives a restore or a move of its store") {
     REQUIRE(restore(target, bytes, 64));
     check_state(target, initial);
   }
+}
+
+TEST_CASE("kv store: the address book's keys - listed, versioned, carried by a snapshot") {
+  using Book = std::vector<std::pair<std::uint64_t, std::string>>;
+  const auto book_of = [](const KvStore& store) {
+    Book book;
+    store.for_each_node_key([&](std::uint64_t node, std::string_view endpoint) {
+      book.emplace_back(node, std::string(endpoint));
+    });
+    return book;
+  };
+  KvStore store;
+  State shadow;
+  const auto v0 = store.node_keys_version();
+  put(store, shadow, "client-key", "x");
+  CHECK(store.node_keys_version() == v0);  // a client key is no part of the book
+  put(store, shadow, tenure::kv::node_key(4), "127.0.0.1:7104/7204");
+  put(store, shadow, tenure::kv::node_key(12), "127.0.0.1:7112/7212");
+  put(store, shadow, std::string(tenure::kv::kNodeKeyPrefix) + "junk", "ignored");
+  const auto v1 = store.node_keys_version();
+  CHECK(v1 != v0);
+  // In key order ("12" < "4"), entries whose key names no node id skipped.
+  CHECK(book_of(store) == Book{{12, "127.0.0.1:7112/7212"}, {4, "127.0.0.1:7104/7204"}});
+  // No client can name them: a client key is printable ASCII.
+  CHECK_FALSE(tenure::kv::is_valid_key(tenure::kv::node_key(4)));
+
+  // A snapshot carries the book; the restoring store's version moves, so a reader of the book
+  // reads it again.
+  auto reader = store.begin_snapshot();
+  const Bytes bytes = read_all(reader, 64);
+  KvStore restored;
+  const auto r0 = restored.node_keys_version();
+  restored.begin_restore();
+  REQUIRE(restored.restore_chunk(bytes));
+  REQUIRE(restored.finish_restore());
+  CHECK(restored.node_keys_version() != r0);
+  CHECK(book_of(restored) == book_of(store));
+
+  del(store, shadow, tenure::kv::node_key(4));
+  CHECK(store.node_keys_version() != v1);
+  CHECK(book_of(store) == Book{{12, "127.0.0.1:7112/7212"}});
 }
