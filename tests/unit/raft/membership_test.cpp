@@ -3,10 +3,12 @@
 // does not disrupt, the errors of change_membership, and the configuration recovered after a
 // crash. Simulated time only; every run is seeded.
 #include <raft/errc.hpp>
+#include <raft/file_storage.hpp>
 #include <raft/membership.hpp>
 #include <raft/raft_group.hpp>
 #include <raft/testing/kv_state_machine.hpp>
 #include <raft/testing/sim_cluster.hpp>
+#include <raft/testing/sim_file_system.hpp>
 #include <raft/types.hpp>
 
 #include "../../support/raft_harness.hpp"
@@ -14,6 +16,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -443,4 +446,129 @@ TEST_CASE("membership: Membership encodes and decodes - malformed bytes are refu
   CHECK(tenure::raft::is_simple_change({1, 2, 3}, {1, 2, 3, 4}));
   CHECK(tenure::raft::is_simple_change({1, 2, 3}, {1, 2}));
   CHECK_FALSE(tenure::raft::is_simple_change({1, 2, 3}, {1, 2, 4}));
+}
+
+namespace {
+
+using tenure::raft::FileStorage;
+using tenure::raft::testing::KvStateMachine;
+using tenure::raft::testing::SimFileSystem;
+using FileCluster =
+    tenure::raft::testing::SimCluster<KvStateMachine, 7, tenure::raft::NoPlantedBugs,
+                                      FileStorage<SimFileSystem>>;
+
+// FileStorage over a SimFileSystem is durable only when told: every write, after every event.
+void persist_all(FileCluster& c) {
+  for (NodeId id : c.ids()) {
+    auto& n = c.node(id);
+    if (n.up) {
+      n.disk.persist_all();
+      n.group->on_persisted();
+    }
+  }
+}
+
+bool put(FileCluster& c, NodeId id, std::deque<TrackedPropose>& proposals, std::uint64_t n) {
+  std::array<std::byte, tenure::raft::testing::kKvCommandSize> payload{};
+  tenure::raft::testing::encode_kv_command(
+      tenure::raft::testing::KvCommand{tenure::raft::testing::KvOpKind::put, n % 7,
+                                       static_cast<std::int64_t>(n), tenure::raft::testing::kAbsent,
+                                       n},
+      payload);
+  auto& p = proposals.emplace_back(&c.clock(id));
+  c.group(id).propose(p.op, payload);
+  c.group(id).flush();
+  c.run_until([&] { return p.completed(); }, 2s);
+  return p.succeeded();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "membership: FileStorage recovers the configuration from a snapshot once the log is gone") {
+  FileCluster::Options o;
+  o.seed = 19;
+  o.nodes = 3;
+  o.standby = 1;
+  o.config.snapshot_entries = 20;
+  o.config.log_retention_entries = 0;
+  o.config.snapshot_chunk_bytes = 64;
+  FileCluster* cp = nullptr;
+  o.on_event = [&] { persist_all(*cp); };
+  FileCluster c(o);
+  cp = &c;
+  const NodeId leader = c.wait_for_leader();
+  REQUIRE(leader != kNoNode);
+  TrackedChange op;
+  c.group(leader).change_membership(op.op, Membership{{1, 2, 3}, {}, {4}},
+                                    c.clock(leader).now() + 2s);
+  c.run_until([&] { return op.completed(); }, 3s);
+  REQUIRE(op.succeeded());
+  const LogIndex config_at = op.outcome()->value();
+  std::deque<TrackedPropose> proposals;
+  for (std::uint64_t n = 1; n <= 120; ++n) {
+    REQUIRE(put(c, leader, proposals, n));
+  }
+  c.run_for(500ms);
+  for (NodeId id : c.ids()) {
+    CAPTURE(id);
+    // The config entry is compacted away everywhere; the snapshot carries the configuration.
+    REQUIRE(c.node(id).storage().first_index() > config_at);
+    REQUIRE(c.node(id).storage().snapshot());
+    CHECK(c.node(id).storage().snapshot()->membership.learners == std::vector<NodeId>{4});
+  }
+  for (NodeId id : c.ids()) {
+    c.crash(id);
+    REQUIRE(c.restart(id));
+    CAPTURE(id);
+    CHECK(same_set(c.group(id).membership().voters, {1, 2, 3}));
+    CHECK(c.group(id).membership().learners == std::vector<NodeId>{4});
+  }
+  // Node 4 (a joining node by its own RaftConfig) knows it is a learner and never campaigns.
+  CHECK(c.group(4).campaign() == errc::invalid_argument);
+  const NodeId after = c.wait_for_leader(3s);
+  REQUIRE(after != kNoNode);
+  CHECK(after != 4);
+}
+
+TEST_CASE("membership: a leader cut off with the only copy of its removal campaigns and ends it") {
+  // 4 voters; the leader removes itself, but is cut off before the entry leaves. The others,
+  // still in the four-voter configuration, need 3 votes: theirs and the old leader's, which
+  // refuses their shorter logs. It must campaign (in the configuration before its removal it
+  // votes), win by the new configuration's votes, commit its own removal and step down.
+  auto o = options(20, 4, 0);
+  o.storage.manual_sync = false;
+  Cluster c(o);
+  const NodeId leader = c.wait_for_leader();
+  REQUIRE(leader != kNoNode);
+  std::vector<NodeId> rest;
+  for (NodeId id : c.ids()) {
+    if (id != leader) {
+      rest.push_back(id);
+    }
+  }
+  c.run_for(200ms);                 // the leader's no-op commits
+  const NodeId dead = rest.back();  // one of the others is gone for good
+  c.crash(dead);
+  c.network().isolate(leader);
+  TrackedChange op;
+  c.group(leader).change_membership(op.op, Membership{rest, {}, {}}, c.clock(leader).now() + 1s);
+  c.run_for(50ms);
+  REQUIRE_FALSE(c.group(leader).membership().contains(leader));  // in its log alone
+  // CheckQuorum deposes it; then reconnect it. Only it can make progress now.
+  c.run_until([&] { return c.group(leader).role() != Role::leader; }, 2s);
+  c.network().heal();
+  c.run_until(
+      [&] {
+        const NodeId l = c.leader();
+        return l != kNoNode && l != leader &&
+               c.group(l).membership_index() <= c.group(l).commit_index() &&
+               !c.group(l).membership().contains(leader);
+      },
+      5s);
+  const NodeId next = c.leader();
+  REQUIRE(next != kNoNode);
+  CHECK(next != leader);
+  CHECK(same_set(c.group(next).membership().voters, rest));
+  CHECK(c.group(next).commit_index() >= c.group(next).membership_index());
 }
