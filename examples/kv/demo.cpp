@@ -1,8 +1,10 @@
 // tenure-kv-demo: starts a 3-node tenure-kv cluster on 127.0.0.1, runs a workload with progress,
 // kills the leader with SIGKILL, shows the new leader, proves that no acknowledged write was lost
 // by reading every acknowledged key back, wipes the killed node's data directory and restarts it
-// empty, shows it rejoining through the leaders' snapshots (with its timing), then shuts
-// everything down and prints a summary. Exit status 0 only if every check held. The nodes take a
+// empty, shows it rejoining through the leaders' snapshots (with its timing), replaces it by a
+// fourth node under a new workload (started with --join, add-node, remove-node; the removed node
+// exits by itself) and reads every acknowledged write back again, then shuts everything down
+// and prints a summary. Exit status 0 only if every check held. The nodes take a
 // snapshot every 2000 entries per shard and keep 500 behind it, so that the wiped node is far
 // enough behind to need one.
 //
@@ -444,7 +446,87 @@ int main(int argc, char** argv) {
     say("   node " + std::to_string(victim) + " did not catch up within 30 s");
   }
 
-  say("6. shutting down (SIGTERM)");
+  // 6. Membership: a fourth node replaces the wiped one while clients write.
+  const std::uint64_t fresh = cluster.add_node();
+  std::vector<Node> routes = nodes;  // a copy: the clients read it while the cluster changes
+  std::uint64_t contact = victim % 3 + 1;
+  say("6. replacing node " + std::to_string(victim) + " by node " + std::to_string(fresh) +
+      " under a new workload: node " + std::to_string(fresh) +
+      " starts with --join (knowing node " + std::to_string(contact) +
+      "), add-node, then remove-node " + std::to_string(victim));
+  cluster.start_joining(fresh, {contact});
+  const std::uint64_t acknowledged_before = stats.puts_ok.load();
+  stop = false;
+  clients.clear();
+  for (unsigned c = 0; c < o.clients; ++c) {
+    clients.emplace_back([&, c] { client_loop(c, routes, stop, stats, keys, keys_mutex); });
+  }
+  std::vector<std::string> member_addresses;
+  for (const auto& n : nodes) {
+    if (n.id != victim && n.id != fresh) {
+      member_addresses.push_back(n.client_address());
+    }
+  }
+  const auto replace_started = Clock::now();
+  bool replaced = true;
+  for (std::uint32_t s = 0; s < o.shards && replaced; ++s) {
+    const auto added = tenure::kv::membership_call(
+        member_addresses, Request::add_node(0, s, fresh, cluster.node(fresh).endpoint()), 30s,
+        g_client_tls);
+    say("   shard " + std::to_string(s) + ": add-node " + std::to_string(fresh) + ": " +
+        (added.ok ? "a voter" : "FAILED (" + added.error + ")"));
+    replaced = added.ok;
+  }
+  for (std::uint32_t s = 0; s < o.shards && replaced; ++s) {
+    const auto removed = tenure::kv::membership_call(
+        member_addresses, Request::remove_node(0, s, victim), 30s, g_client_tls);
+    say("   shard " + std::to_string(s) + ": remove-node " + std::to_string(victim) + ": " +
+        (removed.ok ? "removed" : "FAILED (" + removed.error + ")"));
+    replaced = removed.ok;
+  }
+  const auto exit_status = replaced ? cluster.wait_exit(victim, 20s) : std::nullopt;
+  const bool exited_clean =
+      exit_status && WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0;
+  const auto replace_took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - replace_started);
+  say("   node " + std::to_string(victim) + " " +
+      (exited_clean ? "noticed its removal and exited (status 0)"
+                    : std::string("did NOT exit by itself")) +
+      ", " + std::to_string(replace_took.count()) + " ms after the change began");
+  stop = true;
+  for (auto& t : clients) {
+    t.join();
+  }
+  if (!exited_clean) {
+    cluster.kill(victim);
+  }
+  conns.clear();
+  for (const auto& n : nodes) {
+    conns.push_back(std::make_unique<BlockingClient>(n.client_address(), g_client_tls));
+  }
+  std::size_t checked_after = 0;
+  std::size_t lost_after = 0;
+  for (const auto& [key, state] : keys) {
+    if (!state.acknowledged) {
+      continue;
+    }
+    const auto got = read_at(fresh - 1, key, tenure::kv::ReadLevel::linearizable);
+    ++checked_after;
+    if (!got ||
+        (*got != *state.acknowledged &&
+         std::find(state.unknown.begin(), state.unknown.end(), *got) == state.unknown.end())) {
+      ++lost_after;
+      say("   LOST: " + key + " acknowledged " + *state.acknowledged + ", read " +
+          (got ? *got : std::string("no answer")));
+    }
+  }
+  say("   " + std::to_string(stats.puts_ok.load() - acknowledged_before) +
+      " writes acknowledged during the replacement; " + std::to_string(checked_after) +
+      " acknowledged keys read back through node " + std::to_string(fresh) + ", " +
+      std::to_string(lost_after) + " lost");
+  lost += lost_after;
+
+  say("7. shutting down (SIGTERM)");
   stop_all(SIGTERM);
   say("summary: " + std::to_string(stats.puts_ok.load()) + " writes acknowledged, " +
       std::to_string(stats.gets_ok.load()) + " reads (" +
@@ -454,8 +536,12 @@ int main(int argc, char** argv) {
       std::to_string(failover.count()) + " ms, " + std::to_string(lost) +
       " acknowledged writes lost, wiped node " +
       (caught_up ? "caught up in " + std::to_string(catch_up.count()) + " ms"
-                 : std::string("DID NOT catch up")));
-  if (lost != 0 || !caught_up || checked == 0 || installs == 0) {
+                 : std::string("DID NOT catch up")) +
+      ", node " + std::to_string(victim) + " replaced by node " + std::to_string(fresh) + " " +
+      (replaced && exited_clean ? "in " + std::to_string(replace_took.count()) + " ms"
+                                : std::string("INCOMPLETELY")));
+  if (lost != 0 || !caught_up || checked == 0 || installs == 0 || !replaced || !exited_clean ||
+      checked_after == 0) {
     if (installs == 0) {
       say("   the wiped node installed no snapshot");
     }
