@@ -1191,12 +1191,19 @@ class Server {
         net::post(io_, [this] { stop(); });
       }
       // Forget the nodes no shard has as a member and no address book names, once every shard
-      // knows its members (a joining node keeps its contacts).
+      // knows its members and its leader (a joining node keeps its contacts).
       bool all_known = true;
       std::set<NodeId> keep{args_.id};
-      for (const auto& view : views) {
+      for (std::uint32_t s = 0; s < views.size(); ++s) {
+        const auto& view = views[s];
+        if (shards_[s]->removed.load()) {
+          continue;  // stopped here: its members are no concern of this node
+        }
         const auto& m = view.status.membership;
-        all_known = all_known && !m.voters.empty();
+        // Only a view that is current: a shard with no leader may be a node back from a long
+        // outage, whose log still names members long gone, and which needs the nodes it was
+        // told about (--cluster) to find the ones that replaced them.
+        all_known = all_known && !m.voters.empty() && view.status.leader != tenure::raft::kNoNode;
         for (const auto* list : {&m.voters, &m.outgoing, &m.learners}) {
           keep.insert(list->begin(), list->end());
         }
@@ -1223,8 +1230,9 @@ class Server {
     }
   }
 
-  // Asks another node (the next in the directory, then the leader it hints) for the members of
-  // shard `s`. Blocking, at most 2 x 500 ms.
+  // Asks other nodes for the members of shard `s`: the next ones in the directory in turn, at
+  // most three (a node may be down or gone), each followed to the leader it hints. Blocking,
+  // each request at most 500 ms.
   std::optional<tenure::kv::MembersInfo> probe_members(std::uint32_t s, NodeId& answered_by) {
     std::vector<NodeSpec> others;
     for (auto& n : directory()) {
@@ -1232,30 +1240,26 @@ class Server {
         others.push_back(std::move(n));
       }
     }
-    if (others.empty()) {
-      return std::nullopt;
-    }
-    const NodeSpec& first = others[probe_cursor_++ % others.size()];
-    std::string address = first.client_address();
-    answered_by = first.id;
-    for (int hop = 0; hop < 2; ++hop) {
-      tenure::kv::BlockingClient client(address, args_.tls);
-      const auto r = client.call(tenure::kv::Request::members(++probe_id_, s), 500ms);
-      if (!r.response) {
-        return std::nullopt;
-      }
-      if (r.response->kind == tenure::kv::ResponseKind::members) {
-        return tenure::kv::parse_members_info(r.response->members);
-      }
-      if (r.response->kind != tenure::kv::ResponseKind::error ||
-          r.response->code != errc::not_leader || r.response->leader.empty()) {
-        return std::nullopt;
-      }
-      address = std::string(r.response->leader);
-      answered_by = tenure::raft::kNoNode;
-      for (const auto& n : others) {
-        if (n.client_address() == address) {
-          answered_by = n.id;
+    for (std::size_t tries = 0; tries < std::min<std::size_t>(3, others.size()); ++tries) {
+      const NodeSpec& first = others[probe_cursor_++ % others.size()];
+      std::string address = first.client_address();
+      answered_by = first.id;
+      for (int hop = 0; hop < 2; ++hop) {
+        tenure::kv::BlockingClient client(address, args_.tls);
+        const auto r = client.call(tenure::kv::Request::members(++probe_id_, s), 500ms);
+        if (r.response && r.response->kind == tenure::kv::ResponseKind::members) {
+          return tenure::kv::parse_members_info(r.response->members);
+        }
+        if (!r.response || r.response->kind != tenure::kv::ResponseKind::error ||
+            r.response->code != errc::not_leader || r.response->leader.empty()) {
+          break;  // down, or no leader known there: the next node
+        }
+        address = std::string(r.response->leader);
+        answered_by = tenure::raft::kNoNode;
+        for (const auto& n : others) {
+          if (n.client_address() == address) {
+            answered_by = n.id;
+          }
         }
       }
     }
