@@ -1102,6 +1102,7 @@ class Server {
       Clock::time_point last_fill{};
     };
     std::vector<State> state(shards_.size());
+    std::map<NodeId, Clock::time_point> unneeded_since;  // in the directory, in no shard
     bool shutting_down = false;
     for (;;) {
       {
@@ -1137,6 +1138,10 @@ class Server {
         if (st.was_member && !v.committed.voters.empty() && !v.committed.contains(args_.id)) {
           removed_from(s, v.leader,
                        "its committed configuration (" + describe(v.committed) + ") leaves it out");
+          continue;
+        }
+        if (st.was_member && v.removed) {  // RaftGroup::removed(): a member told it so
+          removed_from(s, v.leader, "a member told it so when it asked for votes");
           continue;
         }
         if (st.was_member && v.role != tenure::raft::Role::leader &&
@@ -1211,11 +1216,16 @@ class Server {
           keep.insert(n.id);
         }
       }
-      if (all_known) {
-        for (const auto& n : directory()) {
-          if (!keep.contains(n.id)) {
-            forget(n.id, "no member of any shard, in no address book");
-          }
+      // ... and only after 5 s out of them: a removed node that did not see its removal learns
+      // it when it next asks for votes and a member answers that it is out
+      // (RaftGroup::removed()); forgotten at once, its requests would never arrive.
+      for (const auto& n : directory()) {
+        if (!all_known || keep.contains(n.id)) {
+          unneeded_since.erase(n.id);
+        } else if (const auto since = unneeded_since.try_emplace(n.id, now).first->second;
+                   now - since >= 5s) {
+          forget(n.id, "no member of any shard, in no address book");
+          unneeded_since.erase(n.id);
         }
       }
       save_directory();

@@ -1222,6 +1222,7 @@ int replace(const std::string& server) {
             "shard " + std::to_string(s) + ": node " + std::to_string(fresh) +
                 " is a voter of 4, committed, its address known");
     }
+    check(wait_writes(30), "writes go on with node " + std::to_string(fresh) + " a voter");
     for (std::uint32_t s = 0; s < kShards; ++s) {
       progress("remove-node " + std::to_string(old) + " on shard " + std::to_string(s));
       const auto removed = tenure::kv::membership_call(at, Request::remove_node(0, s, old), 20s);

@@ -82,6 +82,9 @@ struct MembershipStatus {
   bool in_force_committed = false;
   /// On a leader: whether a membership change is under way (RaftGroup::changing_membership()).
   bool changing = false;
+  /// Whether this node knows it is no longer a member (RaftGroup::removed()): a runtime shuts
+  /// such a node (or this group of it) down.
+  bool removed = false;
   Role role = Role::follower;
   Term term = 0;
   /// The leader this node knows of (kNoNode: none).
@@ -326,6 +329,7 @@ class AsioGroup {
     s.committed = group_.committed_membership();
     s.in_force_committed = group_.membership_index() <= group_.commit_index();
     s.changing = group_.changing_membership();
+    s.removed = group_.removed();
     s.role = group_.role();
     s.term = group_.term();
     s.leader = group_.leader();
