@@ -1076,6 +1076,13 @@ class AsioTcpTransport {
     }
 
     void on_hello(const ::boost::system::error_code& ec) {
+      if (closed_) {
+        // Closed (stop(), a hello timeout) after the hello's read had completed but before this
+        // ran: establishing now would make a closed connection its peer's current one after
+        // stop(), held by the Peer until the transport's destruction, which then freed it into
+        // the already destroyed registry (a double free at exit, once in 50 SIGTERMs).
+        return;
+      }
       if (ec) {
         return close("no hello: " + ec.message());
       }
