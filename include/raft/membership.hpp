@@ -147,32 +147,31 @@ inline std::vector<std::byte> encode_membership(const Membership& m) {
   return out;
 }
 
-/// Reads a membership from the front of `in`: nullopt when the bytes are not one (too short,
-/// an unknown version, non-zero reserved bytes, counts past the end or above `max_members`).
-/// `used` receives the bytes it occupies. Never reads out of bounds.
-inline std::optional<Membership> decode_membership(std::span<const std::byte> in,
-                                                   std::size_t max_members,
-                                                   std::size_t* used = nullptr) {
+/// Reads a membership from the front of `in` into `out`, reusing its lists' capacity (no
+/// allocation when they are large enough): false, `out` unspecified, when the bytes are not one
+/// (too short, an unknown version, non-zero reserved bytes, counts past the end or above
+/// `max_members`). `used` receives the bytes it occupies. Never reads out of bounds.
+inline bool decode_membership_into(std::span<const std::byte> in, std::size_t max_members,
+                                   Membership& out, std::size_t* used = nullptr) {
   if (in.size() < kMembershipHeadBytes || in[0] != std::byte{kMembershipVersion} ||
       in[1] != std::byte{0} || in[2] != std::byte{0} || in[3] != std::byte{0}) {
-    return std::nullopt;
+    return false;
   }
   const std::uint64_t counts[3] = {load_le<std::uint32_t>(in.data() + 4),
                                    load_le<std::uint32_t>(in.data() + 8),
                                    load_le<std::uint32_t>(in.data() + 12)};
   if (counts[0] > max_members || counts[1] > max_members || counts[2] > max_members) {
-    return std::nullopt;
+    return false;
   }
   const std::size_t size =
       kMembershipHeadBytes + 8 * static_cast<std::size_t>(counts[0] + counts[1] + counts[2]);
   if (in.size() < size) {
-    return std::nullopt;
+    return false;
   }
-  Membership m;
   const std::byte* p = in.data() + kMembershipHeadBytes;
-  std::vector<NodeId>* lists[3] = {&m.voters, &m.outgoing, &m.learners};
+  std::vector<NodeId>* lists[3] = {&out.voters, &out.outgoing, &out.learners};
   for (int l = 0; l < 3; ++l) {
-    lists[l]->reserve(static_cast<std::size_t>(counts[l]));
+    lists[l]->clear();
     for (std::uint64_t i = 0; i < counts[l]; ++i) {
       lists[l]->push_back(load_le<std::uint64_t>(p));
       p += 8;
@@ -180,6 +179,17 @@ inline std::optional<Membership> decode_membership(std::span<const std::byte> in
   }
   if (used != nullptr) {
     *used = size;
+  }
+  return true;
+}
+
+/// As decode_membership_into, into a new Membership: nullopt when the bytes are not one.
+inline std::optional<Membership> decode_membership(std::span<const std::byte> in,
+                                                   std::size_t max_members,
+                                                   std::size_t* used = nullptr) {
+  Membership m;
+  if (!decode_membership_into(in, max_members, m, used)) {
+    return std::nullopt;
   }
   return m;
 }

@@ -406,12 +406,7 @@ class RaftGroup {
   void transfer_leadership(TransferOperation& op, NodeId target,
                            time_point deadline = time_point::max()) {
     assert(!op.pending());
-    if (stopped_) {
-      op.done_(errc::stopped);
-      return;
-    }
-    if (role_ != Role::leader) {
-      op.done_(Error::not_leader(leader_));
+    if (refused_unless_leader(op)) {
       return;
     }
     const std::size_t slot = slot_of(target);
@@ -506,12 +501,7 @@ class RaftGroup {
   void change_membership(MembershipOperation& op, Membership target,
                          time_point deadline = time_point::max()) {
     assert(!op.pending());
-    if (stopped_) {
-      op.done_(errc::stopped);
-      return;
-    }
-    if (role_ != Role::leader) {
-      op.done_(Error::not_leader(leader_));
+    if (refused_unless_leader(op)) {
       return;
     }
     Membership both = membership_;
@@ -684,6 +674,21 @@ class RaftGroup {
     std::uint64_t needs = 0;
     bool awaiting_commit = false;
   };
+
+  // Completes `op` with stopped, or not_leader with the hint, unless this node leads. Returns
+  // whether it did.
+  template <class Op>
+  bool refused_unless_leader(Op& op) {
+    if (stopped_) {
+      op.done_(errc::stopped);
+      return true;
+    }
+    if (role_ != Role::leader) {
+      op.done_(Error::not_leader(leader_));
+      return true;
+    }
+    return false;
+  }
 
   static bool planted(PlantedBug bug) noexcept { return Policies::planted_bugs::active(bug); }
 
@@ -1269,6 +1274,23 @@ class RaftGroup {
   // The log changed at `from` or after (appended, truncated, reset): a config entry there
   // changes the configuration in force. Fails the group on a config it cannot hold.
   void refresh_membership() {
+    bool config_in_log = false;
+    for (LogIndex i = std::max(applied_ + 1, storage_.first_index());
+         i <= storage_.last_index() && !config_in_log; ++i) {
+      config_in_log = storage_.entry(i).type == EntryType::config;
+    }
+    if (!config_in_log) {
+      // The applied configuration is in force: copied by assignment, into lists that keep their
+      // capacity (a snapshot install allocates nothing once warm).
+      if ((membership_index_ != applied_membership_index_ ||
+           !(membership_ == applied_membership_)) &&
+          !set_membership(applied_membership_, applied_membership_index_)) {
+        fail_stop(make_error_code(errc::corrupt_storage));
+        return;
+      }
+      prior_membership_ = applied_membership_;
+      return;
+    }
     if (!adopt_membership(log_membership())) {
       fail_stop(make_error_code(errc::corrupt_storage));
     }
@@ -2441,11 +2463,12 @@ class RaftGroup {
     install_meta_.index = m.index;
     install_meta_.term = m.log_term;
     install_meta_.size = m.reject_hint;
-    install_meta_.membership = Membership{};
-    if (!m.entries.empty() && m.entries[0].type == EntryType::config) {
-      if (auto decoded = decode_config(m.entries[0].payload)) {
-        install_meta_.membership = std::move(*decoded);
-      }
+    // Into the lists install_meta_ already has: installs allocate nothing once warm. A first
+    // chunk without a configuration that decodes is malformed: keep what we know.
+    if (m.entries.empty() || m.entries[0].type != EntryType::config ||
+        !detail::decode_membership_into(m.entries[0].payload, 64, install_meta_.membership) ||
+        install_meta_.membership.validate(kMaxPeers)) {
+      install_meta_.membership = applied_membership_;
     }
     storage_.begin_snapshot(install_meta_);
     installing_ = true;

@@ -869,7 +869,7 @@ TEST_CASE("tcp transport with TLS: missing files are refused at construction - n
 
 #endif
 
-TEST_CASE("tcp transport: peers learned after start, removed, and named again") {
+TEST_CASE("tcp transport: peers learned after start - removed - and named again") {
   Node a(1);
   Node b(2);
   a.add_group(7);

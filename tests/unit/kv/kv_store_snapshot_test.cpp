@@ -650,7 +650,7 @@ TEST_CASE("KvStore reader survives a restore or a move of its store") {
   }
 }
 
-TEST_CASE("kv store: the address book's keys - listed, versioned, carried by a snapshot") {
+TEST_CASE("kv store: the address book's keys - listed - versioned - carried by a snapshot") {
   using Book = std::vector<std::pair<std::uint64_t, std::string>>;
   const auto book_of = [](const KvStore& store) {
     Book book;

@@ -94,7 +94,7 @@ struct ConfigWatch {
 
 }  // namespace
 
-TEST_CASE("membership: a node added as a voter is staged as a learner, catches up, then votes") {
+TEST_CASE("membership: a node added as a voter is staged as a learner - catches up - then votes") {
   ConfigWatch watch;
   auto o = options(11, 3, 1);
   Cluster* cp = nullptr;
@@ -316,7 +316,7 @@ TEST_CASE("membership: a node removed while cut off does not disrupt the group w
   CHECK(c.group(leader).term() == term);
 }
 
-TEST_CASE("membership: change_membership refuses bad targets, a second change, and followers") {
+TEST_CASE("membership: change_membership refuses bad targets - a second change - and followers") {
   Cluster c(options(17, 3, 1));
   const NodeId leader = c.wait_for_leader();
   REQUIRE(leader != kNoNode);
