@@ -369,10 +369,36 @@ class LocalCluster {
   }
 
  private:
-  // A port the kernel just handed out (bound, then released): free unless another process
-  // takes it in between.
+  // A port that was free a moment ago, drawn below Linux's ephemeral range (32768 and up by
+  // default): the kernel hands ports of that range to every outgoing connection, so a port it
+  // gave out (bound, then released) could become some client's source port before the node
+  // binds it (an integration test saw "Address already in use" that way). Here only another
+  // process picking the same port in between can take it. Ports are never repeated within one
+  // process.
   static unsigned short free_port() {
-    ::boost::asio::io_context io;
+    static std::uint64_t state =
+        static_cast<std::uint64_t>(::getpid()) * 0x9e3779b97f4a7c15ull ^
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    static std::vector<unsigned short> given;
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      const auto port = static_cast<unsigned short>(20000 + (state >> 33) % 12000);
+      if (std::find(given.begin(), given.end(), port) != given.end()) {
+        continue;
+      }
+      ::boost::asio::io_context io;
+      ::boost::asio::ip::tcp::acceptor a(io);
+      ::boost::system::error_code ec;
+      a.open(::boost::asio::ip::tcp::v4(), ec);
+      if (!ec) {
+        a.bind({::boost::asio::ip::make_address("127.0.0.1"), port}, ec);
+      }
+      if (!ec) {
+        given.push_back(port);
+        return port;
+      }
+    }
+    ::boost::asio::io_context io;  // a crowded range: fall back to one the kernel picks
     ::boost::asio::ip::tcp::acceptor a(io, {::boost::asio::ip::make_address("127.0.0.1"), 0});
     return a.local_endpoint().port();
   }
