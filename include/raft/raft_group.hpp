@@ -519,7 +519,7 @@ class RaftGroup {
       op.done_(Error(errc::invalid_argument, config_.self));
       return;
     }
-    if (change_ != nullptr || membership_index_ > commit_ || membership_.joint()) {
+    if (changing_membership()) {
       op.done_(Error(errc::change_in_progress, config_.self));
       return;
     }
@@ -1198,10 +1198,6 @@ class RaftGroup {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Replication (sections 5.3, 5.4)
-  // -------------------------------------------------------------------------------------------
-
-  // -------------------------------------------------------------------------------------------
   // Membership (thesis chapter 4): quorums of the configuration in force
   // -------------------------------------------------------------------------------------------
 
@@ -1551,6 +1547,10 @@ class RaftGroup {
     }
     become_follower(term_, kNoNode, now);
   }
+
+  // -------------------------------------------------------------------------------------------
+  // Replication (sections 5.3, 5.4)
+  // -------------------------------------------------------------------------------------------
 
   Term term_at(LogIndex index) const noexcept {
     const auto t = storage_.term_at(index);
