@@ -40,6 +40,22 @@ struct NullLeaseReporter {
   void callback_threw(std::exception_ptr) noexcept {}
 };
 
+namespace detail {
+
+/// The classifier a provider names (`Provider::error_classifier`, as RaftGroup does from its
+/// policies), else DefaultErrorClassifier.
+template <class Provider>
+struct provider_classifier {
+  using type = raft::DefaultErrorClassifier;
+};
+template <class Provider>
+  requires requires { typename Provider::error_classifier; }
+struct provider_classifier<Provider> {
+  using type = typename Provider::error_classifier;
+};
+
+}  // namespace detail
+
 /// Serves linearizable reads from the leader's memory while its lease holds, and through the
 /// provider's ReadIndex otherwise. Works over any LeaseProvider (tenure's RaftGroup, or another
 /// engine that embeds a QuorumAckTracker).
@@ -62,14 +78,13 @@ struct NullLeaseReporter {
 /// Lifetime: the coordinator must outlive every ReadOperation it has pending, and be destroyed
 /// before the provider.
 /// Allocation: none after construction; operations and callbacks are caller-owned.
-template <class Provider, class Classifier = raft::DefaultErrorClassifier,
+/// Classifier: the provider's `error_classifier` when it names one (a RaftGroup names its
+/// policies'), else raft::DefaultErrorClassifier.
+template <class Provider, class Classifier = typename detail::provider_classifier<Provider>::type,
           class Reporter = NullLeaseReporter>
 class LeaseCoordinator {
   static_assert(detail::check_lease_provider<Provider>());
-  static_assert(
-      raft::ErrorClassifier<Classifier>,
-      "tenure: the Classifier policy needs "
-      "`static ErrorClass classify(std::error_code) noexcept` (see error_classifier.hpp)");
+  static_assert(raft::detail::check_error_classifier<Classifier>());
   static_assert(
       LeaseReporter<Reporter>,
       "tenure: the Reporter policy needs `void callback_threw(std::exception_ptr) noexcept`");

@@ -42,4 +42,28 @@ struct DefaultErrorClassifier {
 
 static_assert(ErrorClassifier<DefaultErrorClassifier>);
 
+namespace detail {
+
+/// Checks an ErrorClassifier policy so that the compiler names what is missing.
+template <class C>
+consteval bool check_error_classifier() {
+  static_assert(
+      requires(std::error_code ec) {
+        { C::classify(ec) } -> std::same_as<ErrorClass>;
+      },
+      "tenure: the ErrorClassifier policy (`error_classifier`) needs "
+      "`static tenure::raft::ErrorClass classify(std::error_code) noexcept`");
+  static_assert(
+      !requires(std::error_code ec) {
+        { C::classify(ec) } -> std::same_as<ErrorClass>;
+      } || requires(std::error_code ec) {
+        { C::classify(ec) } noexcept;
+      },
+      "tenure: the ErrorClassifier policy's `classify` must be noexcept: it runs on the read "
+      "path, from any thread, and an exception there would escape a lease check");
+  return ErrorClassifier<C>;
+}
+
+}  // namespace detail
+
 }  // namespace tenure::raft

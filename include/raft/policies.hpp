@@ -59,7 +59,9 @@ struct NoPlantedBugs {
 struct DefaultPolicies {
   /// The clock of timeouts, deadlines and lease anchors.
   using clock_type = SteadyClock;
-  /// Which errors mean leadership loss, for the lease layer and the runtime.
+  /// Which errors mean leadership loss: the lease coordinator of a RaftGroup
+  /// (`lease::LeaseCoordinator<RaftGroup<P>>`, and the one AsioGroup builds) invalidates its
+  /// lease on exactly the codes this classifier calls `ErrorClass::leadership_lost`.
   using error_classifier = DefaultErrorClassifier;
   /// The per-group random source of election timeouts.
   using random_type = Xoshiro256;
@@ -90,6 +92,9 @@ consteval bool check_policies() {
       requires { typename P::random_type; },
       "tenure: the policies need `using random_type = ...;` (derive from DefaultPolicies)");
   static_assert(
+      requires { typename P::error_classifier; },
+      "tenure: the policies need `using error_classifier = ...;` (derive from DefaultPolicies)");
+  static_assert(
       requires { P::max_peers; },
       "tenure: the policies need `static constexpr std::size_t max_peers`");
   static_assert(
@@ -101,15 +106,15 @@ consteval bool check_policies() {
                   typename P::state_machine_type;
                   typename P::clock_type;
                   typename P::random_type;
+                  typename P::error_classifier;
                   P::max_peers;
                 }) {
     static_assert(check_transport<typename P::transport_type>());
     static_assert(check_storage<typename P::storage_type>());
     static_assert(check_state_machine<typename P::state_machine_type>());
     static_assert(check_clock<typename P::clock_type>());
-    static_assert(RandomSource<typename P::random_type>,
-                  "tenure: `random_type` needs a constructor from std::uint64_t (the seed) and "
-                  "`std::uint64_t next()`");
+    static_assert(check_random_source<typename P::random_type>());
+    static_assert(check_error_classifier<typename P::error_classifier>());
     static_assert(P::max_peers >= 1 && P::max_peers <= 64,
                   "tenure: `max_peers` must be between 1 and 64");
     return true;

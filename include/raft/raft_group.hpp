@@ -105,6 +105,9 @@ class RaftGroup {
   using storage_type = typename Policies::storage_type;
   using state_machine_type = typename Policies::state_machine_type;
   using random_type = typename Policies::random_type;
+  /// The policies' ErrorClassifier: `lease::LeaseCoordinator<RaftGroup>` (and AsioGroup's
+  /// coordinator) classify errors with it unless given another.
+  using error_classifier = typename Policies::error_classifier;
   using time_point = typename clock_type::time_point;
   using duration = typename clock_type::duration;
   /// The LeaseProvider's ReadIndex operation type.
@@ -954,7 +957,7 @@ class RaftGroup {
     const auto spread = static_cast<std::uint64_t>(
         (config_.election_timeout_max - config_.election_timeout_min).count());
     election_deadline_ = now + config_.election_timeout_min +
-                         duration(static_cast<std::int64_t>(random_.below(spread)));
+                         duration(static_cast<std::int64_t>(random_below(random_, spread)));
   }
 
   void become_follower(Term term, NodeId leader, time_point now) {

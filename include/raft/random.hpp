@@ -6,12 +6,37 @@
 
 namespace tenure::raft {
 
-/// A source of random 64-bit words, owned by one group. Semantics: deterministic from its seed
-/// (a simulation replays exactly), cheap, no allocation.
+/// A source of random 64-bit words, owned by one group.
+///
+/// Requirements the compiler checks: a constructor from `std::uint64_t` (the seed: RaftConfig's
+/// random_seed, or one derived from the node and group ids) and `std::uint64_t next()`.
+/// Optional: `std::uint64_t below(std::uint64_t bound)`, a number in [0, bound) for bound > 0;
+/// without it the group uses `next() % bound` (see random_below()).
+///
+/// Semantics the compiler cannot check:
+/// - deterministic from its seed: the same seed gives the same words, so that a simulated cluster
+///   replays exactly; never seeded from the time or a device behind the group's back;
+/// - the words are spread evenly enough that two nodes' election timeouts rarely collide (a
+///   counter is not enough: every node would time out together, election after election);
+/// - cheap, does not block, does not allocate, does not throw; called on the group's thread only.
 template <class R>
 concept RandomSource = std::constructible_from<R, std::uint64_t> && requires(R& r) {
   { r.next() } -> std::same_as<std::uint64_t>;
 };
+
+/// A number in [0, bound), bound > 0: the source's own `below()` when it has one, else
+/// `next() % bound` (for the bounds a group asks, election timeout spreads in nanoseconds, the
+/// modulo bias is far below anything an election could notice).
+template <RandomSource R>
+std::uint64_t random_below(R& r, std::uint64_t bound) {
+  if constexpr (requires {
+                  { r.below(bound) } -> std::same_as<std::uint64_t>;
+                }) {
+    return r.below(bound);
+  } else {
+    return r.next() % bound;
+  }
+}
 
 /// xoshiro256** seeded through SplitMix64: fast, small state, good statistical quality. Not for
 /// cryptography.
@@ -49,5 +74,30 @@ class Xoshiro256 {
 };
 
 static_assert(RandomSource<Xoshiro256>);
+
+namespace detail {
+
+/// Checks a RandomSource policy member by member so that the compiler names what is missing.
+template <class R>
+consteval bool check_random_source() {
+  static_assert(std::constructible_from<R, std::uint64_t>,
+                "tenure: the RandomSource policy (`random_type`) needs a constructor from "
+                "`std::uint64_t` (the seed)");
+  static_assert(
+      requires(R & r) {
+        { r.next() } -> std::same_as<std::uint64_t>;
+      },
+      "tenure: the RandomSource policy (`random_type`) needs `std::uint64_t next()`");
+  static_assert(
+      !requires(R & r, std::uint64_t bound) { r.below(bound); } ||
+          requires(R & r, std::uint64_t bound) {
+            { r.below(bound) } -> std::same_as<std::uint64_t>;
+          },
+      "tenure: the RandomSource policy's optional `below` must be "
+      "`std::uint64_t below(std::uint64_t bound)`");
+  return RandomSource<R>;
+}
+
+}  // namespace detail
 
 }  // namespace tenure::raft

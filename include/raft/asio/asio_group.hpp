@@ -146,7 +146,9 @@ template <class Policies>
 class AsioGroup {
  public:
   using group_type = RaftGroup<Policies>;
-  using coordinator_type = lease::LeaseCoordinator<group_type>;
+  /// The lease coordinator classifies errors with the policies' `error_classifier`.
+  using coordinator_type =
+      lease::LeaseCoordinator<group_type, typename group_type::error_classifier>;
   using executor_type = ::boost::asio::strand<::boost::asio::io_context::executor_type>;
   using clock_type = typename group_type::clock_type;
   using transport_type = typename group_type::transport_type;
