@@ -49,7 +49,9 @@ struct provider_classifier {
   using type = raft::DefaultErrorClassifier;
 };
 template <class Provider>
-  requires requires { typename Provider::error_classifier; }
+requires requires {
+  typename Provider::error_classifier;
+}
 struct provider_classifier<Provider> {
   using type = typename Provider::error_classifier;
 };

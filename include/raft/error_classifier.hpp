@@ -56,9 +56,11 @@ consteval bool check_error_classifier() {
   static_assert(
       !requires(std::error_code ec) {
         { C::classify(ec) } -> std::same_as<ErrorClass>;
-      } || requires(std::error_code ec) {
-        { C::classify(ec) } noexcept;
-      },
+      } ||
+          requires(std::error_code ec) {
+            { C::classify(ec) }
+            noexcept;
+          },
       "tenure: the ErrorClassifier policy's `classify` must be noexcept: it runs on the read "
       "path, from any thread, and an exception there would escape a lease check");
   return ErrorClassifier<C>;
