@@ -152,7 +152,7 @@ class LeaseCoordinator {
   LeaseCoordinator(const LeaseCoordinator&) = delete;
   LeaseCoordinator& operator=(const LeaseCoordinator&) = delete;
 
-  /// Drops the caller-side lease and deregisters from the provider (reference 001: a teardown
+  /// Drops the caller-side lease and deregisters (the heartbeat tax, docs/background.md: a teardown
   /// path drops the lease). Precondition: no ReadOperation of this coordinator is pending.
   ~LeaseCoordinator() { state_.invalidate(); }
 

@@ -7,7 +7,7 @@ namespace tenure::raft {
 
 /// A function pointer and a context pointer: the completion of a caller-owned operation.
 ///
-/// tenure never owns a callback on the heap (design.md, "Hot paths allocate nothing"): the caller
+/// tenure owns no callback on the heap (docs/design.md, "Hot paths allocate nothing"): the caller
 /// owns the operation object, which embeds a Completion pointing back at itself, and the group
 /// calls it exactly once when the operation ends. The function must not throw and must not block;
 /// it runs on the thread that completes the operation (the group's thread).

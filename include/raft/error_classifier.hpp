@@ -17,7 +17,7 @@ namespace tenure::raft {
 ///
 /// Only codes classified `ErrorClass::leadership_lost` may invalidate a lease. A business failure
 /// (a write conflict, a validation error) must land in `retryable` or `permanent`, otherwise a
-/// storm of such failures keeps the lease cold forever (reference 002).
+/// storm of such failures keeps the lease cold forever (the conflict storm, docs/background.md).
 template <class C>
 concept ErrorClassifier = requires(std::error_code ec) {
   { C::classify(ec) }

@@ -32,7 +32,7 @@ using QueueHook =
 using DeadlineHook = boost::intrusive::set_base_hook<boost::intrusive::tag<DeadlineTag>>;
 
 /// What every waiting operation has: a place in one of the group's queues, a place in the
-/// group's deadline index, and its deadline. The caller owns the memory (design.md: the core
+/// group's deadline index, and its deadline. The caller owns the memory (docs/design.md: the core
 /// never owns a callback on the heap); the hooks make enqueue and cancel O(1) and deadline
 /// expiry O(log n), and nothing ever walks a whole queue per tick (lesson 2).
 class OperationBase : public QueueHook, public DeadlineHook {

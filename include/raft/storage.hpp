@@ -33,7 +33,7 @@ using WriteSeq = std::uint64_t;
 /// issue order: each returns a WriteSeq, and `durable_seq()` is the newest durable one. The core
 /// never waits: it holds back whatever must not leave before durability (a vote, an append
 /// acknowledgement) and releases it when told via RaftGroup::on_persisted(). This is how a leader
-/// keeps replicating while its own disk syncs (design.md, Storage).
+/// keeps replicating while its own disk syncs (docs/design.md, "Storage").
 ///
 /// Requirements the compiler checks are the members below. Semantics it cannot check:
 /// - `first_index()` is the first entry present; `last_index()` the last; an empty log has

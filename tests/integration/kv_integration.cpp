@@ -2,14 +2,14 @@
 // protocol. Each scenario exits 0 when every check held, 1 otherwise, printing what it saw.
 //
 //   tenure_kv_integration outage <path-to-tenure-kv>
-//     Reference 000: a follower is SIGSTOPped (service goes on), then the other one too (the
-//     quorum is lost) while clients flood the leader with reads: every read must be answered
-//     by its deadline, the leader's memory must stay bounded, and after SIGCONT the service
-//     must come back.
+//     The ReadIndex pile-up (docs/background.md): a follower is SIGSTOPped (service goes on),
+//     then the other one too (the quorum is lost) while clients flood the leader with reads:
+//     every read must be answered by its deadline, the leader's memory must stay bounded, and
+//     after SIGCONT the service must come back.
 //   tenure_kv_integration deadline <path-to-tenure-kv>
-//     Reference 000 again, with a leader that keeps leading without a quorum (no CheckQuorum,
-//     as in the incident): every read, linearizable or lease, fails with timed_out at its
-//     deadline, not before and not much later; after SIGCONT service returns.
+//     The ReadIndex pile-up again, with a leader that keeps leading without a quorum (no
+//     CheckQuorum, as in the incident): every read, linearizable or lease, fails with timed_out
+//     at its deadline, not before and not much later; after SIGCONT service returns.
 //   tenure_kv_integration shutdown <path-to-tenure-kv>
 //     Clients pipeline requests and vanish without reading the answers; then SIGTERM: every
 //     node must exit promptly, without needing its shutdown watchdog.
@@ -270,7 +270,7 @@ std::optional<Roles> elect_roles(LocalCluster& cluster) {
 }
 
 int outage(const std::string& server) {
-  std::printf("outage: reference 000 on 3 tenure-kv processes\n");
+  std::printf("outage: the ReadIndex pile-up on 3 tenure-kv processes\n");
   LocalCluster cluster(server, scratch_dir("outage"), 3, 1);
   cluster.start_all();
   const auto roles = elect_roles(cluster);
@@ -364,7 +364,7 @@ int outage(const std::string& server) {
 int deadline(const std::string& server) {
   // The outage scenario's leader notices the lost quorum (CheckQuorum) and steps down, so its
   // reads end early with leadership_lost or not_leader. Here it keeps leading, as the leader of
-  // reference 000 did: only the deadline can end a read, and it must, at that deadline.
+  // the ReadIndex pile-up did: only the deadline can end a read, and it must, at that deadline.
   constexpr auto kTimeout = 500ms;
   std::printf("deadline: reads on a leader that lost its quorum but keeps leading\n");
   LocalCluster cluster(server, scratch_dir("deadline"), 3, 1);

@@ -50,7 +50,7 @@ namespace tenure::raft::asio {
 /// Whether AsioGroup's operations honour their handlers' Asio cancellation slots (Boost >= 1.77).
 inline constexpr bool kHasCancellationSlots = TENURE_ASIO_HAS_CANCELLATION_SLOTS != 0;
 
-/// How a read is served (design.md, "Reads, three levels").
+/// How a read is served (docs/design.md, "Reads, three levels").
 enum class ReadLevel : std::uint8_t {
   /// ReadIndex: one heartbeat round, batched with every read waiting for it. Linearizable.
   linearizable,

@@ -283,8 +283,8 @@ TEST_CASE(
 
 namespace {
 
-// A business layer's own errors (reference 002): a write conflict must never touch the lease; a
-// "shard moved" means leadership is elsewhere.
+// A business layer's own errors (the conflict storm, docs/background.md): a write conflict must
+// never touch the lease; a "shard moved" means leadership is elsewhere.
 enum class KvError { write_conflict = 1, shard_moved = 2 };
 
 class KvCategory final : public std::error_category {

@@ -1,6 +1,6 @@
 // RaftGroup in whole-cluster scenarios on SimCluster: split votes, a partitioned leader, the
-// ReadIndex pile-up of reference 000, PreVote on rejoin, leadership transfer under load, and the
-// error contract of proposals and reads (lessons 1 to 3). Simulated time only; every run is
+// ReadIndex pile-up (docs/background.md), PreVote on rejoin, leadership transfer under load, and
+// the error contract of proposals and reads (lessons 1 to 3). Simulated time only; every run is
 // seeded and prints its seed when it fails.
 #include <raft/errc.hpp>
 #include <raft/raft_group.hpp>
@@ -278,12 +278,12 @@ TEST_CASE(
 }
 
 // =============================================================================================
-// Reference 000: ReadIndex calls piling up behind a lost quorum (lessons 1 and 2)
+// The ReadIndex pile-up (docs/background.md): reads stuck behind a lost quorum (lessons 1 and 2)
 // =============================================================================================
 
 TEST_CASE(
-    "reference 000: with the quorum lost - thousands of ReadIndex calls each end by their deadline "
-    "and the pending queue stays bounded") {
+    "the ReadIndex pile-up: with the quorum lost - thousands of ReadIndex calls each end by their "
+    "deadline and the pending queue stays bounded") {
   constexpr std::uint32_t kMaxPending = 1000;
   constexpr int kBatches = 100;
   constexpr int kPerBatch = 50;  // 5000 reads over 200 ms
