@@ -27,6 +27,7 @@
 #include <raft/codec.hpp>
 #include <raft/completion.hpp>
 #include <raft/config.hpp>
+#include <raft/detail/deferred_messages.hpp>
 #include <raft/detail/majority.hpp>
 #include <raft/detail/progress.hpp>
 #include <raft/errc.hpp>
@@ -199,6 +200,8 @@ class RaftGroup {
                               "max_peers");
     }
     apply_committed();
+    // A log compacted without snapshots starts past entries this run will never apply.
+    published_applied_.store(applied_, std::memory_order_release);
   }
 
   RaftGroup(const RaftGroup&) = delete;
@@ -214,6 +217,51 @@ class RaftGroup {
   /// then sends what that produced. Call at least every heartbeat_interval / 2; more often makes
   /// deadlines more exact.
   void tick() {
+    if (input_depth_ != 0) {
+      deferred_tick_ = true;
+      return;
+    }
+    as_input([this] { tick_now(); });
+  }
+
+  /// Hands a received message to the group. Messages for another group or addressed to another
+  /// node are ignored, and so are answers from a node that is not a member (a leader's requests
+  /// are taken from anyone: a joining node knows no members yet).
+  ///
+  /// May be called from inside this group's own Transport::send() (a transport that delivers at
+  /// once, through peers that answer at once): inputs do not nest, so the message is copied and
+  /// handled when the input that is sending ends, before that input returns. See as_input().
+  void step(const Message& m) {
+    if (input_depth_ != 0) {
+      deferred_.push(m);
+      return;
+    }
+    as_input([&] { step_now(m); });
+  }
+
+  /// The Storage made more writes durable: releases what waited for them (held-back votes and
+  /// acknowledgements, the leader's own match, the candidate's own vote).
+  void on_persisted() {
+    if (input_depth_ != 0) {
+      deferred_persisted_ = true;
+      return;
+    }
+    as_input([this] { on_persisted_now(); });
+  }
+
+  /// Sends what earlier inputs produced: appends (batching every proposal made since the last
+  /// flush), a heartbeat round for waiting reads, forwarded read batches. tick(), step() and
+  /// on_persisted() flush by themselves; call it after a batch of propose() / read_index().
+  void flush() {
+    if (input_depth_ != 0) {
+      deferred_flush_ = true;
+      return;
+    }
+    as_input([this] { flush_now(); });
+  }
+
+ private:
+  void tick_now() {
     if (stopped_) {
       return;
     }
@@ -232,24 +280,21 @@ class RaftGroup {
     } else if (now >= election_deadline_) {
       campaign(/*transfer=*/false, now);
     }
-    flush();
+    flush_now();
   }
 
-  /// Hands a received message to the group. Messages for another group or addressed to another
-  /// node are ignored, and so are answers from a node that is not a member (a leader's requests
-  /// are taken from anyone: a joining node knows no members yet).
-  void step(const Message& m) {
+  void step_now(const Message& m) {
     if (stopped_ || m.group != config_.group || m.to != config_.self ||
         (answers_leader(m.type) && slot_of(m.from) == kNoSlot)) {
       return;
     }
     const time_point now = clock_.now();
     if (non_member_vote(m, now)) {
-      flush();
+      flush_now();
       return;
     }
     if (!handle_term(m, now)) {
-      flush();
+      flush_now();
       return;
     }
     switch (m.type) {
@@ -294,23 +339,18 @@ class RaftGroup {
         on_snapshot_response(m);
         break;
     }
-    flush();
+    flush_now();
   }
 
-  /// The Storage made more writes durable: releases what waited for them (held-back votes and
-  /// acknowledgements, the leader's own match, the candidate's own vote).
-  void on_persisted() {
+  void on_persisted_now() {
     if (stopped_) {
       return;
     }
     release_durable();
-    flush();
+    flush_now();
   }
 
-  /// Sends what earlier inputs produced: appends (batching every proposal made since the last
-  /// flush), a heartbeat round for waiting reads, forwarded read batches. tick(), step() and
-  /// on_persisted() flush by themselves; call it after a batch of propose() / read_index().
-  void flush() {
+  void flush_now() {
     if (stopped_) {
       return;
     }
@@ -340,26 +380,29 @@ class RaftGroup {
     }
   }
 
+ public:
   /// Proposes `payload` for replication. The payload is copied; `op` completes when the entry is
   /// applied here (or fails, see ProposeOperation). Batched: appends leave at the next flush().
   /// Without a deadline, default_operation_timeout applies.
   void propose(ProposeOperation& op, std::span<const std::byte> payload,
                time_point deadline = time_point::max()) {
-    assert(!op.pending());
-    if (const auto refused = refuse_proposal(payload.size())) {
-      op.done_(*refused);
-      return;
-    }
-    const EntryView entry{term_, storage_.last_index() + 1, EntryType::normal, payload};
-    append_own(std::span<const EntryView>(&entry, 1));
-    uncommitted_bytes_ += payload.size();
-    op.index_ = entry.index;
-    op.term_ = term_;
-    proposals_.push_back(op);
-    arm_deadline(op, deadline);
-    if (solo_) {
-      release_durable();  // a single voter commits on its own durability
-    }
+    as_input([&] {
+      assert(!op.pending());
+      if (const auto refused = refuse_proposal(payload.size())) {
+        op.done_(*refused);
+        return;
+      }
+      const EntryView entry{term_, storage_.last_index() + 1, EntryType::normal, payload};
+      append_own(std::span<const EntryView>(&entry, 1));
+      uncommitted_bytes_ += payload.size();
+      op.index_ = entry.index;
+      op.term_ = term_;
+      proposals_.push_back(op);
+      arm_deadline(op, deadline);
+      if (solo_) {
+        release_durable();  // a single voter commits on its own durability
+      }
+    });
   }
 
   /// A linearizable read through ReadIndex (lessons 1 to 3). On the leader, one heartbeat round
@@ -368,39 +411,41 @@ class RaftGroup {
   /// pending-read queue is bounded (max_pending_reads): past it, overloaded at once. Without a
   /// deadline, default_operation_timeout applies.
   void read_index(ReadIndexOperation& op, time_point deadline = time_point::max()) {
-    assert(!op.pending());
-    if (stopped_) {
-      op.done_(errc::stopped);
-      return;
-    }
-    if (pending_reads_ >= config_.max_pending_reads) {
-      op.done_(errc::overloaded);
-      return;
-    }
-    if (role_ == Role::leader) {
-      if (solo_ && committed_in_term_) {
+    as_input([&] {
+      assert(!op.pending());
+      if (stopped_) {
+        op.done_(errc::stopped);
+        return;
+      }
+      if (pending_reads_ >= config_.max_pending_reads) {
+        op.done_(errc::overloaded);
+        return;
+      }
+      if (role_ == Role::leader) {
+        if (solo_ && committed_in_term_) {
+          op.read_index_ = commit_;
+          enqueue_read(op, deadline, reads_wait_apply_);
+          complete_applied_reads();
+          return;
+        }
+        if (!committed_in_term_) {
+          enqueue_read(op, deadline, reads_wait_commit_);
+          return;
+        }
         op.read_index_ = commit_;
-        enqueue_read(op, deadline, reads_wait_apply_);
-        complete_applied_reads();
+        op.needs_ = seq_ + 1;
+        read_round_needed_ = op.needs_;
+        enqueue_read(op, deadline, reads_wait_round_);
         return;
       }
-      if (!committed_in_term_) {
-        enqueue_read(op, deadline, reads_wait_commit_);
+      if (leader_ == kNoNode || role_ != Role::follower) {
+        op.done_(Error::not_leader(leader_));
         return;
       }
-      op.read_index_ = commit_;
-      op.needs_ = seq_ + 1;
-      read_round_needed_ = op.needs_;
-      enqueue_read(op, deadline, reads_wait_round_);
-      return;
-    }
-    if (leader_ == kNoNode || role_ != Role::follower) {
-      op.done_(Error::not_leader(leader_));
-      return;
-    }
-    op.needs_ = next_batch_;
-    forward_batch_pending_ = true;
-    enqueue_read(op, deadline, reads_forwarded_);
+      op.needs_ = next_batch_;
+      forward_batch_pending_ = true;
+      enqueue_read(op, deadline, reads_forwarded_);
+    });
   }
 
   /// Hands leadership to `target` (thesis section 3.10): catches it up, revokes the lease, then
@@ -408,39 +453,41 @@ class RaftGroup {
   /// `deadline` (default_operation_timeout without one).
   void transfer_leadership(TransferOperation& op, NodeId target,
                            time_point deadline = time_point::max()) {
-    assert(!op.pending());
-    if (refused_unless_leader(op)) {
-      return;
-    }
-    const std::size_t slot = slot_of(target);
-    if (slot == kNoSlot || (incoming_ & (detail::MemberMask{1} << slot)) == 0) {
-      op.done_(errc::invalid_argument);
-      return;
-    }
-    if (target == config_.self) {
-      op.done_(Result<void>{});
-      return;
-    }
-    if (transfer_ != nullptr) {
-      op.done_(Error(errc::transfer_in_progress, config_.self));
-      return;
-    }
-    if (membership_index_ > commit_) {
-      op.done_(Error(errc::change_in_progress, config_.self));  // its entry must commit first
-      return;
-    }
-    transfer_ = &op;
-    transfer_target_ = slot;
-    timeout_now_sent_ = false;
-    arm_deadline(op, deadline);
-    // The lease ends before TimeoutNow can leave, for the rest of this term: the target's
-    // election does not wait out our lease (lesson 6; docs/lease.md).
-    if (!planted(PlantedBug::no_lease_revoke_before_transfer)) {
-      lease_revoked_term_ = term_;
-    }
-    publish_leader_term();
-    maybe_send_timeout_now();
-    flush();
+    as_input([&] {
+      assert(!op.pending());
+      if (refused_unless_leader(op)) {
+        return;
+      }
+      const std::size_t slot = slot_of(target);
+      if (slot == kNoSlot || (incoming_ & (detail::MemberMask{1} << slot)) == 0) {
+        op.done_(errc::invalid_argument);
+        return;
+      }
+      if (target == config_.self) {
+        op.done_(Result<void>{});
+        return;
+      }
+      if (transfer_ != nullptr) {
+        op.done_(Error(errc::transfer_in_progress, config_.self));
+        return;
+      }
+      if (membership_index_ > commit_) {
+        op.done_(Error(errc::change_in_progress, config_.self));  // its entry must commit first
+        return;
+      }
+      transfer_ = &op;
+      transfer_target_ = slot;
+      timeout_now_sent_ = false;
+      arm_deadline(op, deadline);
+      // The lease ends before TimeoutNow can leave, for the rest of this term: the target's
+      // election does not wait out our lease (lesson 6; docs/lease.md).
+      if (!planted(PlantedBug::no_lease_revoke_before_transfer)) {
+        lease_revoked_term_ = term_;
+      }
+      publish_leader_term();
+      maybe_send_timeout_now();
+      flush_now();
+    });
   }
 
   /// Starts an election now, as an election timeout would: for operators and tests.
@@ -455,30 +502,32 @@ class RaftGroup {
   /// Other errors: stopped; invalid_argument when this node is not a voter. On the leader it
   /// does nothing and succeeds. No allocation.
   [[nodiscard]] std::error_code campaign(CampaignMode mode = CampaignMode::unless_leader_active) {
-    if (stopped_) {
-      return errc::stopped;
-    }
-    if (role_ == Role::leader) {
-      return {};
-    }
-    if (!may_campaign()) {
-      return errc::invalid_argument;
-    }
-    const time_point now = clock_.now();
-    if (leader_active(now)) {
-      if (mode == CampaignMode::unless_leader_active) {
-        return errc::leader_active;
+    return as_input([&]() -> std::error_code {
+      if (stopped_) {
+        return errc::stopped;
       }
-      if (leader_ == kNoNode) {
-        return errc::not_leader;  // the term moved since: no leader to ask yet
+      if (role_ == Role::leader) {
+        return {};
       }
-      send(base_message(MessageType::transfer_request, leader_));
-      flush();
+      if (!may_campaign()) {
+        return errc::invalid_argument;
+      }
+      const time_point now = clock_.now();
+      if (leader_active(now)) {
+        if (mode == CampaignMode::unless_leader_active) {
+          return errc::leader_active;
+        }
+        if (leader_ == kNoNode) {
+          return errc::not_leader;  // the term moved since: no leader to ask yet
+        }
+        send(base_message(MessageType::transfer_request, leader_));
+        flush_now();
+        return {};
+      }
+      campaign(false, now);
+      flush_now();
       return {};
-    }
-    campaign(false, now);
-    flush();
-    return {};
+    });
   }
 
   /// Changes the group's membership to `target` (Raft thesis chapter 4), in as many steps as it
@@ -503,38 +552,40 @@ class RaftGroup {
   /// rare); group's thread.
   void change_membership(MembershipOperation& op, Membership target,
                          time_point deadline = time_point::max()) {
-    assert(!op.pending());
-    if (refused_unless_leader(op)) {
-      return;
-    }
-    Membership both = membership_;
-    for (const auto* list : {&target.voters, &target.outgoing, &target.learners}) {
-      for (NodeId id : *list) {
-        if (!both.contains(id)) {
-          both.learners.push_back(id);
+    as_input([&] {
+      assert(!op.pending());
+      if (refused_unless_leader(op)) {
+        return;
+      }
+      Membership both = membership_;
+      for (const auto* list : {&target.voters, &target.outgoing, &target.learners}) {
+        for (NodeId id : *list) {
+          if (!both.contains(id)) {
+            both.learners.push_back(id);
+          }
         }
       }
-    }
-    if (!both.contains(config_.self)) {
-      both.learners.push_back(config_.self);
-    }
-    if (!target.outgoing.empty() || target.validate(kMaxPeers) || both.size() > kMaxPeers) {
-      op.done_(Error(errc::invalid_argument, config_.self));
-      return;
-    }
-    if (changing_membership()) {
-      op.done_(Error(errc::change_in_progress, config_.self));
-      return;
-    }
-    if (transfer_ != nullptr) {
-      op.done_(Error(errc::transfer_in_progress, config_.self));
-      return;
-    }
-    op.target_ = std::move(target);
-    change_ = &op;
-    arm_deadline(op, deadline);
-    advance_change();
-    flush();
+      if (!both.contains(config_.self)) {
+        both.learners.push_back(config_.self);
+      }
+      if (!target.outgoing.empty() || target.validate(kMaxPeers) || both.size() > kMaxPeers) {
+        op.done_(Error(errc::invalid_argument, config_.self));
+        return;
+      }
+      if (changing_membership()) {
+        op.done_(Error(errc::change_in_progress, config_.self));
+        return;
+      }
+      if (transfer_ != nullptr) {
+        op.done_(Error(errc::transfer_in_progress, config_.self));
+        return;
+      }
+      op.target_ = std::move(target);
+      change_ = &op;
+      arm_deadline(op, deadline);
+      advance_change();
+      flush_now();
+    });
   }
 
   /// The configuration in force: the latest config entry in this node's log (committed or
@@ -575,14 +626,18 @@ class RaftGroup {
   /// unknown. An operation that is not pending is left alone, so a cancel that races with the
   /// completion is harmless. O(log n); no allocation.
   void cancel(detail::OperationBase& op) {
-    if (op.pending()) {
-      complete_with_error(op, Error(errc::cancelled, leader_));
-    }
+    as_input([&] {
+      if (op.pending()) {
+        complete_with_error(op, Error(errc::cancelled, leader_));
+      }
+    });
   }
 
   /// Stops the group for good: leader-loss callbacks run if it was leader, and every pending
   /// operation completes with errc::stopped. Idempotent.
-  void stop() { stop_with(errc::stopped); }
+  void stop() {
+    as_input([this] { stop_with(errc::stopped); });
+  }
 
   // ===========================================================================================
   // LeaseProvider (lease::LeaseProvider): the accessors are lock-free, any thread.
@@ -680,6 +735,49 @@ class RaftGroup {
 
   // Completes `op` with stopped, or not_leader with the hint, unless this node leads. Returns
   // whether it did.
+  // Runs `body` as one input. Inputs do not nest: one that arrives while another runs (a
+  // transport whose send() delivers at once, to peers that answer at once; a completion callback
+  // that steps the group) would otherwise run in the middle of the first, on a state it has
+  // half changed, and a cluster of such transports would recurse without bound. step(), tick(),
+  // on_persisted() and flush() arriving meanwhile are deferred (a message is copied) and run
+  // here, in arrival order, before the outermost input returns; operations (propose() and the
+  // like) called meanwhile run at once, as a completion callback expects. The stack then holds
+  // each group at most once, however the transport delivers.
+  template <class F>
+  decltype(auto) as_input(F&& body) {
+    if (input_depth_ != 0) {
+      return body();
+    }
+    ++input_depth_;
+    struct Leave {
+      std::uint32_t& depth;
+      ~Leave() { --depth; }
+    } leave{input_depth_};
+    if constexpr (std::is_void_v<decltype(body())>) {
+      body();
+      run_deferred();
+    } else {
+      auto result = body();
+      run_deferred();
+      return result;
+    }
+  }
+
+  void run_deferred() {
+    while (deferred_tick_ || deferred_persisted_ || deferred_flush_ || !deferred_.empty()) {
+      if (std::exchange(deferred_persisted_, false)) {
+        on_persisted_now();
+      }
+      deferred_.drain([this](const Message& m) { step_now(m); });
+      if (std::exchange(deferred_tick_, false)) {
+        tick_now();
+      }
+      if (std::exchange(deferred_flush_, false)) {
+        flush_now();
+      }
+    }
+  }
+
   template <class Op>
   bool refused_unless_leader(Op& op) {
     if (stopped_) {
@@ -2694,6 +2792,12 @@ class RaftGroup {
   LogIndex durable_last_ = 0;  // last index of the durable log prefix
   WriteSeq last_write_seq_ = 0;
   bool stopped_ = false;
+  // Inputs that arrived while another ran (as_input()).
+  std::uint32_t input_depth_ = 0;
+  bool deferred_tick_ = false;
+  bool deferred_persisted_ = false;
+  bool deferred_flush_ = false;
+  detail::DeferredMessages deferred_;
 
   // Timers.
   time_point started_at_{};

@@ -17,6 +17,13 @@ namespace tenure::raft {
 /// - it copies what it keeps before returning: the message's entries are views into the
 ///   sender's log, valid only during the call;
 /// - `message.to` names the peer and `message.group` the group, for transports that multiplex.
+/// - It may deliver at once: `send` may call the receiving group's RaftGroup::step() before it
+///   returns, and that group may answer through its own transport into the sender's step(). A
+///   group never runs two inputs at once: a step(), tick(), on_persisted() or flush() that
+///   arrives while one of its inputs runs is deferred (a message is copied, into a buffer that
+///   grows to its high-water mark) and runs before that input returns. So the stack holds each
+///   group at most once. All of them must still be called on the groups' one thread: a transport
+///   that delivers on another thread posts to the receiver's (AsioGroup's strand).
 template <class T>
 concept Transport = requires(T& t, const Message& m) {
   t.send(m);

@@ -431,7 +431,7 @@ class Simulation {
       fired(FaultClass::clock_skew);
       if (random_.below(2) == 0) {
         // And then cuts it off: its lease, timed by the slow clock, must still end before a
-        // follower's fast clock lets it campaign (lesson 9).
+        // follower's fast clock lets it campaign (lesson 11).
         slow_victim_ = leader;
         isolate_slow_at_ =
             cluster_->now() + 30'000'000 + static_cast<std::int64_t>(random_.below(300'000'000));
