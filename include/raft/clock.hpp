@@ -15,7 +15,15 @@ namespace tenure::raft {
 ///   can step backwards could make an old acknowledgement look fresh and stretch a lease);
 /// - it runs at real rate within the drift bound the lease layer is configured with
 ///   (`max_clock_drift`);
-/// - `now()` is callable from any thread, does not block, does not allocate, does not throw.
+/// - `now()` is callable from any thread, does not block, does not allocate, does not throw;
+/// - a restarted group's clock reads no earlier than the old one did (forwarded read batches are
+///   numbered from the clock's reading at start, so that a late answer to a batch sent before the
+///   restart cannot confirm a read after it): std::chrono::steady_clock within one boot is fine,
+///   and no message outlives a reboot.
+///
+/// The natural shape: `using duration = std::chrono::nanoseconds;`,
+/// `using time_point = std::chrono::time_point<MyClock, duration>;`,
+/// `static constexpr bool is_steady = true;` and `time_point now() const noexcept`.
 template <class C>
 concept MonotonicClock = requires(const C& clock) {
   typename C::duration;

@@ -164,6 +164,7 @@ class RaftGroup {
     applied_ = storage_.first_index() - 1;
     durable_last_ = storage_.last_index();
     last_write_seq_ = storage_.durable_seq();
+    durable_seen_ = last_write_seq_;
     applied_membership_ = Membership{config_.voters, {}, config_.learners};
     if constexpr (kSnapshots) {
       // Room for the configuration ahead of the first chunk's bytes.
@@ -356,6 +357,10 @@ class RaftGroup {
     }
     if (const auto ec = storage_.error()) {
       fail_stop(ec);
+      return;
+    }
+    if (storage_contract_broken_) {
+      fail_stop(make_error_code(errc::storage_failure));
       return;
     }
     // Storage that is durable at once, or that synced on its own thread since, needs no
@@ -675,6 +680,10 @@ class RaftGroup {
   LogIndex last_applied() const noexcept { return applied_; }
   LogIndex last_index() const noexcept { return storage_.last_index(); }
   bool stopped() const noexcept { return stopped_; }
+  /// Why the group stopped by itself: the storage's error(), errc::corrupt_storage (a snapshot or
+  /// log that cannot be read back), or errc::storage_failure (a storage broke the WriteSeq rules,
+  /// storage.hpp). Empty while it runs and after stop(). Operations failed with storage_failure.
+  std::error_code failure() const noexcept { return failure_; }
   std::uint32_t pending_reads() const noexcept { return pending_reads_; }
   std::uint64_t uncommitted_bytes() const noexcept { return uncommitted_bytes_; }
   bool transferring() const noexcept { return transfer_ != nullptr; }
@@ -883,7 +892,7 @@ class RaftGroup {
 
   /// Sends `m` once every write issued so far is durable.
   void send_when_durable(const Message& m) {
-    if (last_write_seq_ <= storage_.durable_seq()) {
+    if (last_write_seq_ <= durable_seq()) {
       send(m);
       return;
     }
@@ -928,16 +937,40 @@ class RaftGroup {
   }
 
   void append_own(std::span<const EntryView> entries) {
-    last_write_seq_ = storage_.append(entries);
+    record_write(storage_.append(entries));
     note_log_write(last_write_seq_);
   }
 
   void persist_hard_state() {
-    last_write_seq_ = storage_.save_hard_state(HardState{term_, vote_, commit_});
+    record_write(storage_.save_hard_state(HardState{term_, vote_, commit_}));
+  }
+
+  // The storage's durable_seq(), checked against WriteSeq rule 3 (never backwards). A storage
+  // that breaks it has taken back a write the group may already have acknowledged: nothing more
+  // is released, and the group stops at the end of this input.
+  WriteSeq durable_seq() noexcept {
+    const WriteSeq durable = storage_.durable_seq();
+    if (durable < durable_seen_) {
+      storage_contract_broken_ = true;
+    }
+    durable_seen_ = durable;
+    return durable;
+  }
+
+  // Notes a write's number, checked against WriteSeq rule 1 (non-decreasing): a smaller number
+  // than an earlier write's would let what waits on it leave before that earlier write is
+  // durable. The group waits on the larger and stops at the end of this input.
+  WriteSeq record_write(WriteSeq seq) noexcept {
+    if (seq < last_write_seq_) {
+      storage_contract_broken_ = true;
+      return last_write_seq_;
+    }
+    last_write_seq_ = seq;
+    return seq;
   }
 
   void release_durable() {
-    const WriteSeq durable = storage_.durable_seq();
+    const WriteSeq durable = durable_seq();
     while (waiter_count_ != 0) {
       Waiter& w = waiters_[waiter_head_];
       if (w.seq > durable) {
@@ -1810,10 +1843,10 @@ class RaftGroup {
         assert(from > commit_);
         // The durable copy of the truncated entries no longer matches our log.
         durable_last_ = std::min(durable_last_, from - 1);
-        last_write_seq_ = storage_.truncate_suffix(from);
+        record_write(storage_.truncate_suffix(from));
         note_log_write(last_write_seq_);
       }
-      last_write_seq_ = storage_.append(m.entries.subspan(skip));
+      record_write(storage_.append(m.entries.subspan(skip)));
       note_log_write(last_write_seq_);
       for (std::size_t i = skip; i < m.entries.size() && !config_changed; ++i) {
         config_changed = m.entries[i].type == EntryType::config;
@@ -2249,7 +2282,7 @@ class RaftGroup {
         return;  // more next tick
       }
       saving_reader_.reset();
-      last_write_seq_ = storage_.finish_snapshot();
+      record_write(storage_.finish_snapshot());
       push_waiter(last_write_seq_, Waiter::Kind::snapshot_saved).last_index = saving_meta_.index;
       snapshot_unsaved_ = true;
       if (planted(PlantedBug::compact_before_snapshot_durable)) {
@@ -2534,7 +2567,7 @@ class RaftGroup {
       }
       if (!install_finishing_ && install_received_ >= install_meta_.size) {
         install_finishing_ = true;
-        last_write_seq_ = storage_.finish_snapshot();
+        record_write(storage_.finish_snapshot());
         push_waiter(last_write_seq_, Waiter::Kind::snapshot_installed);
         return;  // the answer goes once it is installed
       }
@@ -2600,7 +2633,7 @@ class RaftGroup {
         if (from <= storage_.last_index()) {
           durable_last_ = std::min(durable_last_, from - 1);
         }
-        last_write_seq_ = storage_.reset_log(index, install_meta_.term);
+        record_write(storage_.reset_log(index, install_meta_.term));
         note_log_write(last_write_seq_);
       }
       commit_ = index;
@@ -2731,7 +2764,12 @@ class RaftGroup {
     return now - anchor < config_.election_timeout_min;
   }
 
-  void fail_stop(std::error_code) { stop_with(errc::storage_failure); }
+  void fail_stop(std::error_code cause) {
+    if (!stopped_) {
+      failure_ = cause;
+    }
+    stop_with(errc::storage_failure);
+  }
 
   void stop_with(errc reason) {
     if (stopped_) {
@@ -2791,6 +2829,9 @@ class RaftGroup {
   LogIndex applied_ = 0;
   LogIndex durable_last_ = 0;  // last index of the durable log prefix
   WriteSeq last_write_seq_ = 0;
+  WriteSeq durable_seen_ = 0;  // the newest durable_seq() read (WriteSeq rule 3)
+  bool storage_contract_broken_ = false;
+  std::error_code failure_;
   bool stopped_ = false;
   // Inputs that arrived while another ran (as_input()).
   std::uint32_t input_depth_ = 0;

@@ -22,8 +22,36 @@ struct HardState {
   friend bool operator==(const HardState&, const HardState&) = default;
 };
 
-/// A sequence number of a storage write. Writes become durable in the order they were issued;
-/// `durable_seq()` says how far. 0 means "no write".
+/// A sequence number of a storage write: how a Storage tells the group, later, which of its writes
+/// are durable. 0 means "no write".
+///
+/// The contract, numbered so that docs and checks can name a rule:
+/// 1. **Non-decreasing.** Each write (`append`, `truncate_suffix`, `save_hard_state`, and the
+///    SnapshotStorage writes that return one) returns a number no smaller than any the storage
+///    returned before. Numbers need not be consecutive, and one number may cover several writes:
+///    a storage that makes a batch durable together may give every write in it the batch's
+///    number. Unique numbers are the simple choice.
+/// 2. **A prefix.** `durable_seq()` is the largest N such that every write numbered N or less is
+///    durable (survives a crash of the process and of the machine: fsync'd, or the equivalent),
+///    together with every write issued before it. Writes are never durable out of order as far
+///    as the group can tell.
+/// 3. **Never backwards.** `durable_seq()` never decreases, including across a concurrent storage
+///    thread's updates (an atomic, read with acquire ordering).
+/// 4. **Not ahead of the writes.** A write is durable when `durable_seq()` reaches its number:
+///    a storage that is durable at once (MemoryStorage) returns a number its `durable_seq()`
+///    already reports; one that syncs later returns a number above it.
+/// 5. **`on_persisted()` is for latency, not correctness.** Every input of the group (tick(),
+///    step(), flush()) reads `durable_seq()` and releases what waited for it, so a storage that
+///    never calls RaftGroup::on_persisted() is still correct; calling it (on the group's thread)
+///    right after `durable_seq()` moves releases held-back votes and acknowledgements at once
+///    instead of at the next input. Extra calls are harmless.
+/// 6. **Failure is final.** A write that cannot be made durable makes `error()` non-zero for good
+///    and `durable_seq()` stops short of it; the group stops at its next input (fail-stop: a
+///    failed fsync is never retried, since the page cache may already have dropped the data).
+///
+/// RaftGroup checks rules 1 and 3 at run time (one comparison each) and stops with
+/// errc::storage_failure when a storage breaks them (see RaftGroup::failure()): acknowledging a
+/// write that a storage took back could lose a committed entry.
 using WriteSeq = std::uint64_t;
 
 /// The log and hard state of one group.
@@ -33,7 +61,8 @@ using WriteSeq = std::uint64_t;
 /// issue order: each returns a WriteSeq, and `durable_seq()` is the newest durable one. The core
 /// never waits: it holds back whatever must not leave before durability (a vote, an append
 /// acknowledgement) and releases it when told via RaftGroup::on_persisted(). This is how a leader
-/// keeps replicating while its own disk syncs (docs/design.md, "Storage").
+/// keeps replicating while its own disk syncs. The rules of the numbers are WriteSeq's, above
+/// (docs/design.md, "Storage").
 ///
 /// Requirements the compiler checks are the members below. Semantics it cannot check:
 /// - `first_index()` is the first entry present; `last_index()` the last; an empty log has
@@ -47,8 +76,11 @@ using WriteSeq = std::uint64_t;
 /// - `truncate_suffix(i)` removes entries `>= i`; the core never truncates committed entries.
 /// - `compact(i)` forgets entries `<= i` (the core only compacts applied entries); it is not a
 ///   durability barrier and returns nothing.
-/// - `durable_seq()` never decreases. A write that fails makes `error()` non-zero for good;
-///   the group then stops (fail-stop: a failed fsync is never retried).
+/// - A fresh, empty storage has `first_index() == 1`, `last_index() == 0`, a zero HardState.
+/// - `durable_seq()` and the numbers writes return follow WriteSeq's rules (above). An `append`
+///   of no entries or a `truncate_suffix` that removes nothing is still a write (it may return
+///   the previous number). A write that fails makes `error()` non-zero for good; the group then
+///   stops (fail-stop: a failed fsync is never retried).
 /// - Called only from the group's thread, except `durable_seq()`, which a storage thread may
 ///   advance concurrently (it must be an atomic load).
 template <class S>

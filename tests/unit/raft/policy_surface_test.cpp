@@ -282,3 +282,86 @@ TEST_CASE("The policies' error classifier is the one a RaftGroup's lease coordin
   lease.on_error(make_error_code(AppError::fenced));  // the user's classifier: leadership lost
   CHECK(lease.state().generation() > before);
 }
+
+namespace {
+
+// MemoryStorage (durable at once) that breaks the WriteSeq rules when told to.
+struct UnreliableStorage : tenure::raft::MemoryStorage {
+  tenure::raft::WriteSeq durable_seq() const noexcept {
+    const auto durable = MemoryStorage::durable_seq();
+    return rewind ? durable - 2 : durable;  // rule 3: never backwards
+  }
+  tenure::raft::WriteSeq append(std::span<const tenure::raft::EntryView> entries) {
+    const auto seq = MemoryStorage::append(entries);
+    return reuse_old_number ? 1 : seq;  // rule 1: non-decreasing
+  }
+  bool rewind = false;
+  bool reuse_old_number = false;
+};
+
+struct UnreliablePolicies : tenure::raft::DefaultPolicies {
+  using clock_type = tenure::raft::ManualClock;
+  using transport_type = DirectTransport;
+  using storage_type = UnreliableStorage;
+  using state_machine_type = RecordingStateMachine;
+};
+using UnreliableGroup = tenure::raft::RaftGroup<UnreliablePolicies>;
+
+// A single voter on UnreliableStorage: elected and committing before the storage misbehaves.
+struct Solo {
+  Solo() {
+    tenure::raft::RaftConfig c = tenure::testing::harness_config();
+    c.self = 1;
+    c.voters = {1};
+    group = std::make_unique<UnreliableGroup>(c, clock, transport, storage, machine);
+    for (int i = 0; i < 100 && group->leader_term() == 0; ++i) {
+      clock.advance(10ms);
+      group->tick();
+    }
+  }
+  tenure::raft::ManualClock clock;
+  DirectTransport transport;
+  UnreliableStorage storage;
+  RecordingStateMachine machine;
+  std::unique_ptr<UnreliableGroup> group;
+};
+
+}  // namespace
+
+TEST_CASE("A storage whose durable_seq() goes back stops the group with storage_failure") {
+  Outcome<ProposeResult> first;
+  Outcome<ProposeResult> second;
+  ProposeOperation first_op(first.completion());
+  ProposeOperation second_op(second.completion());
+  Solo solo;
+  REQUIRE(solo.group->leader_term() != 0);
+  const auto payload = tenure::testing::bytes_of("x");
+  solo.group->propose(first_op, payload);
+  solo.group->flush();
+  REQUIRE(first.result.has_value());
+  REQUIRE(first.result->has_value());
+  CHECK_FALSE(solo.group->failure());
+
+  solo.storage.rewind = true;
+  solo.group->propose(second_op, payload);
+  solo.group->flush();
+  CHECK(solo.group->stopped());
+  CHECK(solo.group->failure() == errc::storage_failure);
+  REQUIRE(second.result.has_value());
+  CHECK(second.result->code() == errc::storage_failure);
+  CHECK(solo.machine.applied().size() == 1);  // the first write, nothing after
+}
+
+TEST_CASE("A storage whose write numbers go back stops the group with storage_failure") {
+  Outcome<ProposeResult> proposed;
+  ProposeOperation op(proposed.completion());
+  Solo solo;
+  REQUIRE(solo.group->leader_term() != 0);
+  solo.storage.reuse_old_number = true;
+  solo.group->propose(op, tenure::testing::bytes_of("x"));
+  solo.group->flush();
+  CHECK(solo.group->stopped());
+  CHECK(solo.group->failure() == errc::storage_failure);
+  // The write waited on the newest number instead (MemoryStorage made it durable at once).
+  REQUIRE(proposed.result.has_value());
+}
