@@ -68,15 +68,24 @@ enum MessageFlags : std::uint8_t {
 /// message over (Transport::send copies what it keeps; RaftGroup::step reads them before it
 /// returns).
 ///
-/// Field use by type:
-/// | field | append | append_response | vote / pre_vote | *_vote_response | heartbeat(_response) |
-/// read_index(_response) |
-/// |---|---|---|---|---|---|---|
-/// | index | prev log index | match index, or rejected index | last log index | - | - | read index
-/// (response) | | log_term | prev log term | conflict term hint (reject) | last log term | - | - |
-/// - | | commit | leader commit | - | - | - | leader commit | - | | reject / reject_hint | - |
-/// reject, follower's hint index | - | reject | - | reject | | seq / sent_at | leader's stamp |
-/// echoed | - | - | stamp / echoed | batch id |
+/// Field use by type (every message carries type, group, from, to and term; a field a type does
+/// not name stays zero):
+// clang-format off
+/// | type                | index                          | log_term               | commit        | other                                                    |
+/// |---------------------|--------------------------------|------------------------|---------------|----------------------------------------------------------|
+/// | append              | log index before the entries   | its term               | leader commit | entries; seq, sent_at: the leader's stamp                |
+/// | append_response     | match index, or rejected index | conflict term (reject) | -             | reject, reject_hint: where to retry; seq, sent_at echoed |
+/// | vote, pre_vote      | candidate's last log index     | its term               | -             | flags: kFlagTransfer                                     |
+/// | *_vote_response     | config entry (kFlagNotMember)  | -                      | -             | reject; flags: kFlagNotMember                            |
+/// | heartbeat           | -                              | -                      | leader commit | seq, sent_at: the leader's stamp                         |
+/// | heartbeat_response  | -                              | -                      | -             | seq, sent_at echoed                                      |
+/// | timeout_now         | -                              | -                      | -             | -                                                        |
+/// | read_index          | -                              | -                      | -             | seq: the follower's batch id                             |
+/// | read_index_response | read index                     | -                      | -             | seq: the batch id; reject                                |
+/// | snapshot            | snapshot's last index          | its term               | leader commit | entries: one chunk; seq: its offset; reject_hint: size   |
+/// | snapshot_response   | index covered, or commit       | -                      | -             | seq: bytes received; reject (a gap); reject_hint: 1 done |
+/// | transfer_request    | -                              | -                      | -             | -                                                        |
+// clang-format on
 struct Message {
   MessageType type = MessageType::heartbeat;
   std::uint8_t flags = 0;
