@@ -189,6 +189,10 @@ class LeaseCoordinator {
   /// (`time_point::max()`), LeaseConfig::default_read_timeout applies. A successful ReadIndex
   /// round extends the caller-side lease from the instant sampled before it. Completes `op`
   /// exactly once, possibly before returning. Group's thread.
+  ///
+  /// Over a RaftGroup, a read that falls back to ReadIndex waits for the group's next flush()
+  /// (its heartbeat round confirms every read queued before it): call `group.flush()` after a
+  /// batch of reads, as AsioGroup does, or the round leaves at the next tick().
   void read(ReadOperation& op, time_point deadline = time_point::max()) {
     op.owner_ = this;
     op.served_by_lease_ = false;

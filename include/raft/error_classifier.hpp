@@ -15,7 +15,11 @@ namespace tenure::raft {
 /// - it is callable from any thread, does not block, does not allocate and does not throw;
 /// - it is only asked about failures (a non-zero code).
 ///
-/// Only codes classified `ErrorClass::leadership_lost` may invalidate a lease. A business failure
+/// Only codes classified `ErrorClass::leadership_lost` may invalidate the caller-side lease
+/// (lease::LeaseCoordinator::on_error). The provider's own lease, the quorum-ack instant a
+/// RaftGroup refreshes with every heartbeat round, is not the caller's to end: it lapses when the
+/// group loses leadership, and a group revokes it itself before a transfer (to stop lease reads
+/// at once for another reason, use LeaseCoordinator::revoke). A business failure
 /// (a write conflict, a validation error) must land in `retryable` or `permanent`, otherwise a
 /// storm of such failures keeps the lease cold forever (the conflict storm, docs/background.md).
 template <class C>
