@@ -30,3 +30,7 @@ run(${CMAKE_COMMAND} -S ${CONSUMER_DIR} -B ${build} -G ${GENERATOR}
     -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${prefix})
 run(${CMAKE_COMMAND} --build ${build})
 run(${build}/${PROGRAM})
+# A consumer may build more programs to run (find_package: the getting-started walk-through).
+if(EXISTS ${build}/custom_policies)
+  run(${build}/custom_policies)
+endif()
