@@ -8,6 +8,7 @@
 #include <raft/clock.hpp>
 #include <raft/error_classifier.hpp>
 #include <raft/random.hpp>
+#include <raft/snapshot.hpp>
 #include <raft/state_machine.hpp>
 #include <raft/steady_clock.hpp>
 #include <raft/storage.hpp>
@@ -111,7 +112,9 @@ consteval bool check_policies() {
                 }) {
     static_assert(check_transport<typename P::transport_type>());
     static_assert(check_storage<typename P::storage_type>());
+    static_assert(check_snapshot_storage<typename P::storage_type>());
     static_assert(check_state_machine<typename P::state_machine_type>());
+    static_assert(check_snapshot_state_machine<typename P::state_machine_type>());
     static_assert(check_clock<typename P::clock_type>());
     static_assert(check_random_source<typename P::random_type>());
     static_assert(check_error_classifier<typename P::error_classifier>());
