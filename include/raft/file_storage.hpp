@@ -51,9 +51,10 @@ struct FileStorageOptions {
   std::function<void()> on_durable;
   /// How long the sync thread looks for the next batch (yielding the core meanwhile, and
   /// without taking the storage's mutex) before it sleeps on a condition variable. Under load
-  /// the next batch usually follows within microseconds, and a sleep and a wake-up cost more
-  /// (scripts/bench-kv: fewer writes per second and more CPU per write without it); on an idle
-  /// node it costs this much CPU after each batch. 0: sleep at once.
+  /// the next batch usually follows within microseconds, and a sleep and a wake-up cost more.
+  /// Adaptive: after a spin that found nothing the thread sleeps at once, until a sleep ends
+  /// within this time again (one client's writes, a round trip apart, never pay for it).
+  /// 0: never spin.
   std::chrono::microseconds sync_spin{50};
   /// Seeds the salts of new segments. 0: drawn from std::random_device. Simulations set it,
   /// so that a run replays byte for byte.
@@ -596,15 +597,24 @@ class FileStorage {
 
   void sync_loop() {
     std::vector<std::byte> batch;
+    // Whether spinning pays: it did last time, or the last sleep ended within the spin's time.
+    // One client's writes arrive a round trip apart, longer than any useful spin: then the
+    // thread sleeps at once instead of burning sync_spin of CPU after every batch.
+    bool spin = options_.sync_spin.count() > 0;
     for (;;) {
       Batch meta;
       std::optional<Sealed> sealed;
-      // Optionally look for the next batch briefly before sleeping (options_.sync_spin).
-      if (options_.sync_spin.count() > 0) {
-        spin_until([&] { return has_pending(); }, options_.sync_spin);
+      bool slept_briefly = false;
+      if (spin) {
+        spin = spin_until([&] { return has_pending(); }, options_.sync_spin);
       }
       {
         std::unique_lock lock(mutex_);
+        if (!spin && options_.sync_spin.count() > 0 && !has_pending()) {
+          const auto sleep_began = std::chrono::steady_clock::now();
+          wake_.wait(lock, [&] { return stopping_ || !pending_.empty() || !sealed_.empty(); });
+          slept_briefly = std::chrono::steady_clock::now() - sleep_began < options_.sync_spin;
+        }
         wake_.wait(lock, [&] { return stopping_ || !pending_.empty() || !sealed_.empty(); });
         if (!sealed_.empty()) {
           sealed.emplace(std::move(sealed_.front()));
@@ -617,6 +627,7 @@ class FileStorage {
         // Nothing left: the next write is news. Something left (a batch behind a sealed one):
         // 0 makes has_pending() true at once.
         taken_seq_ = sealed_.empty() && pending_.empty() ? last_seq_ : 0;
+        spin = spin || slept_briefly;
       }
       if (sealed) {
         write_sealed(*sealed);
