@@ -124,6 +124,20 @@ constexpr std::size_t max_encoded_size(std::size_t max_members) noexcept {
   return kMembershipHeadBytes + 8 * 2 * max_members;
 }
 
+/// The bytes an encoded membership at the front of `in` occupies, read from its head alone (its
+/// three counts), capped at `in.size()`; 0 when `in` is shorter than the head. For readers that
+/// only skip it (the first snapshot chunk carries one ahead of the snapshot's bytes).
+inline std::size_t encoded_size_at(std::span<const std::byte> in) noexcept {
+  if (in.size() < kMembershipHeadBytes) {
+    return 0;
+  }
+  const std::uint64_t ids = std::uint64_t{load_le<std::uint32_t>(in.data() + 4)} +
+                            load_le<std::uint32_t>(in.data() + 8) +
+                            load_le<std::uint32_t>(in.data() + 12);
+  return static_cast<std::size_t>(
+      std::min<std::uint64_t>(in.size(), kMembershipHeadBytes + 8 * ids));
+}
+
 /// Writes `m` at `out`, which has encoded_size(m) bytes; returns the bytes written.
 inline std::size_t encode_membership(const Membership& m, std::byte* out) noexcept {
   std::fill(out, out + kMembershipHeadBytes, std::byte{0});

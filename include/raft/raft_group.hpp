@@ -125,6 +125,9 @@ class RaftGroup {
     std::uint64_t elections_started = 0;
     std::uint64_t times_leader = 0;
     std::uint64_t messages_sent = 0;
+    /// Messages step() dropped unread: for another group or node (a transport's routing
+    /// mistake), or answers from a node that is not a member.
+    std::uint64_t messages_ignored = 0;
     std::uint64_t appends_sent = 0;
     std::uint64_t heartbeat_rounds = 0;
     std::uint64_t entries_applied = 0;
@@ -285,8 +288,12 @@ class RaftGroup {
   }
 
   void step_now(const Message& m) {
-    if (stopped_ || m.group != config_.group || m.to != config_.self ||
+    if (stopped_) {
+      return;
+    }
+    if (m.group != config_.group || m.to != config_.self ||
         (answers_leader(m.type) && slot_of(m.from) == kNoSlot)) {
+      ++stats_.messages_ignored;  // misrouted, or an answer from a node that is not a member
       return;
     }
     const time_point now = clock_.now();
@@ -1448,7 +1455,6 @@ class RaftGroup {
     };
     Mask in = 0;
     Mask out = 0;
-    Mask learn = 0;
     for (NodeId id : m.voters) {
       in |= place(id);
     }
@@ -1456,7 +1462,7 @@ class RaftGroup {
       out |= place(id);
     }
     for (NodeId id : m.learners) {
-      learn |= place(id);
+      place(id);  // a slot (replication progress), in no quorum
     }
     const Mask self = place(config_.self);
     if (!fits) {
@@ -1506,7 +1512,6 @@ class RaftGroup {
     self_slot_ = static_cast<std::size_t>(std::countr_zero(self));
     incoming_ = in;
     outgoing_ = out;
-    learners_ = learn;
     voting_ = in | out;
     solo_ = in == self && (!counts_outgoing() || out == self);
     votes_granted_ = 0;
@@ -2392,12 +2397,7 @@ class RaftGroup {
     if (e.payload.size() < detail::kMembershipHeadBytes) {
       return {};
     }
-    const std::uint64_t ids = std::uint64_t{detail::load_le<std::uint32_t>(e.payload.data() + 4)} +
-                              detail::load_le<std::uint32_t>(e.payload.data() + 8) +
-                              detail::load_le<std::uint32_t>(e.payload.data() + 12);
-    const std::uint64_t skip =
-        std::min<std::uint64_t>(e.payload.size(), detail::kMembershipHeadBytes + 8 * ids);
-    return e.payload.subspan(static_cast<std::size_t>(skip));
+    return e.payload.subspan(detail::encoded_size_at(e.payload));
   }
 
   // Leader: the follower in `slot` needs the snapshot. Sends chunks of the newest durable one
@@ -2426,7 +2426,8 @@ class RaftGroup {
     const std::uint64_t size = durable_snapshot_.size;
     const std::uint64_t window = config_.snapshot_chunk_bytes * config_.snapshot_window;
     while ((!p.snap_started || p.snap_sent < size) && p.snap_sent - p.snap_acked < window) {
-      // One entry a chunk; the first (a config entry) carries the voters ahead of its bytes.
+      // One entry a chunk; the first (a config entry) carries the configuration ahead of its
+      // bytes.
       std::size_t head = 0;
       if (p.snap_sent == 0) {
         head = detail::encode_membership(durable_snapshot_.membership, chunk_.data());
@@ -2803,9 +2804,8 @@ class RaftGroup {
   std::array<NodeId, kMaxPeers> ids_{};
   std::size_t members_ = 0;
   std::size_t self_slot_ = 0;
-  Mask incoming_ = 0;  // voters of the configuration in force (C_new when joint)
-  Mask outgoing_ = 0;  // voters of the configuration being left; 0 unless joint
-  Mask learners_ = 0;
+  Mask incoming_ = 0;              // voters of the configuration in force (C_new when joint)
+  Mask outgoing_ = 0;              // voters of the configuration being left; 0 unless joint
   Mask voting_ = 0;                // incoming_ | outgoing_
   bool solo_ = false;              // this node alone is a quorum
   Membership membership_;          // in force: the latest config entry in the log, or the start

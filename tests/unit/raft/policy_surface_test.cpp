@@ -365,3 +365,23 @@ TEST_CASE("A storage whose write numbers go back stops the group with storage_fa
   // The write waited on the newest number instead (MemoryStorage made it durable at once).
   REQUIRE(proposed.result.has_value());
 }
+
+TEST_CASE("step() counts the messages it drops unread: another group or another node") {
+  DirectCluster c;
+  REQUIRE(c.run_until_leader());
+  DirectGroup& g = *c.groups[1];
+  const auto before = g.stats().messages_ignored;
+  const std::uint64_t term = g.term();
+  tenure::raft::Message m;
+  m.type = tenure::raft::MessageType::heartbeat;
+  m.group = 99;  // not this group
+  m.from = 2;
+  m.to = 1;
+  m.term = term + 5;
+  g.step(m);
+  m.group = g.config().group;
+  m.to = 3;  // not this node
+  g.step(m);
+  CHECK(g.stats().messages_ignored == before + 2);
+  CHECK(g.term() == term);  // neither moved the term
+}
