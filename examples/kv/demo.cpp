@@ -438,9 +438,13 @@ int main(int argc, char** argv) {
                          30s);
   const auto catch_up =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - restarted_at);
-  const std::size_t installs =
-      count_lines(cluster.data_dir() + "/node" + std::to_string(victim) + ".log",
-                  "installed the leader's snapshot");
+  // The node logs an install at its next status round (every 50 ms): a catch-up faster than
+  // that finds no line yet, so wait for it (bounded) before counting.
+  const std::string victim_log = cluster.data_dir() + "/node" + std::to_string(victim) + ".log";
+  if (caught_up) {
+    wait_for([&] { return count_lines(victim_log, "installed the leader's snapshot") != 0; }, 2s);
+  }
+  const std::size_t installs = count_lines(victim_log, "installed the leader's snapshot");
   if (caught_up) {
     say("   node " + std::to_string(victim) + " serves all " + std::to_string(final_values.size()) +
         " keys from its own state after " + std::to_string(catch_up.count()) + " ms (" +
