@@ -131,6 +131,7 @@ struct Args {
   unsigned threads = 1;
   std::chrono::milliseconds timeout{2000};
   bool check_quorum = true;
+  bool sync_inline = false;
   bool quiet = false;
   std::size_t max_clients = 1024;
   std::size_t max_inflight = 1024;
@@ -157,7 +158,10 @@ struct Args {
          "                 [--shutdown-grace-ms MS] [--shutdown-timeout-ms MS]\n"
          "                 [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
          "                 [--snapshot-every N] [--log-retention N]\n"
-         "                 [--join] [--change-timeout-ms MS]\n"
+         "                 [--join] [--change-timeout-ms MS] [--sync-inline]\n"
+         "  --sync-inline: sync each shard's log on the event loop, not on a storage thread:\n"
+         "          less CPU per write, but every sync blocks the loop (data on tmpfs or\n"
+         "          persistent memory only, never on a disk)\n"
          "  --join: a new node: every shard starts knowing no members and waits to be added\n"
          "          (tenure-kv-cli add-node); --cluster names this node and at least one member\n";
   std::exit(error.empty() ? 0 : 2);
@@ -303,6 +307,8 @@ Args parse_args(int argc, char** argv) {
       a.join = true;
     } else if (arg == "--no-check-quorum") {
       a.check_quorum = false;
+    } else if (arg == "--sync-inline") {
+      a.sync_inline = true;
     } else if (arg == "--quiet") {
       a.quiet = true;
     } else {
@@ -367,6 +373,7 @@ struct Shard {
     c.snapshot_entries = args.snapshot_every;
     c.log_retention_entries = args.log_retention;
     tenure::raft::asio::AsioGroupOptions o;  // the lease takes the group's election timeout
+    o.sync_inline = args.sync_inline;
     group = std::make_unique<Group>(io, c, o, clock, transport, storage, store);
     runner.store(group.get(), std::memory_order_release);
   }
@@ -375,7 +382,7 @@ struct Shard {
                                                           Shard* self) {
     tenure::raft::FileStorageOptions o;
     o.directory = args.data_dir + "/shard-" + std::to_string(index);
-    o.background_sync = true;
+    o.background_sync = !args.sync_inline;  // --sync-inline: the group's strand syncs
     o.on_durable = [self] {
       if (Group* g = self->runner.load(std::memory_order_acquire)) {
         g->notify_persisted();

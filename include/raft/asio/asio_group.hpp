@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 
@@ -101,6 +102,14 @@ struct AsioGroupOptions {
   /// The lease layer's configuration. Leave election_timeout_min 0: it is taken from the group's
   /// RaftConfig (a different value is refused with invalid_config).
   lease::LeaseConfig lease;
+  /// Syncs the storage on the group's strand, after each input, instead of leaving it to a
+  /// storage thread: for a Storage with `std::error_code sync_now()` and `WriteSeq last_seq()`
+  /// that writes nothing by itself (FileStorage with background_sync = false). It saves the
+  /// hand-offs between the strand and a sync thread (a third of a write's CPU in tenure-kv on
+  /// tmpfs, docs/benchmarks.md) and blocks the strand for every sync: only for storage whose
+  /// sync takes microseconds (tmpfs, persistent memory), never for a disk. The constructor
+  /// refuses it (invalid_config) for a storage without those members.
+  bool sync_inline = false;
 };
 
 /// Runs one RaftGroup on a strand of an io_context: timers become tick()s, received messages
@@ -164,8 +173,9 @@ class AsioGroup {
             storage_type& storage, state_machine_type& machine)
       : strand_(::boost::asio::make_strand(io)),
         timer_(strand_),
-        options_(options),
+        options_(checked(options)),
         clock_(clock),
+        storage_(storage),
         group_(config, clock, transport, storage, machine),
         lease_(group_, options.lease),
         registry_(std::make_shared<detail::CancellationRegistry>()) {}
@@ -599,7 +609,38 @@ class AsioGroup {
     });
   }
 
+  static constexpr bool kCanSyncInline = requires(storage_type & st) {
+    { st.sync_now() } -> std::same_as<std::error_code>;
+    { st.last_seq() } -> std::convertible_to<WriteSeq>;
+  };
+
+  static const AsioGroupOptions& checked(const AsioGroupOptions& o) {
+    if (o.sync_inline && !kCanSyncInline) {
+      throw std::system_error(make_error_code(errc::invalid_config),
+                              "AsioGroupOptions::sync_inline: the storage has no sync_now() and "
+                              "last_seq()");
+    }
+    return o;
+  }
+
+  // AsioGroupOptions::sync_inline: makes every write issued so far durable, on the strand, and
+  // releases what waited for it; again while that issued more (a completion that proposes).
+  void sync_inline() {
+    if constexpr (kCanSyncInline) {
+      while (!stopped_ && storage_.durable_seq() < storage_.last_seq()) {
+        if (storage_.sync_now()) {
+          group_.flush();  // sees the storage's error and stops the group (fail-stop)
+          return;
+        }
+        group_.on_persisted();
+      }
+    }
+  }
+
   void rearm() {
+    if (options_.sync_inline) {
+      sync_inline();  // every input ends here
+    }
     if (stopped_) {
       return;
     }
@@ -637,6 +678,7 @@ class AsioGroup {
   ::boost::asio::steady_timer timer_;
   AsioGroupOptions options_;
   clock_type& clock_;
+  storage_type& storage_;
   group_type group_;
   coordinator_type lease_;
   std::shared_ptr<detail::CancellationRegistry> registry_;  // shared with installed Cancellers
