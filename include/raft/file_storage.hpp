@@ -604,18 +604,18 @@ class FileStorage {
     for (;;) {
       Batch meta;
       std::optional<Sealed> sealed;
-      bool slept_briefly = false;
       if (spin) {
         spin = spin_until([&] { return has_pending(); }, options_.sync_spin);
       }
       {
         std::unique_lock lock(mutex_);
-        if (!spin && options_.sync_spin.count() > 0 && !has_pending()) {
-          const auto sleep_began = std::chrono::steady_clock::now();
-          wake_.wait(lock, [&] { return stopping_ || !pending_.empty() || !sealed_.empty(); });
-          slept_briefly = std::chrono::steady_clock::now() - sleep_began < options_.sync_spin;
-        }
+        // A sleep is timed only while spinning is off and adaptive: a short one turns it on.
+        const bool timed = !spin && options_.sync_spin.count() > 0 && !has_pending();
+        const auto sleep_began =
+            timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         wake_.wait(lock, [&] { return stopping_ || !pending_.empty() || !sealed_.empty(); });
+        const bool slept_briefly =
+            timed && std::chrono::steady_clock::now() - sleep_began < options_.sync_spin;
         if (!sealed_.empty()) {
           sealed.emplace(std::move(sealed_.front()));
           sealed_.pop_front();

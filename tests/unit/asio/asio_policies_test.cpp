@@ -53,6 +53,17 @@ struct SoloPolicies : tenure::raft::DefaultPolicies {
   using error_classifier = Classifier;
 };
 
+// A single voter with short timeouts, elected within milliseconds.
+tenure::raft::RaftConfig solo_config() {
+  tenure::raft::RaftConfig c;
+  c.self = 1;
+  c.voters = {1};
+  c.election_timeout_min = 20ms;
+  c.election_timeout_max = 40ms;
+  c.heartbeat_interval = 5ms;
+  return c;
+}
+
 // Runs a single-voter AsioGroup, has it refuse an oversized proposal, and returns how far the
 // caller-side lease's generation moved (each invalidation moves it).
 template <class Classifier>
@@ -66,12 +77,7 @@ std::uint64_t generations_moved_by_a_refused_proposal() {
   DropEverything transport;
   tenure::raft::MemoryStorage storage;
   tenure::testing::RecordingStateMachine machine;
-  tenure::raft::RaftConfig c;
-  c.self = 1;
-  c.voters = {1};
-  c.election_timeout_min = 20ms;
-  c.election_timeout_max = 40ms;
-  c.heartbeat_interval = 5ms;
+  tenure::raft::RaftConfig c = solo_config();
   c.max_proposal_bytes = 16;
   tenure::raft::asio::AsioGroupOptions o;
   o.tick_interval = 2ms;
@@ -125,12 +131,7 @@ int inline_sync_run(bool sync_inline, int writes) {
   so.salt_seed = 1;
   InlinePolicies::storage_type storage(so, fs);
   tenure::testing::RecordingStateMachine machine;
-  tenure::raft::RaftConfig c;
-  c.self = 1;
-  c.voters = {1};
-  c.election_timeout_min = 20ms;
-  c.election_timeout_max = 40ms;
-  c.heartbeat_interval = 5ms;
+  tenure::raft::RaftConfig c = solo_config();
   tenure::raft::asio::AsioGroupOptions o;
   o.tick_interval = 2ms;
   o.sync_inline = sync_inline;
@@ -168,9 +169,7 @@ TEST_CASE("AsioGroup refuses sync_inline over a storage that cannot sync on requ
   DropEverything transport;
   tenure::raft::MemoryStorage storage;
   tenure::testing::RecordingStateMachine machine;
-  tenure::raft::RaftConfig c;
-  c.self = 1;
-  c.voters = {1};
+  const tenure::raft::RaftConfig c = solo_config();
   tenure::raft::asio::AsioGroupOptions o;
   o.sync_inline = true;
   using Group = tenure::raft::asio::AsioGroup<SoloPolicies<tenure::raft::DefaultErrorClassifier>>;
