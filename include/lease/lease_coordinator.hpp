@@ -14,6 +14,7 @@
 #include <raft/completion.hpp>
 #include <raft/errc.hpp>
 #include <raft/error_classifier.hpp>
+#include <raft/metrics.hpp>
 #include <raft/result.hpp>
 #include <raft/types.hpp>
 
@@ -207,9 +208,11 @@ class LeaseCoordinator {
     auto fast = lease_read();
     if (fast) {
       op.served_by_lease_ = true;
+      count(raft::Counter::lease_reads);
       op.done_(fast);
       return;
     }
+    count(raft::Counter::lease_fallbacks);
     op.anchor_ = WriteAnchor{now, state_.generation(), provider_.leader_term()};
     // A follower's provider may forward the read to the leader; its success then extends nothing
     // here (anchor term 0).
@@ -344,6 +347,14 @@ class LeaseCoordinator {
         callbacks_.notify(lost_term, [this](std::exception_ptr e) { reporter_.callback_threw(e); });
     if (failures != 0) {
       callback_failures_.fetch_add(failures, std::memory_order_relaxed);
+    }
+  }
+
+  // Lease hits and fallbacks go to the provider's metrics when it has any (a RaftGroup's
+  // metrics_type; NoMetrics compiles this away).
+  void count(raft::Counter c) noexcept {
+    if constexpr (requires { provider_.metrics().add(c, std::uint64_t{1}); }) {
+      provider_.metrics().add(c, 1);
     }
   }
 

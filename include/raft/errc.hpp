@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace tenure::raft {
@@ -57,6 +58,48 @@ enum class errc : int {
   /// committed, or a joint configuration not yet left): one change at a time. Retry once it ends.
   change_in_progress = 17,
 };
+
+/// The enumerator's name ("not_leader"): for logs and metrics labels, where the message is
+/// too long. "unknown" for a value outside the enumeration.
+constexpr std::string_view to_string(errc e) noexcept {
+  switch (e) {
+    case errc::not_leader:
+      return "not_leader";
+    case errc::leadership_lost:
+      return "leadership_lost";
+    case errc::transfer_in_progress:
+      return "transfer_in_progress";
+    case errc::timed_out:
+      return "timed_out";
+    case errc::overloaded:
+      return "overloaded";
+    case errc::stopped:
+      return "stopped";
+    case errc::corrupt_storage:
+      return "corrupt_storage";
+    case errc::invalid_config:
+      return "invalid_config";
+    case errc::invalid_argument:
+      return "invalid_argument";
+    case errc::malformed_message:
+      return "malformed_message";
+    case errc::unsupported_version:
+      return "unsupported_version";
+    case errc::storage_failure:
+      return "storage_failure";
+    case errc::cancelled:
+      return "cancelled";
+    case errc::lease_expired:
+      return "lease_expired";
+    case errc::leader_active:
+      return "leader_active";
+    case errc::too_large:
+      return "too_large";
+    case errc::change_in_progress:
+      return "change_in_progress";
+  }
+  return "unknown";
+}
 
 namespace detail {
 

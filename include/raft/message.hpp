@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 #include <raft/types.hpp>
 
@@ -51,6 +52,41 @@ enum class MessageType : std::uint8_t {
 };
 
 inline constexpr std::uint8_t kMaxMessageType = 14;
+
+/// The enumerator's name ("append"), for logs; "unknown" outside the enumeration.
+constexpr std::string_view to_string(MessageType t) noexcept {
+  switch (t) {
+    case MessageType::append:
+      return "append";
+    case MessageType::append_response:
+      return "append_response";
+    case MessageType::vote:
+      return "vote";
+    case MessageType::vote_response:
+      return "vote_response";
+    case MessageType::pre_vote:
+      return "pre_vote";
+    case MessageType::pre_vote_response:
+      return "pre_vote_response";
+    case MessageType::heartbeat:
+      return "heartbeat";
+    case MessageType::heartbeat_response:
+      return "heartbeat_response";
+    case MessageType::timeout_now:
+      return "timeout_now";
+    case MessageType::read_index:
+      return "read_index";
+    case MessageType::read_index_response:
+      return "read_index_response";
+    case MessageType::snapshot:
+      return "snapshot";
+    case MessageType::snapshot_response:
+      return "snapshot_response";
+    case MessageType::transfer_request:
+      return "transfer_request";
+  }
+  return "unknown";
+}
 
 /// Bits of Message::flags.
 enum MessageFlags : std::uint8_t {

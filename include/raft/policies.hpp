@@ -7,6 +7,8 @@
 
 #include <raft/clock.hpp>
 #include <raft/error_classifier.hpp>
+#include <raft/logger.hpp>
+#include <raft/metrics.hpp>
 #include <raft/random.hpp>
 #include <raft/snapshot.hpp>
 #include <raft/state_machine.hpp>
@@ -69,11 +71,43 @@ struct DefaultPolicies {
   /// The most members a group can have (voters of both configurations of a joint configuration,
   /// the node itself included). Per-peer state lives in arrays of this size.
   static constexpr std::size_t max_peers = 7;
+  /// Where the group logs role and term changes and the like (logger.hpp): one instance per
+  /// group, reached through RaftGroup::logger(). NoLogger compiles every log statement away;
+  /// StreamLogger writes lines to stderr.
+  using logger_type = NoLogger;
+  /// What the group counts (metrics.hpp): one instance per group, RaftGroup::metrics().
+  /// NoMetrics compiles to nothing; AtomicMetrics keeps atomics an exporter reads.
+  using metrics_type = NoMetrics;
   /// Test-only fault injection; see PlantedBug.
   using planted_bugs = NoPlantedBugs;
 };
 
 namespace detail {
+
+/// The policies' logger_type and metrics_type, or the no-op defaults for policies written
+/// before they existed (not derived from DefaultPolicies).
+template <class P>
+struct logger_of {
+  using type = NoLogger;
+};
+template <class P>
+requires requires {
+  typename P::logger_type;
+}
+struct logger_of<P> {
+  using type = typename P::logger_type;
+};
+template <class P>
+struct metrics_of {
+  using type = NoMetrics;
+};
+template <class P>
+requires requires {
+  typename P::metrics_type;
+}
+struct metrics_of<P> {
+  using type = typename P::metrics_type;
+};
 
 template <class P>
 consteval bool check_policies() {
@@ -118,6 +152,19 @@ consteval bool check_policies() {
     static_assert(check_clock<typename P::clock_type>());
     static_assert(check_random_source<typename P::random_type>());
     static_assert(check_error_classifier<typename P::error_classifier>());
+    static_assert(Logger<typename logger_of<P>::type>,
+                  "tenure: `logger_type` must model Logger: `bool enabled(LogLevel) const "
+                  "noexcept` and `void log(const LogRecord&) noexcept`, and be default-"
+                  "constructible");
+    static_assert(std::is_default_constructible_v<typename logger_of<P>::type>,
+                  "tenure: `logger_type` must be default-constructible (the group makes its own)");
+    static_assert(Metrics<typename metrics_of<P>::type>,
+                  "tenure: `metrics_type` must model Metrics: `add(Counter, std::uint64_t) "
+                  "noexcept`, `set(Gauge, std::int64_t) noexcept`, `observe(Histogram, "
+                  "std::uint64_t) noexcept`");
+    static_assert(std::is_default_constructible_v<typename metrics_of<P>::type>,
+                  "tenure: `metrics_type` must be default-constructible (the group makes its "
+                  "own)");
     static_assert(P::max_peers >= 1 && P::max_peers <= 64,
                   "tenure: `max_peers` must be between 1 and 64");
     return true;

@@ -31,12 +31,15 @@
 #include <raft/detail/majority.hpp>
 #include <raft/detail/progress.hpp>
 #include <raft/errc.hpp>
+#include <raft/logger.hpp>
 #include <raft/membership.hpp>
 #include <raft/message.hpp>
+#include <raft/metrics.hpp>
 #include <raft/operations.hpp>
 #include <raft/policies.hpp>
 #include <raft/result.hpp>
 #include <raft/snapshot.hpp>
+#include <raft/status.hpp>
 #include <raft/storage.hpp>
 #include <raft/types.hpp>
 
@@ -52,9 +55,6 @@ struct SnapshotReaderOf<M, true> {
   using type = typename M::snapshot_reader;
 };
 }  // namespace detail
-
-/// The role of a node in its group (Raft paper section 5.1; PreVote, thesis section 9.6).
-enum class Role : std::uint8_t { follower, pre_candidate, candidate, leader };
 
 /// What RaftGroup::campaign() does when this node has heard from a leader (or started) within
 /// election_timeout_min, the window in which that leader may still be serving lease reads that
@@ -109,6 +109,10 @@ class RaftGroup {
   /// The policies' ErrorClassifier: `lease::LeaseCoordinator<RaftGroup>` (and AsioGroup's
   /// coordinator) classify errors with it unless given another.
   using error_classifier = typename Policies::error_classifier;
+  /// The policies' Logger (NoLogger unless they name one): one per group, logger().
+  using logger_type = typename detail::logger_of<Policies>::type;
+  /// The policies' Metrics (NoMetrics unless they name one): one per group, metrics().
+  using metrics_type = typename detail::metrics_of<Policies>::type;
   using time_point = typename clock_type::time_point;
   using duration = typename clock_type::duration;
   /// The LeaseProvider's ReadIndex operation type.
@@ -276,12 +280,14 @@ class RaftGroup {
     }
     if (role_ == Role::leader) {
       if (config_.check_quorum && !quorum_active(now)) {
+        const CauseScope cause(*this, nullptr, "check_quorum");
         become_follower(term_, kNoNode, now);  // CheckQuorum: a minority leader steps down
       } else if (now >= next_heartbeat_) {
         broadcast_heartbeat(now);
         advance_change();  // a learner may have caught up
       }
     } else if (now >= election_deadline_) {
+      const CauseScope cause(*this, nullptr, "election_timeout");
       campaign(/*transfer=*/false, now);
     }
     flush_now();
@@ -294,8 +300,11 @@ class RaftGroup {
     if (m.group != config_.group || m.to != config_.self ||
         (answers_leader(m.type) && slot_of(m.from) == kNoSlot)) {
       ++stats_.messages_ignored;  // misrouted, or an answer from a node that is not a member
+      count(Counter::messages_ignored);
       return;
     }
+    count(Counter::messages_received);
+    const CauseScope cause(*this, &m, {});
     const time_point now = clock_.now();
     if (non_member_vote(m, now)) {
       flush_now();
@@ -381,6 +390,7 @@ class RaftGroup {
         }
       }
       if (read_round_needed_ > seq_) {
+        count(Counter::read_index_rounds);
         broadcast_heartbeat(clock_.now());
       }
     } else if (forward_batch_pending_ && leader_ != kNoNode) {
@@ -401,9 +411,11 @@ class RaftGroup {
     as_input([&] {
       assert(!op.pending());
       if (const auto refused = refuse_proposal(payload.size())) {
+        count_refusal(refused->code);
         op.done_(*refused);
         return;
       }
+      count(Counter::proposals_accepted);
       const EntryView entry{term_, storage_.last_index() + 1, EntryType::normal, payload};
       append_own(std::span<const EntryView>(&entry, 1));
       uncommitted_bytes_ += payload.size();
@@ -495,6 +507,13 @@ class RaftGroup {
       // election does not wait out our lease (lesson 6; docs/lease.md).
       if (!planted(PlantedBug::no_lease_revoke_before_transfer)) {
         lease_revoked_term_ = term_;
+        count(Counter::lease_revocations);
+        if (logs(LogLevel::info)) {
+          LogRecord r = log_record(LogLevel::info, "lease_revoked",
+                                   "lease revoked before handing leadership over");
+          r.with(LogField::t("cause", "transfer")).with(LogField::u("target", target));
+          logger_.log(r);
+        }
       }
       publish_leader_term();
       maybe_send_timeout_now();
@@ -536,6 +555,7 @@ class RaftGroup {
         flush_now();
         return {};
       }
+      const CauseScope cause(*this, nullptr, "campaign_requested");
       campaign(false, now);
       flush_now();
       return {};
@@ -702,6 +722,70 @@ class RaftGroup {
                               : from_nanos<clock_type>(deadlines_.begin()->deadline_);
   }
   const Stats& stats() const noexcept { return stats_; }
+  /// This group's logger, to configure (a level, an output). Its log() runs on the group's
+  /// thread, inside inputs.
+  logger_type& logger() noexcept { return logger_; }
+  const logger_type& logger() const noexcept { return logger_; }
+  /// This group's metrics (an exporter reads them; AtomicMetrics allows any thread).
+  metrics_type& metrics() noexcept { return metrics_; }
+  const metrics_type& metrics() const noexcept { return metrics_; }
+  /// A snapshot of the group's state, members and (as leader) their replication, as a value
+  /// (status.hpp; print it with append_text or append_json). Group's thread; no allocation.
+  GroupStatus status() const noexcept {
+    GroupStatus s;
+    s.group = config_.group;
+    s.self = config_.self;
+    s.role = role_;
+    s.term = term_;
+    s.leader = leader_;
+    s.vote = vote_;
+    s.first_index = storage_.first_index();
+    s.last_index = storage_.last_index();
+    s.commit_index = commit_;
+    s.applied_index = applied_;
+    s.snapshot_index = snapshot_index_;
+    s.pending_proposals = proposals_.size();
+    s.pending_reads = pending_reads_;
+    s.uncommitted_bytes = uncommitted_bytes_;
+    s.lease_term = published_term_.load(std::memory_order_relaxed);
+    s.joint = outgoing_ != 0;
+    s.transferring = transfer_ != nullptr;
+    s.stopped = stopped_;
+    s.failure = failure_;
+    const time_point now = clock_.now();
+    const bool leading = role_ == Role::leader && !stopped_;
+    if (leading && tracker_.quorum_ack() > became_leader_at_) {
+      s.quorum_ack_age_ns = to_nanos<clock_type>(now) - to_nanos<clock_type>(tracker_.quorum_ack());
+    }
+    const LogIndex last = storage_.last_index();
+    for (std::size_t i = 0; i < members_ && i < GroupStatus::kMaxMembers; ++i) {
+      PeerStatus& p = s.members[s.member_count++];
+      const Mask bit = Mask{1} << i;
+      p.id = ids_[i];
+      p.self = i == self_slot_;
+      p.voter = (voting_ & bit) != 0;
+      p.learner = !p.voter && Membership::has(membership_.learners, ids_[i]);
+      if (!leading) {
+        continue;
+      }
+      const detail::Progress& pr = progress_[i];
+      p.match = p.self ? durable_last_ : pr.match;
+      p.next = p.self ? last + 1 : pr.next;
+      p.lag = last > p.match ? last - p.match : 0;
+      if (!p.self) {
+        p.inflight_messages = static_cast<std::uint32_t>(pr.inflight.count());
+        p.inflight_bytes = pr.inflight.bytes();
+        const time_point heard = tracker_.last_ack(ids_[i]);
+        if (heard > became_leader_at_) {
+          p.last_ack_age_ns = to_nanos<clock_type>(now) - to_nanos<clock_type>(heard);
+        }
+        p.replication = pr.state == detail::ProgressState::probe       ? "probe"
+                        : pr.state == detail::ProgressState::replicate ? "replicate"
+                                                                       : "snapshot";
+      }
+    }
+    return s;
+  }
   const RaftConfig& config() const noexcept { return config_; }
   const storage_type& storage() const noexcept { return storage_; }
   /// The leader's view of `peer`'s match index (0 when not leader or unknown).
@@ -772,10 +856,118 @@ class RaftGroup {
     if constexpr (std::is_void_v<decltype(body())>) {
       body();
       run_deferred();
+      publish_gauges();
     } else {
       auto result = body();
       run_deferred();
+      publish_gauges();
       return result;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Observability: logs and metrics (both compile away with the default policies)
+  // -------------------------------------------------------------------------------------------
+
+  static constexpr bool kMetrics = detail::metrics_enabled<metrics_type>();
+
+  // What the group is reacting to, for the logs: the message being stepped, or a named cause (a
+  // timer, an operator's request). Restored on scope exit.
+  struct CauseScope {
+    RaftGroup& group;
+    const Message* message;
+    std::string_view text;
+    CauseScope(RaftGroup& g, const Message* m, std::string_view t) noexcept
+        : group(g), message(std::exchange(g.cause_message_, m)), text(std::exchange(g.cause_, t)) {}
+    ~CauseScope() {
+      group.cause_message_ = message;
+      group.cause_ = text;
+    }
+    CauseScope(const CauseScope&) = delete;
+    CauseScope& operator=(const CauseScope&) = delete;
+  };
+
+  bool logs(LogLevel level) const noexcept { return logger_.enabled(level); }
+
+  LogRecord log_record(LogLevel level, std::string_view event,
+                       std::string_view message) const noexcept {
+    LogRecord r;
+    r.level = level;
+    r.event = event;
+    r.message = message;
+    r.group = config_.group;
+    r.node = config_.self;
+    r.term = term_;
+    r.role = stopped_ ? std::string_view("stopped") : to_string(role_);
+    return r;
+  }
+
+  void add_cause(LogRecord& r) const noexcept {
+    if (cause_message_ != nullptr) {
+      r.with(LogField::t("cause", to_string(cause_message_->type)))
+          .with(LogField::u("from", cause_message_->from))
+          .with(LogField::u("msg_term", cause_message_->term));
+    } else if (!cause_.empty()) {
+      r.with(LogField::t("cause", cause_));
+    }
+  }
+
+  void count(Counter c, std::uint64_t n = 1) noexcept { metrics_.add(c, n); }
+
+  void count_refusal(std::error_code ec) noexcept {
+    if (ec == errc::overloaded) {
+      count(Counter::proposals_refused_overloaded);
+    } else if (ec == errc::not_leader) {
+      count(Counter::proposals_refused_not_leader);
+    } else if (ec == errc::too_large) {
+      count(Counter::proposals_refused_too_large);
+    }
+  }
+
+  void note_term_change(Term old_term) noexcept {
+    count(Counter::term_changes);
+    if (logs(LogLevel::info)) {
+      LogRecord r = log_record(LogLevel::info, "term_changed", "term moved");
+      r.with(LogField::u("old_term", old_term));
+      add_cause(r);
+      logger_.log(r);
+    }
+  }
+
+  void note_role_change(Role old_role, LogLevel level) noexcept {
+    if (old_role == role_ || !logs(level)) {
+      return;
+    }
+    LogRecord r = log_record(level, "role_changed", "role changed");
+    r.with(LogField::t("old_role", to_string(old_role))).with(LogField::u("leader", leader_));
+    add_cause(r);
+    logger_.log(r);
+  }
+
+  // Samples the time one log write takes to become durable (one write at a time is timed: the
+  // clock is read twice per sample, not per write).
+  void note_persist_sample(std::size_t entries) noexcept {
+    if constexpr (kMetrics) {
+      metrics_.observe(Histogram::persist_batch_entries, entries);
+      if (persist_sample_seq_ == 0 && last_write_seq_ != 0) {
+        persist_sample_seq_ = last_write_seq_;
+        persist_sample_at_ = clock_.now();
+      }
+    } else {
+      (void)entries;
+    }
+  }
+
+  void publish_gauges() noexcept {
+    if constexpr (kMetrics) {
+      metrics_.set(Gauge::term, static_cast<std::int64_t>(term_));
+      metrics_.set(Gauge::role, static_cast<std::int64_t>(role_));
+      metrics_.set(Gauge::leader, static_cast<std::int64_t>(leader_));
+      metrics_.set(Gauge::commit_index, static_cast<std::int64_t>(commit_));
+      metrics_.set(Gauge::applied_index, static_cast<std::int64_t>(applied_));
+      metrics_.set(Gauge::last_index, static_cast<std::int64_t>(storage_.last_index()));
+      metrics_.set(Gauge::pending_reads, static_cast<std::int64_t>(pending_reads_));
+      metrics_.set(Gauge::uncommitted_bytes, static_cast<std::int64_t>(uncommitted_bytes_));
     }
   }
 
@@ -894,6 +1086,7 @@ class RaftGroup {
 
   void send(const Message& m) {
     ++stats_.messages_sent;
+    count(Counter::messages_sent);
     transport_.send(m);
   }
 
@@ -946,6 +1139,7 @@ class RaftGroup {
   void append_own(std::span<const EntryView> entries) {
     record_write(storage_.append(entries));
     note_log_write(last_write_seq_);
+    note_persist_sample(entries.size());
   }
 
   void persist_hard_state() {
@@ -978,6 +1172,15 @@ class RaftGroup {
 
   void release_durable() {
     const WriteSeq durable = durable_seq();
+    if constexpr (kMetrics) {
+      if (persist_sample_seq_ != 0 && durable >= persist_sample_seq_) {
+        persist_sample_seq_ = 0;
+        const std::int64_t ns =
+            to_nanos<clock_type>(clock_.now()) - to_nanos<clock_type>(persist_sample_at_);
+        metrics_.observe(Histogram::persist_micros,
+                         static_cast<std::uint64_t>(std::max<std::int64_t>(ns, 0) / 1000));
+      }
+    }
     while (waiter_count_ != 0) {
       Waiter& w = waiters_[waiter_head_];
       if (w.seq > durable) {
@@ -1100,6 +1303,8 @@ class RaftGroup {
 
   void become_follower(Term term, NodeId leader, time_point now) {
     const bool was_leader = role_ == Role::leader;
+    const Role old_role = role_;
+    const Term old_term = term_;
     if (was_leader) {
       leave_leadership(errc::leadership_lost, leader);
     }
@@ -1126,12 +1331,26 @@ class RaftGroup {
     if (leader != kNoNode || was_leader) {
       reset_election_timer(now);
     }
+    if (term_changed) {
+      note_term_change(old_term);
+    }
+    if (old_role != Role::follower) {
+      note_role_change(old_role,
+                       old_role == Role::pre_candidate ? LogLevel::debug : LogLevel::info);
+    }
   }
 
   // Everything that ends with leadership, in the order lesson 6 demands: the lease is gone
   // (tracker reset, callbacks run) while leader_term() still reports the old term, then the role
   // changes and pending operations learn their fate.
   void leave_leadership(errc reason, NodeId new_leader) {
+    count(Counter::leadership_lost);
+    if (logs(LogLevel::warn)) {
+      LogRecord r = log_record(LogLevel::warn, "leadership_lost", "stopped leading");
+      r.with(LogField::t("reason", to_string(reason))).with(LogField::u("new_leader", new_leader));
+      add_cause(r);
+      logger_.log(r);
+    }
     tracker_.reset();
     stats_.leader_loss_callback_failures +=
         leader_losses_.notify(term_, [](std::exception_ptr) noexcept {});
@@ -1163,11 +1382,14 @@ class RaftGroup {
       return;  // a learner, a joining node, a node whose removal it applied
     }
     ++stats_.elections_started;
+    count(Counter::elections_started);
     reset_election_timer(now);
     if (config_.pre_vote && !transfer) {
+      const Role old_role = role_;
       role_ = Role::pre_candidate;
       leader_ = kNoNode;
       publish_leader_term();
+      note_role_change(old_role, LogLevel::debug);
       votes_granted_ = Mask{1} << self_slot_;  // a pre-vote for ourselves needs no persistence
       votes_rejected_ = 0;
       if (has_quorum(votes_granted_)) {
@@ -1186,11 +1408,14 @@ class RaftGroup {
     }
     reset_election_timer(now);
     const Term old_term = term_;
+    const Role old_role = role_;
     term_ += 1;
     vote_ = config_.self;
     role_ = Role::candidate;
     leader_ = kNoNode;
     publish_leader_term();
+    note_term_change(old_term);
+    note_role_change(old_role, LogLevel::info);
     if (old_term != term_) {
       fail_reads(errc::leadership_lost, kNoNode);
     }
@@ -1304,9 +1529,12 @@ class RaftGroup {
     if (transfer_ != nullptr) {
       conclude_transfer(config_.self, errc::leadership_lost);  // the target did not take over
     }
+    const Role old_role = role_;
     role_ = Role::leader;
     leader_ = config_.self;
     ++stats_.times_leader;
+    count(Counter::leader_elected);
+    note_role_change(old_role, LogLevel::info);
     const LogIndex last = storage_.last_index();
     for (std::size_t i = 0; i < members_; ++i) {
       progress_[i].reset(last);
@@ -1538,8 +1766,15 @@ class RaftGroup {
     const EntryView entry{term_, storage_.last_index() + 1, EntryType::config,
                           std::span<const std::byte>(config_scratch_)};
     append_own(std::span<const EntryView>(&entry, 1));
-    if (!Membership::has(m.voters, config_.self)) {
+    if (!Membership::has(m.voters, config_.self) && lease_revoked_term_ != term_) {
       lease_revoked_term_ = term_;
+      count(Counter::lease_revocations);
+      if (logs(LogLevel::info)) {
+        LogRecord r = log_record(LogLevel::info, "lease_revoked",
+                                 "lease revoked: the new configuration removes this leader");
+        r.with(LogField::t("cause", "removed")).with(LogField::u("index", entry.index));
+        logger_.log(r);
+      }
     }
     const Membership copy = m;  // m may be membership_ itself or the operation's target
     prior_membership_ = membership_;
@@ -1853,6 +2088,7 @@ class RaftGroup {
       }
       record_write(storage_.append(m.entries.subspan(skip)));
       note_log_write(last_write_seq_);
+      note_persist_sample(m.entries.size() - skip);
       for (std::size_t i = skip; i < m.entries.size() && !config_changed; ++i) {
         config_changed = m.entries[i].type == EntryType::config;
       }
@@ -2046,11 +2282,22 @@ class RaftGroup {
           applied_membership_ = std::move(*m);
           applied_membership_index_ = index;
           ++stats_.config_entries_applied;
+          count(Counter::membership_changes);
+          if (logs(LogLevel::info)) {
+            LogRecord r =
+                log_record(LogLevel::info, "membership_changed", "a configuration entry applied");
+            r.with(LogField::u("index", index))
+                .with(LogField::u("voters", applied_membership_.voters.size()))
+                .with(LogField::u("outgoing_voters", applied_membership_.outgoing.size()))
+                .with(LogField::u("learners", applied_membership_.learners.size()));
+            logger_.log(r);
+          }
           config_applied = true;
         }
       }
       applied_ = index;
       ++stats_.entries_applied;
+      count(Counter::entries_applied);
       published_applied_.store(applied_, std::memory_order_release);
       complete_proposals(e, result);
     }
@@ -2186,6 +2433,7 @@ class RaftGroup {
       reads_wait_round_.pop_front();
       reads_wait_apply_.push_back(op);
       ++stats_.reads_confirmed;
+      count(Counter::reads_confirmed);
     }
     while (remote_read_count_ != 0 && !remote_read(0).awaiting_commit &&
            remote_read(0).needs <= quorum) {
@@ -2340,6 +2588,12 @@ class RaftGroup {
   void snapshot_saved() {
     snapshot_unsaved_ = false;
     ++stats_.snapshots_taken;
+    count(Counter::snapshots_taken);
+    if (logs(LogLevel::info)) {
+      LogRecord r = log_record(LogLevel::info, "snapshot_taken", "snapshot saved and durable");
+      r.with(LogField::u("index", saving_meta_.index));
+      logger_.log(r);
+    }
     if (saving_meta_.index > snapshot_index_) {
       snapshot_index_ = saving_meta_.index;
       durable_snapshot_ = saving_meta_;
@@ -2447,6 +2701,7 @@ class RaftGroup {
       m.entries = std::span<const EntryView>(&view, 1);
       send(m);
       ++stats_.snapshot_chunks_sent;
+      count(Counter::snapshot_chunks_sent);
       p.snap_started = true;
       p.snap_sent += n;
       if (n == 0) {
@@ -2648,6 +2903,13 @@ class RaftGroup {
       published_applied_.store(applied_, std::memory_order_release);
       persist_hard_state();
       ++stats_.snapshots_installed;
+      count(Counter::snapshots_installed);
+      if (logs(LogLevel::info)) {
+        LogRecord r =
+            log_record(LogLevel::info, "snapshot_installed", "snapshot from the leader restored");
+        r.with(LogField::u("index", index)).with(LogField::u("leader", leader_));
+        logger_.log(r);
+      }
       complete_applied_reads();
     }
     compact_behind(snapshot_index_);
@@ -2738,6 +3000,9 @@ class RaftGroup {
     finish(op);
     switch (op.kind_) {
       case detail::OperationKind::propose:
+        if (error.code == errc::timed_out) {
+          count(Counter::proposals_refused_timed_out);
+        }
         static_cast<ProposeOperation&>(op).done_(error);
         break;
       case detail::OperationKind::read:
@@ -2768,6 +3033,16 @@ class RaftGroup {
   void fail_stop(std::error_code cause) {
     if (!stopped_) {
       failure_ = cause;
+      count(Counter::storage_failures);
+      if (logs(LogLevel::error)) {
+        const std::string what = cause.message();  // a failure path: allocating is fine here
+        LogRecord r = log_record(LogLevel::error, "storage_failed",
+                                 "the storage failed: the group stops for good");
+        r.with(LogField::t("category", cause.category().name()))
+            .with(LogField::i("code", cause.value()))
+            .with(LogField::t("error", what));
+        logger_.log(r);
+      }
     }
     stop_with(errc::storage_failure);
   }
@@ -2914,6 +3189,12 @@ class RaftGroup {
   std::atomic<LogIndex> published_applied_{0};
 
   Stats stats_;
+  [[no_unique_address]] logger_type logger_;
+  [[no_unique_address]] metrics_type metrics_;
+  const Message* cause_message_ = nullptr;  // the message being stepped (logs)
+  std::string_view cause_;                  // else what else the group is reacting to (logs)
+  WriteSeq persist_sample_seq_ = 0;         // the log write being timed (0: none)
+  time_point persist_sample_at_{};
 };
 
 }  // namespace tenure::raft

@@ -79,7 +79,8 @@ class DigestStateMachine {
 /// Thread-safety: one thread. Allocation: at construction and restart; after warm-up, running
 /// allocates only what the groups and network do (nothing, in steady state).
 template <class Machine = DigestStateMachine, std::size_t MaxPeers = 7,
-          class PlantedBugs = NoPlantedBugs, class Storage = MemoryStorage>
+          class PlantedBugs = NoPlantedBugs, class Storage = MemoryStorage,
+          class MetricsPolicy = NoMetrics, class LoggerPolicy = NoLogger>
 class SimCluster {
  public:
   struct Policies : DefaultPolicies {
@@ -89,6 +90,8 @@ class SimCluster {
     using state_machine_type = Machine;
     static constexpr std::size_t max_peers = MaxPeers;
     using planted_bugs = PlantedBugs;
+    using metrics_type = MetricsPolicy;
+    using logger_type = LoggerPolicy;
   };
   using Group = RaftGroup<Policies>;
 

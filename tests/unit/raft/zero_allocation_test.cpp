@@ -4,6 +4,7 @@
 // rings. Counted with AllocationGuard (tests/main.cpp installs the counting operator new).
 #include <lease/lease_config.hpp>
 #include <lease/lease_coordinator.hpp>
+#include <raft/metrics.hpp>
 #include <raft/testing/allocation_guard.hpp>
 #include <raft/testing/sim_cluster.hpp>
 
@@ -25,8 +26,20 @@ using tenure::raft::ProposeResult;
 using tenure::raft::ReadIndexOperation;
 using tenure::raft::Result;
 using tenure::raft::testing::AllocationGuard;
-using Cluster = tenure::raft::testing::SimCluster<>;
-using Coordinator = tenure::lease::LeaseCoordinator<Cluster::Group>;
+// The default policies, and the same cluster with metrics recorded (AtomicMetrics) and a logger
+// that is enabled: observability must not cost the hot paths an allocation either.
+struct CountingLogger {
+  std::uint64_t records = 0;
+  static constexpr bool enabled(tenure::raft::LogLevel level) noexcept {
+    return level >= tenure::raft::LogLevel::info && level != tenure::raft::LogLevel::off;
+  }
+  void log(const tenure::raft::LogRecord&) noexcept { ++records; }
+};
+using PlainCluster = tenure::raft::testing::SimCluster<>;
+using ObservedCluster =
+    tenure::raft::testing::SimCluster<tenure::raft::testing::DigestStateMachine, 7,
+                                      tenure::raft::NoPlantedBugs, tenure::raft::MemoryStorage,
+                                      tenure::raft::AtomicMetrics, CountingLogger>;
 
 namespace {
 
@@ -82,9 +95,10 @@ struct ReadSlot {
   }
 };
 
+template <class Coordinator>
 struct LeaseReadSlot {
   Tally* tally = nullptr;
-  Coordinator::ReadOperation op{Completion<LogIndex>{&done, this}};
+  typename Coordinator::ReadOperation op{Completion<LogIndex>{&done, this}};
   static void done(void* self, Result<LogIndex> r) noexcept {
     Tally& t = *static_cast<LeaseReadSlot*>(self)->tally;
     --t.outstanding;
@@ -96,15 +110,17 @@ struct LeaseReadSlot {
   }
 };
 
-Cluster::Options cluster_options() {
-  Cluster::Options o;
+template <class Cluster>
+typename Cluster::Options cluster_options() {
+  typename Cluster::Options o;
   o.nodes = 3;
   o.seed = 11;
   o.config.log_retention_entries = 1000;  // compacts every few hundred entries: the rings cycle
   return o;
 }
 
-tenure::lease::LeaseConfig lease_config(const Cluster::Options& o) {
+template <class Options>
+tenure::lease::LeaseConfig lease_config(const Options& o) {
   tenure::lease::LeaseConfig c;
   c.election_timeout_min = o.config.election_timeout_min;
   return c;
@@ -124,8 +140,11 @@ tenure::lease::LeaseConfig short_lease_config() {
 // leader and on a follower, reads through the coordinator (served by the lease) and its fast
 // path, and through a short-lease coordinator (the ReadIndex fallback), then runs the simulation
 // until everything completed and a few more ticks passed.
+template <class Cluster>
 class Workload {
  public:
+  using Coordinator = tenure::lease::LeaseCoordinator<typename Cluster::Group>;
+
   Workload(Cluster& cluster, NodeId leader, NodeId follower, Coordinator& coordinator,
            Coordinator& short_lease)
       : cluster_(cluster),
@@ -136,8 +155,8 @@ class Workload {
         proposals_(new ProposalSlot[kProposalsPerRound]),
         leader_reads_(new ReadSlot[kLeaderReadsPerRound]),
         follower_reads_(new ReadSlot[kFollowerReadsPerRound]),
-        lease_reads_(new LeaseReadSlot[kLeaseReadsPerRound]),
-        fallback_reads_(new LeaseReadSlot[kFallbackReadsPerRound]) {
+        lease_reads_(new LeaseReadSlot<Coordinator>[kLeaseReadsPerRound]),
+        fallback_reads_(new LeaseReadSlot<Coordinator>[kFallbackReadsPerRound]) {
     for (std::size_t i = 0; i < kProposalsPerRound; ++i) {
       proposals_[i].tally = &tally_;
     }
@@ -215,8 +234,8 @@ class Workload {
   }
 
   Cluster& cluster_;
-  Cluster::Group& leader_;
-  Cluster::Group& follower_;
+  typename Cluster::Group& leader_;
+  typename Cluster::Group& follower_;
   Coordinator& coordinator_;
   Coordinator& short_lease_;
   Tally tally_;
@@ -225,17 +244,16 @@ class Workload {
   std::unique_ptr<ProposalSlot[]> proposals_;
   std::unique_ptr<ReadSlot[]> leader_reads_;
   std::unique_ptr<ReadSlot[]> follower_reads_;
-  std::unique_ptr<LeaseReadSlot[]> lease_reads_;
-  std::unique_ptr<LeaseReadSlot[]> fallback_reads_;
+  std::unique_ptr<LeaseReadSlot<Coordinator>[]> lease_reads_;
+  std::unique_ptr<LeaseReadSlot<Coordinator>[]> fallback_reads_;
 };
 
-}  // namespace
-
-TEST_CASE(
-    "a warmed-up 3-node cluster commits - applies - heartbeats and reads without allocating") {
+template <class Cluster>
+void check_steady_state_allocates_nothing() {
+  using Coordinator = typename Workload<Cluster>::Coordinator;
   REQUIRE(tenure::raft::testing::allocation_counting_installed());
 
-  const Cluster::Options options = cluster_options();
+  const typename Cluster::Options options = cluster_options<Cluster>();
   Cluster cluster(options);
   const NodeId leader = cluster.wait_for_leader();
   REQUIRE(leader != kNoNode);
@@ -245,7 +263,7 @@ TEST_CASE(
   // Until the leader's no-op commits, neither reads nor the lease are served: let it settle.
   REQUIRE(cluster.run_until([&] { return cluster.group(leader).leader_term() != 0; }, 1s));
   cluster.run_for(100ms);
-  Workload workload(cluster, leader, follower, coordinator, short_lease);
+  Workload<Cluster> workload(cluster, leader, follower, coordinator, short_lease);
 
   // Warm-up: the same workload, unguarded, long enough for every ring, pool and heap (storage
   // rings, durability waiters, network frames and event heap) to reach its high-water mark.
@@ -290,4 +308,28 @@ TEST_CASE(
     CHECK(cluster.machine(id).digest_at(t.last_result) ==
           cluster.machine(leader).digest_at(t.last_result));
   }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a warmed-up 3-node cluster commits - applies - heartbeats and reads without allocating") {
+  check_steady_state_allocates_nothing<PlainCluster>();
+}
+
+TEST_CASE("with metrics recorded and a logger enabled the steady state still allocates nothing") {
+  check_steady_state_allocates_nothing<ObservedCluster>();
+}
+
+TEST_CASE("the observed cluster's metrics moved during the workload") {
+  // The allocation test above is only meaningful if the metrics were live: check they were.
+  ObservedCluster cluster(cluster_options<ObservedCluster>());
+  const NodeId leader = cluster.wait_for_leader();
+  REQUIRE(leader != kNoNode);
+  cluster.run_for(100ms);
+  const auto& m = cluster.group(leader).metrics();
+  CHECK(m.counter(tenure::raft::Counter::leader_elected) == 1);
+  CHECK(m.counter(tenure::raft::Counter::messages_sent) > 0);
+  CHECK(m.histogram(tenure::raft::Histogram::persist_micros).count > 0);
+  CHECK(cluster.group(leader).logger().records >= 2);  // at least its term and role changes
 }
