@@ -6,6 +6,7 @@
 #include <lease/lease_coordinator.hpp>
 #include <raft/logger.hpp>
 #include <raft/metrics.hpp>
+#include <raft/prometheus_text.hpp>
 #include <raft/status.hpp>
 #include <raft/testing/sim_cluster.hpp>
 
@@ -492,4 +493,67 @@ TEST_CASE("lease reads and their ReadIndex fallbacks are counted apart") {
   REQUIRE(cluster.run_until([&] { return miss.outcome.has_value(); }, 1s));
   CHECK(miss.outcome->has_value());
   CHECK(g.metrics().counter(Counter::reads_confirmed) == confirmed + 1);
+}
+
+TEST_CASE("the Prometheus rendering writes each family once with a sample per group") {
+  std::vector<Line> lines;
+  Cluster cluster(options(107, lines));
+  const NodeId leader = ready_leader(cluster);
+  REQUIRE(leader != kNoNode);
+  const NodeId follower = leader == 1 ? 2 : 1;
+  GroupStatus leading = cluster.group(leader).status();
+  leading.group = 1;  // the simulated groups are all group 0
+  GroupStatus following = cluster.group(follower).status();
+  following.group = 2;  // as if it were another group of the same node
+  const tenure::raft::PrometheusGroup groups[] = {{&cluster.group(leader).metrics(), &leading},
+                                                  {&cluster.group(follower).metrics(), &following}};
+  std::string text;
+  tenure::raft::append_prometheus(text, groups);
+
+  auto count_of = [&](const std::string& needle) {
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  CHECK(count_of("# TYPE tenure_leader_elected_total counter\n") == 1);
+  CHECK(count_of("tenure_leader_elected_total{group=\"1\"} 1\n") == 1);
+  CHECK(count_of("tenure_leader_elected_total{group=\"2\"} 0\n") == 1);
+  CHECK(count_of("tenure_role{group=\"1\"} 3\n") == 1);
+  CHECK(count_of("tenure_lease_valid{group=\"1\"} 1\n") == 1);
+  CHECK(count_of("tenure_lease_valid{group=\"2\"} 0\n") == 1);
+  // Per-member figures come from the leader only, one sample per other member.
+  CHECK(count_of("tenure_follower_lag_entries{group=\"1\",peer=") == 2);
+  CHECK(count_of("tenure_follower_lag_entries{group=\"2\"") == 0);
+  CHECK(count_of("# TYPE tenure_persist_seconds histogram\n") == 1);
+  CHECK(count_of("tenure_persist_seconds_bucket{group=\"1\",le=\"+Inf\"}") == 1);
+  // Histogram buckets are cumulative: never decreasing, ending at _count.
+  const auto h = cluster.group(leader).metrics().histogram(Histogram::persist_batch_entries);
+  CHECK(count_of("tenure_persist_batch_entries_count{group=\"1\"} " + std::to_string(h.count) +
+                 "\n") == 1);
+  std::uint64_t previous = 0;
+  std::size_t buckets = 0;
+  const std::string prefix = "tenure_persist_batch_entries_bucket{group=\"1\",le=\"";
+  for (auto at = text.find(prefix); at != std::string::npos; at = text.find(prefix, at + 1)) {
+    const auto space = text.find(' ', at);
+    const std::uint64_t v = std::stoull(text.substr(space + 1));
+    CHECK(v >= previous);
+    previous = v;
+    ++buckets;
+  }
+  CHECK(buckets > 2);
+  CHECK(previous == h.count);
+  // Every family's TYPE appears once: no metric name is declared twice.
+  std::map<std::string, int> types;
+  for (auto at = text.find("# TYPE "); at != std::string::npos; at = text.find("# TYPE ", at + 1)) {
+    const auto end = text.find(' ', at + 7);
+    ++types[text.substr(at + 7, end - at - 7)];
+  }
+  for (const auto& [name, n] : types) {
+    CAPTURE(name);
+    CHECK(n == 1);
+  }
+  CHECK(types.size() == tenure::raft::kCounterCount + tenure::raft::kGaugeCount +
+                            tenure::raft::kHistogramCount + 6);
 }
