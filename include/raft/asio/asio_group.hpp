@@ -44,6 +44,7 @@
 #include <raft/operations.hpp>
 #include <raft/raft_group.hpp>
 #include <raft/result.hpp>
+#include <raft/status.hpp>
 #include <raft/types.hpp>
 
 namespace tenure::raft::asio {
@@ -236,6 +237,28 @@ class AsioGroup {
   const group_type& group() const noexcept { return group_; }
   /// The lease coordinator (lease_read() is lock-free from any thread).
   coordinator_type& lease() noexcept { return lease_; }
+  /// The group's status() (a GroupStatus value, status.hpp), taken on the strand; completes on
+  /// the handler's associated executor (the strand by default). Any thread; allocates the
+  /// handler's state (this is for admin endpoints, not hot paths).
+  template <class CompletionToken>
+  auto async_status(CompletionToken&& token) {
+    return ::boost::asio::async_initiate<CompletionToken, void(GroupStatus)>(
+        [this](auto handler) {
+          auto work = ::boost::asio::make_work_guard(
+              ::boost::asio::get_associated_executor(handler, strand_));
+          ::boost::asio::post(
+              strand_, [this, handler = std::move(handler), work = std::move(work)]() mutable {
+                const GroupStatus status = group_.status();
+                auto executor = work.get_executor();
+                work.reset();
+                ::boost::asio::dispatch(executor, [handler = std::move(handler), status]() mutable {
+                  std::move(handler)(status);
+                });
+              });
+        },
+        token);
+  }
+
   /// How many operations with a connected cancellation slot are pending. Strand only.
   std::size_t cancellable_pending() const noexcept { return registry_->size(); }
 

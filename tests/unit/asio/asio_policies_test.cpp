@@ -175,3 +175,52 @@ TEST_CASE("AsioGroup refuses sync_inline over a storage that cannot sync on requ
   using Group = tenure::raft::asio::AsioGroup<SoloPolicies<tenure::raft::DefaultErrorClassifier>>;
   CHECK_THROWS_AS(Group(io, c, o, clock, transport, storage, machine), std::system_error);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Observability through the runtime: async_status() and the policies' metrics.
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+struct ObservedPolicies : SoloPolicies<tenure::raft::DefaultErrorClassifier> {
+  using metrics_type = tenure::raft::AtomicMetrics;
+};
+}  // namespace
+
+TEST_CASE("AsioGroup: async_status reports the group from its strand - lease reads are counted") {
+  using Group = tenure::raft::asio::AsioGroup<ObservedPolicies>;
+  ::boost::asio::io_context io;
+  tenure::raft::SteadyClock clock;
+  DropEverything transport;
+  tenure::raft::MemoryStorage storage;
+  tenure::testing::RecordingStateMachine machine;
+  tenure::raft::asio::AsioGroupOptions o;
+  o.tick_interval = 2ms;
+  Group g(io, solo_config(), o, clock, transport, storage, machine);
+  g.start();
+  REQUIRE(
+      tenure::testing::asio_cluster::run_until(io, [&] { return g.group().leader_term() != 0; }));
+
+  std::optional<Result<tenure::raft::asio::ReadResult>> read;
+  g.async_read(tenure::raft::asio::ReadLevel::lease, 1s,
+               [&](Result<tenure::raft::asio::ReadResult> r) { read = r; });
+  REQUIRE(tenure::testing::asio_cluster::run_until(io, [&] { return read.has_value(); }));
+  REQUIRE(read->has_value());
+
+  std::optional<tenure::raft::GroupStatus> status;
+  g.async_status([&](tenure::raft::GroupStatus s) { status = s; });
+  CHECK_FALSE(status.has_value());  // posted: never completes inside the call
+  REQUIRE(tenure::testing::asio_cluster::run_until(io, [&] { return status.has_value(); }));
+  CHECK(status->role == tenure::raft::Role::leader);
+  CHECK(status->leader == 1);
+  CHECK(status->lease_term == status->term);
+  CHECK(status->commit_index >= 1);
+  REQUIRE(status->member_count == 1);
+  CHECK(status->members[0].self);
+  const auto& m = g.group().metrics();
+  CHECK(m.counter(tenure::raft::Counter::leader_elected) == 1);
+  CHECK(m.counter(tenure::raft::Counter::lease_reads) +
+            m.counter(tenure::raft::Counter::lease_fallbacks) ==
+        1);
+  g.stop();
+  io.run_for(20ms);
+}
