@@ -4,8 +4,7 @@
 // A group logs what an operator needs to reconstruct an incident, once per event and with its
 // cause: role and term changes (with the message that caused them), the loss of leadership, a
 // lease revoked before a transfer, snapshots taken and installed, configuration changes, a
-// storage failure. The runtime (AsioTcpTransport) logs connects and disconnects through the
-// same record type (LogSink). Records carry numbers and constant texts only: building one
+// storage failure. Records carry numbers and constant texts only: building one
 // allocates nothing and formats nothing; the logger decides what a line looks like.
 #pragma once
 
@@ -294,34 +293,6 @@ class StreamLogger {
 
   std::FILE* out_ = stderr;
   LogLevel level_ = LogLevel::info;
-};
-
-/// A type-erased logger for code that is not templated on one (AsioTcpTransport's connection
-/// events): a function pointer and a context. Empty (the default) logs nothing. Copyable; the
-/// context must outlive every copy.
-struct LogSink {
-  void* context = nullptr;
-  bool (*enabled_fn)(void*, LogLevel) noexcept = nullptr;
-  void (*log_fn)(void*, const LogRecord&) noexcept = nullptr;
-
-  bool enabled(LogLevel level) const noexcept {
-    return log_fn != nullptr && (enabled_fn == nullptr || enabled_fn(context, level));
-  }
-  void log(const LogRecord& record) const noexcept {
-    if (log_fn != nullptr) {
-      log_fn(context, record);
-    }
-  }
-
-  /// A sink writing to `logger` (any Logger), which must outlive the sink.
-  template <Logger L>
-  static LogSink to(L& logger) noexcept {
-    return LogSink{&logger,
-                   [](void* c, LogLevel level) noexcept {
-                     return static_cast<bool>(static_cast<L*>(c)->enabled(level));
-                   },
-                   [](void* c, const LogRecord& r) noexcept { static_cast<L*>(c)->log(r); }};
-  }
 };
 
 }  // namespace tenure::raft
