@@ -35,6 +35,7 @@ set(zero_allocation
   BM_SimCluster_Commit/3/1024
   BM_SimCluster_Commit/5/64
   BM_SimCluster_Commit/5/1024
+  BM_SimCluster_Commit_Observed/3/64
   BM_SimCluster_ReadIndex
   BM_Snapshot_Install)
 # Every benchmark that must be present. FileStorage's batches are vectors, and MemoryStorage keeps

@@ -13,7 +13,11 @@
 // the setup runs the same workload first, so every ring, pool and heap has reached its
 // high-water mark (benchmark.smoke checks it). The counting operator new lives in
 // lease_benchmarks.cpp, the one translation unit of this program that includes it.
+#include <raft/logger.hpp>
+#include <raft/memory_storage.hpp>
+#include <raft/metrics.hpp>
 #include <raft/operations.hpp>
+#include <raft/policies.hpp>
 #include <raft/testing/allocation_guard.hpp>
 #include <raft/testing/sim_cluster.hpp>
 #include <raft/types.hpp>
@@ -71,6 +75,22 @@ class CountingStateMachine {
 
 using Cluster = tenure::raft::testing::SimCluster<CountingStateMachine>;
 
+// The same cluster with observability on: every group records AtomicMetrics and has a logger
+// that is enabled at info (it counts records instead of writing them, so that the comparison is
+// the core's bookkeeping, not stdio). BM_SimCluster_Commit against BM_SimCluster_Commit_Observed
+// shows what metrics cost; the default policies (NoMetrics, NoLogger) compile it all away.
+struct CountingLogger {
+  std::uint64_t records = 0;
+  static constexpr bool enabled(tenure::raft::LogLevel level) noexcept {
+    return level >= tenure::raft::LogLevel::info && level != tenure::raft::LogLevel::off;
+  }
+  void log(const tenure::raft::LogRecord&) noexcept { ++records; }
+};
+using ObservedCluster =
+    tenure::raft::testing::SimCluster<CountingStateMachine, 7, tenure::raft::NoPlantedBugs,
+                                      tenure::raft::MemoryStorage, tenure::raft::AtomicMetrics,
+                                      CountingLogger>;
+
 bool allocation_counting_or_skip(benchmark::State& state) {
   if (!tenure::raft::testing::allocation_counting_installed()) {
     state.SkipWithError("allocation counting is not installed: allocs_per_op would read 0");
@@ -79,8 +99,9 @@ bool allocation_counting_or_skip(benchmark::State& state) {
   return true;
 }
 
-Cluster::Options fast_options(std::size_t nodes, std::size_t payload_bytes) {
-  Cluster::Options o;
+template <class C = Cluster>
+typename C::Options fast_options(std::size_t nodes, std::size_t payload_bytes) {
+  typename C::Options o;
   o.nodes = nodes;
   o.seed = 42;
   o.network.min_delay = 100us;  // fixed: no reordering. Simulated time costs nothing;
@@ -97,7 +118,8 @@ Cluster::Options fast_options(std::size_t nodes, std::size_t payload_bytes) {
 }
 
 // Elects a leader and waits until it serves (its no-op is committed and applied).
-NodeId settle(Cluster& cluster) {
+template <class C>
+NodeId settle(C& cluster) {
   const NodeId leader = cluster.wait_for_leader();
   if (leader == kNoNode ||
       !cluster.run_until([&] { return cluster.group(leader).leader_term() != 0; }, 1s)) {
@@ -133,7 +155,8 @@ struct ReadSlot {
 };
 
 // One batch: kBatch proposals, one flush, run until every one is applied on the leader.
-bool commit_batch(Cluster& cluster, Cluster::Group& leader, ProposalSlot* slots,
+template <class C>
+bool commit_batch(C& cluster, typename C::Group& leader, ProposalSlot* slots,
                   std::vector<std::byte>& payload, Tally& tally, std::uint64_t& counter) {
   for (std::size_t i = 0; i < kBatch; ++i) {
     payload.front() = static_cast<std::byte>(++counter);
@@ -144,19 +167,20 @@ bool commit_batch(Cluster& cluster, Cluster::Group& leader, ProposalSlot* slots,
   return cluster.run_until([&] { return tally.outstanding == 0; }, 1s) && tally.failures == 0;
 }
 
-void BM_SimCluster_Commit(benchmark::State& state) {
+template <class C>
+void commit_benchmark(benchmark::State& state) {
   if (!allocation_counting_or_skip(state)) {
     return;
   }
   const auto nodes = static_cast<std::size_t>(state.range(0));
   const auto payload_bytes = static_cast<std::size_t>(state.range(1));
-  Cluster cluster(fast_options(nodes, payload_bytes));
+  C cluster(fast_options<C>(nodes, payload_bytes));
   const NodeId leader_id = settle(cluster);
   if (leader_id == kNoNode) {
     state.SkipWithError("no leader");
     return;
   }
-  Cluster::Group& leader = cluster.group(leader_id);
+  typename C::Group& leader = cluster.group(leader_id);
   Tally tally;
   const std::unique_ptr<ProposalSlot[]> slots(new ProposalSlot[kBatch]);
   for (std::size_t i = 0; i < kBatch; ++i) {
@@ -206,12 +230,21 @@ void BM_SimCluster_Commit(benchmark::State& state) {
       static_cast<double>(allocations) / static_cast<double>(entries > 0 ? entries : 1);
   state.counters["batch"] = static_cast<double>(kBatch);
 }
+
+void BM_SimCluster_Commit(benchmark::State& state) {
+  commit_benchmark<Cluster>(state);
+}
 BENCHMARK(BM_SimCluster_Commit)
     ->Args({3, 64})
     ->Args({3, 1024})
     ->Args({5, 64})
     ->Args({5, 1024})
     ->Unit(benchmark::kMicrosecond);
+
+void BM_SimCluster_Commit_Observed(benchmark::State& state) {
+  commit_benchmark<ObservedCluster>(state);
+}
+BENCHMARK(BM_SimCluster_Commit_Observed)->Args({3, 64})->Unit(benchmark::kMicrosecond);
 
 // One heartbeat round: kReadsPerRound reads queued on the leader, one flush, run until every one
 // is confirmed (and, its read index being applied already, completed).
