@@ -226,6 +226,7 @@ inline void append_prometheus(std::string& out, std::span<const PrometheusGroup>
       {"tenure_follower_match_index", "Leader: the highest index known on the member."},
       {"tenure_follower_lag_entries", "Leader: its last index minus the member's match index."},
       {"tenure_follower_inflight_messages", "Leader: appends sent to the member, not answered."},
+      {"tenure_follower_inflight_bytes", "Leader: bytes of the appends in flight to the member."},
       {"tenure_follower_last_ack_age_seconds",
        "Leader: time since the member last acknowledged a message of this term."},
   };

@@ -555,5 +555,5 @@ TEST_CASE("the Prometheus rendering writes each family once with a sample per gr
     CHECK(n == 1);
   }
   CHECK(types.size() == tenure::raft::kCounterCount + tenure::raft::kGaugeCount +
-                            tenure::raft::kHistogramCount + 6);
+                            tenure::raft::kHistogramCount + 7);
 }
