@@ -557,3 +557,25 @@ TEST_CASE("the Prometheus rendering writes each family once with a sample per gr
   CHECK(types.size() == tenure::raft::kCounterCount + tenure::raft::kGaugeCount +
                             tenure::raft::kHistogramCount + 7);
 }
+
+TEST_CASE("a storage failure is logged once as an error - with the leadership it ends") {
+  std::vector<Line> lines;
+  Cluster cluster(options(108, lines));
+  const NodeId leader = ready_leader(cluster);
+  REQUIRE(leader != kNoNode);
+  cluster.node(leader).storage().fail(std::make_error_code(std::errc::io_error));
+  auto& g = cluster.group(leader);
+  REQUIRE(cluster.run_until([&] { return g.stopped(); }, 1s));
+  cluster.run_for(100ms);  // nothing more is logged for it
+  const auto failed = select(lines, "storage_failed", leader);
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0].level == LogLevel::error);
+  CHECK(failed[0].field("code") == std::to_string(static_cast<int>(std::errc::io_error)));
+  CHECK(failed[0].field("category") == "generic");
+  CHECK(g.metrics().counter(Counter::storage_failures) == 1);
+  const auto lost = select(lines, "leadership_lost", leader);
+  REQUIRE(lost.size() == 1);
+  CHECK(lost[0].field("reason") == "storage_failure");
+  CHECK(g.status().stopped);
+  CHECK(g.status().failure == std::errc::io_error);
+}
