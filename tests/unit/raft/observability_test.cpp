@@ -8,6 +8,7 @@
 #include <raft/metrics.hpp>
 #include <raft/prometheus_text.hpp>
 #include <raft/status.hpp>
+#include <raft/testing/kv_state_machine.hpp>
 #include <raft/testing/sim_cluster.hpp>
 
 #include <doctest/doctest.h>
@@ -16,6 +17,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -578,4 +580,89 @@ TEST_CASE("a storage failure is logged once as an error - with the leadership it
   CHECK(lost[0].field("reason") == "storage_failure");
   CHECK(g.status().stopped);
   CHECK(g.status().failure == std::errc::io_error);
+}
+
+TEST_CASE("a membership change is logged on every member as its entries apply") {
+  std::vector<Line> lines;
+  Cluster::Options o = options(109, lines);
+  o.standby = 1;  // node 4 starts as a joining node
+  Cluster cluster(o);
+  const NodeId leader = ready_leader(cluster);
+  REQUIRE(leader != kNoNode);
+  Probe<tenure::raft::LogIndex> done;
+  tenure::raft::MembershipOperation op(done.completion());
+  cluster.group(leader).change_membership(op, tenure::raft::Membership{{1, 2, 3, 4}, {}, {}},
+                                          cluster.clock(leader).now() + 2s);
+  REQUIRE(cluster.run_until([&] { return done.outcome.has_value(); }, 3s));
+  REQUIRE(done.outcome->has_value());
+  cluster.run_for(100ms);  // followers apply the last entry on the next heartbeat
+  // 4 joins as a learner first, then becomes a voter: two entries, each logged where it applied.
+  const auto changes = select(lines, "membership_changed", leader);
+  REQUIRE(changes.size() == 2);
+  CHECK(changes[0].field("voters") == "3");
+  CHECK(changes[0].field("learners") == "1");
+  CHECK(changes[1].field("voters") == "4");
+  CHECK(changes[1].field("learners") == "0");
+  CHECK(changes[1].field("index") == std::to_string(done.outcome->value()));
+  CHECK(cluster.group(leader).metrics().counter(Counter::membership_changes) == 2);
+  for (NodeId id : {NodeId{1}, NodeId{2}, NodeId{3}}) {
+    CAPTURE(id);
+    CHECK(select(lines, "membership_changed", id).size() == 2);
+  }
+}
+
+namespace {
+using KvCluster =
+    tenure::raft::testing::SimCluster<tenure::raft::testing::KvStateMachine, 7,
+                                      tenure::raft::NoPlantedBugs, tenure::raft::MemoryStorage,
+                                      AtomicMetrics, RecordingLogger>;
+}  // namespace
+
+TEST_CASE("snapshots taken and installed are logged with their index and counted") {
+  std::vector<Line> lines;
+  KvCluster::Options o;
+  o.seed = 110;
+  o.config.snapshot_entries = 10;
+  o.config.log_retention_entries = 0;
+  o.on_node_start = [&lines](KvCluster::Node& n) { n.group->logger().lines = &lines; };
+  KvCluster cluster(o);
+  const NodeId leader = cluster.wait_for_leader();
+  REQUIRE(leader != kNoNode);
+  const NodeId lagging = leader % 3 + 1;
+  cluster.network().isolate(lagging);
+  std::deque<Probe<ProposeResult>> probes;
+  std::deque<ProposeOperation> ops;
+  std::deque<std::array<std::byte, tenure::raft::testing::kKvCommandSize>> payloads;
+  for (std::uint64_t k = 0; k < 40; ++k) {
+    auto& p = probes.emplace_back();
+    auto& payload = payloads.emplace_back();
+    tenure::raft::testing::encode_kv_command(
+        tenure::raft::testing::KvCommand{tenure::raft::testing::KvOpKind::put, k,
+                                         static_cast<std::int64_t>(k), 0, k + 1},
+        payload);
+    cluster.group(leader).propose(ops.emplace_back(p.completion()), payload);
+  }
+  cluster.group(leader).flush();
+  REQUIRE(cluster.run_until(
+      [&] {
+        return std::all_of(probes.begin(), probes.end(),
+                           [](const auto& p) { return p.outcome.has_value(); });
+      },
+      2s));
+  cluster.run_for(300ms);
+  auto& g = cluster.group(leader);
+  const auto taken = select(lines, "snapshot_taken", leader);
+  REQUIRE(!taken.empty());
+  CHECK(taken.size() == g.stats().snapshots_taken);
+  CHECK(g.metrics().counter(Counter::snapshots_taken) == g.stats().snapshots_taken);
+  CHECK(taken.back().field("index") == std::to_string(g.snapshot_index()));
+
+  cluster.network().heal();
+  REQUIRE(cluster.run_until(
+      [&] { return cluster.group(lagging).last_applied() >= g.last_applied(); }, 5s));
+  const auto installed = select(lines, "snapshot_installed", lagging);
+  REQUIRE(installed.size() == 1);
+  CHECK(installed[0].field("leader") == std::to_string(leader));
+  CHECK(cluster.group(lagging).metrics().counter(Counter::snapshots_installed) == 1);
+  CHECK(g.metrics().counter(Counter::snapshot_chunks_sent) >= 1);
 }
