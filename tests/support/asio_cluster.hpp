@@ -7,6 +7,7 @@
 #include <raft/asio/asio_group.hpp>
 #include <raft/codec.hpp>
 #include <raft/memory_storage.hpp>
+#include <raft/metrics.hpp>
 #include <raft/policies.hpp>
 #include <raft/steady_clock.hpp>
 
@@ -35,10 +36,13 @@ class LocalTransport;
 // Node ids 1..4 index the arrays below (slot 0 is unused).
 inline constexpr std::size_t kSlots = 5;
 
+// With AtomicMetrics: the AsioGroup tests run with metrics recorded, and the threaded ones read
+// them from other threads.
 struct Policies : tenure::raft::DefaultPolicies {
   using transport_type = LocalTransport;
   using storage_type = tenure::raft::MemoryStorage;
   using state_machine_type = tenure::testing::RecordingStateMachine;
+  using metrics_type = tenure::raft::AtomicMetrics;
 };
 using Group = tenure::raft::asio::AsioGroup<Policies>;
 
@@ -57,7 +61,10 @@ class LocalTransport {
     }
     Group* to = nodes_[m.to];
     ::boost::asio::post(to->executor(), [to, frame] {
-      std::vector<tenure::raft::EntryView> scratch(256);
+      // Room for the most entries an append may carry (a burst of writes fills one); one per
+      // thread, reused (step() reads the views before it returns, and posts what it sends).
+      thread_local std::vector<tenure::raft::EntryView> scratch(
+          tenure::raft::RaftConfig{}.max_entries_per_message);
       auto decoded = tenure::raft::decode(*frame, scratch);
       REQUIRE(decoded);
       to->step(decoded.value());
