@@ -9,6 +9,7 @@
 //   tenure-kv-cli --server host:port add-node ID HOST:RAFT_PORT/CLIENT_PORT [--shard N|all]
 //   tenure-kv-cli --server host:port remove-node ID [--shard N|all]
 //   tenure-kv-cli --server host:port members [--shard N|all]
+//   tenure-kv-cli --server host:port status
 //
 // The request goes to --server; a not_leader answer with a hint sends it on to the hinted leader
 // (at most kMaxRedirects times). Output: `OK`, the value, `(none)`, `mismatch: current is X`, or
@@ -17,9 +18,14 @@
 // safe: a change is idempotent (adding a voter twice, or removing a node twice, is the same
 // change), so timed_out and leadership_lost are resent too, until --timeout-ms (30 s for
 // add-node and remove-node unless given). Exit status: 0 success, 1 error (on stderr), 2 bad
-// usage, 3 cas mismatch. The protocol is docs/kv-protocol.md; the client speaks it through
+// usage, 3 cas mismatch. `status` asks --server for the cluster's nodes (info), then every node for
+// its view of every shard (`status`), and prints per shard its leader, term, lease and, for each
+// member, its role and the leader's view of its replication (match index, lag, last ack age):
+// status_report.hpp. Its exit status is 1 when a node did not answer or a shard has no leader.
+// The protocol is docs/kv-protocol.md; the client speaks it through
 // examples/kv/protocol.hpp over a Boost.Asio socket whose every operation has a deadline.
 #include "protocol.hpp"
+#include "status_report.hpp"
 #include "stream.hpp"
 
 #include <algorithm>
@@ -73,6 +79,10 @@ constexpr const char* kUsage =
     "                      make node ID (started with tenure-kv --join) a voter of the shard(s)\n"
     "  remove-node ID [--shard N|all]              remove node ID from the shard(s)\n"
     "  members [--shard N|all]                     each shard's voters, learners and addresses\n"
+    "  status                                      every node's view of every shard: leader,\n"
+    "                      term, lease, and each member's role, match index, lag and last ack\n"
+    "                      as the leader sees them (exit 1 if a node does not answer or a shard\n"
+    "                      has no leader)\n"
     "options:\n"
     "  --server HOST:PORT   a node's client address (any node: not_leader hints are followed)\n"
     "  --timeout-ms N       deadline for the whole command, redirects included (default 5000;\n"
@@ -82,7 +92,8 @@ constexpr const char* kUsage =
     "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
     "                       mutual TLS: this client's certificate and key, and the cluster CA\n"
     "  --                   end of options (for a key or value that starts with --)\n"
-    "exit status: 0 success, 1 error, 2 bad usage, 3 cas mismatch\n";
+    "exit status: 0 success, 1 error (status: or an unreachable node, a shard without a\n"
+    "leader), 2 bad usage, 3 cas mismatch\n";
 
 struct Args {
   std::string server;
@@ -235,6 +246,10 @@ Request request_of(const Args& args) {
   if (w[0] == "snapshot") {
     need(0);
     return Request::snapshot(1);
+  }
+  if (w[0] == "status") {
+    need(0);
+    return Request::status(1);
   }
   // Membership commands: the shard is filled in per shard (run_membership).
   const auto node = [&](std::size_t i) -> std::uint64_t {
@@ -424,7 +439,8 @@ int print_answer(const Request& request, const Response& r, bool verbose) {
       }
       return kExitOk;
     }
-    case ResponseKind::members:  // not asked for yet
+    case ResponseKind::members:  // not asked for here (run_membership, run_status)
+    case ResponseKind::status:
     case ResponseKind::error:
       break;
   }
@@ -624,6 +640,34 @@ int run_membership(const Args& args, Request request) {
   return status;
 }
 
+// status: the cluster's nodes from --server's `info`, then each node's `status` (at most 2 s each,
+// and within --timeout-ms in all), rendered per shard.
+int run_status(const Args& args) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(args.timeout_ms);
+  const auto line = call(args, Request::info(1), deadline);
+  const auto answer = line ? tenure::kv::parse_response(*line)
+                           : tenure::kv::Parsed<Response>(tenure::kv::ParseError{});
+  if (!answer || answer->kind != ResponseKind::info) {
+    if (answer && answer->kind == ResponseKind::error) {
+      print_error(Request::info(1), *answer);
+    }
+    std::fputs("tenure-kv-cli: cannot learn the cluster's nodes (info)\n", stderr);
+    return kExitError;
+  }
+  const auto info = tenure::kv::parse_cluster_info(answer->info);
+  if (!info) {
+    return kExitError;
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  const auto per_node =
+      std::clamp(left / static_cast<long>(std::max<std::size_t>(1, info->addresses.size())),
+                 std::chrono::milliseconds(200), std::chrono::milliseconds(2000));
+  const auto reports = tenure::kv::collect_status(*info, per_node, args.tls);
+  const auto table = tenure::kv::render_status(reports, info->shards());
+  std::fputs(table.text.c_str(), stdout);
+  return table.healthy() ? kExitOk : kExitError;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -635,6 +679,9 @@ int main(int argc, char** argv) {
         args.timeout_ms = 30000;  // a new voter may have a snapshot to catch up from
       }
       return run_membership(args, request);
+    }
+    if (request.op == Op::status) {
+      return run_status(args);
     }
     return run(args, request);
   } catch (const std::exception& e) {

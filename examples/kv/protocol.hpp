@@ -8,9 +8,10 @@
 //
 // Parsed requests and responses are views: their string_views point into the line that was
 // parsed, so the line must outlive them. Nothing here allocates except the functions that append
-// to a caller's std::string and parse_cluster_info, which builds an owning ClusterInfo. Every
-// parser is bounds-checked and total: any byte string is either accepted as a well-formed line or
-// rejected with a reason, never read out of bounds.
+// to a caller's std::string and the parse_*_info / parse_node_status functions, which build owning
+// forms of the `info`, `members` and `status` answers. Every parser is bounds-checked and total:
+// any byte string is either accepted as a well-formed line or rejected with a reason, never read
+// out of bounds.
 #pragma once
 
 #include <array>
@@ -18,6 +19,7 @@
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <span>
 #include <string>
@@ -53,8 +55,22 @@ inline constexpr std::size_t kMaxEndpointBytes = kMaxAddressBytes + 6;
 /// Most node ids a `members` answer lists in one of its lists (a Raft group's max_peers).
 inline constexpr std::size_t kMaxMembers = 64;
 
+/// The `shard` of a `status` request that asks for every shard (the request has no shard).
+inline constexpr std::uint32_t kAllShards = 0xffffffffu;
+
 /// What a request asks for.
-enum class Op : std::uint8_t { put, get, del, cas, info, snapshot, add_node, remove_node, members };
+enum class Op : std::uint8_t {
+  put,
+  get,
+  del,
+  cas,
+  info,
+  snapshot,
+  add_node,
+  remove_node,
+  members,
+  status,
+};
 
 /// How fresh a get must be. `linearizable`: a ReadIndex round or a valid lease, the server picks;
 /// `lease`: served from the leader's lease when it holds one, otherwise through ReadIndex;
@@ -77,6 +93,7 @@ enum class ResponseKind : std::uint8_t {
   info,      ///< answer to `info`
   error,     ///< the request failed with `code`
   members,   ///< answer to `members`
+  status,    ///< answer to `status`
 };
 
 /// One request. Built by the client (the factories below), or by parse_request over a line, in
@@ -84,7 +101,8 @@ enum class ResponseKind : std::uint8_t {
 ///
 /// Which fields an op uses: put `key`, `value`; get `key`, `level`; del `key`; cas `key`,
 /// `expected` (nullopt: the key must be absent), `value` (the new value); info and snapshot
-/// none; add-node `shard`, `node`, `endpoint`; remove-node `shard`, `node`; members `shard`.
+/// none; add-node `shard`, `node`, `endpoint`; remove-node `shard`, `node`; members `shard`;
+/// status `shard` (kAllShards: every shard).
 /// Unused fields keep their defaults, so requests compare equal exactly when their lines are
 /// equal.
 struct Request {
@@ -94,7 +112,7 @@ struct Request {
   std::string_view value;
   std::optional<std::string_view> expected;
   ReadLevel level = ReadLevel::linearizable;
-  std::uint32_t shard = 0;    ///< membership requests: which shard (0 .. shards-1)
+  std::uint32_t shard = 0;    ///< membership and status requests: which shard (0 .. shards-1)
   std::uint64_t node = 0;     ///< add-node, remove-node: the node's id (non-zero)
   std::string_view endpoint;  ///< add-node: `host:raft_port/client_port` of the node
 
@@ -145,6 +163,16 @@ struct Request {
   static Request members(std::uint64_t id, std::uint32_t shard) noexcept {
     return with_shard(id, Op::members, shard);
   }
+  /// Asks the node for its view of every shard (role, term, indexes, lease and, where it leads,
+  /// each member's replication): `<id> status`.
+  static Request status(std::uint64_t id) noexcept {
+    return with_shard(id, Op::status, kAllShards);
+  }
+  /// The same for one shard: `<id> status <shard>` (for clusters whose every-shard answer would
+  /// be longer than kMaxResponseLine: the node answers that one `too_large`).
+  static Request status(std::uint64_t id, std::uint32_t shard) noexcept {
+    return with_shard(id, Op::status, shard);
+  }
 
   friend bool operator==(const Request&, const Request&) = default;
 
@@ -189,13 +217,25 @@ struct MembersView {
   friend bool operator==(const MembersView&, const MembersView&) = default;
 };
 
+/// The body of a `status` answer: the answering node, its number of shards, and its view of the
+/// shards asked for as one `;`-separated list (docs/kv-protocol.md, "status"). parse_response
+/// checks the list; parse_node_status turns it into an owning NodeStatus, and status_groups
+/// builds it.
+struct StatusView {
+  std::uint64_t node = 0;
+  std::uint32_t shards = 0;  ///< the node's number of shards, 1..kMaxShards
+  std::string_view groups;   ///< `group;group;...`, one per shard reported, in shard order
+
+  friend bool operator==(const StatusView&, const StatusView&) = default;
+};
+
 /// One response. Built by the server (the factories below), or by parse_response over a line, in
 /// which case its string_views point into that line.
 ///
 /// Which fields a kind uses: value `value`, `how`; none `how`; mismatch `current` (nullopt: the key
-/// is absent, `-` on the wire); info `info`; members `members`; error `code`, `leader` (the hinted
-/// leader's client address `host:port`, empty when none, `-` on the wire). Unused fields keep
-/// their defaults.
+/// is absent, `-` on the wire); info `info`; members `members`; status `status`; error `code`,
+/// `leader` (the hinted leader's client address `host:port`, empty when none, `-` on the wire).
+/// Unused fields keep their defaults.
 struct Response {
   std::uint64_t id = 0;
   ResponseKind kind = ResponseKind::ok;
@@ -206,6 +246,7 @@ struct Response {
   std::string_view leader;
   InfoView info;
   MembersView members;
+  StatusView status;
 
   static Response ok(std::uint64_t id) noexcept { return with(id, ResponseKind::ok); }
   static Response found(std::uint64_t id, std::string_view value, ReadSource how) noexcept {
@@ -243,6 +284,12 @@ struct Response {
   static Response shard_members(std::uint64_t id, MembersView members) noexcept {
     Response r = with(id, ResponseKind::members);
     r.members = members;
+    return r;
+  }
+  /// See status_groups for building the list.
+  static Response node_status(std::uint64_t id, StatusView status) noexcept {
+    Response r = with(id, ResponseKind::status);
+    r.status = status;
     return r;
   }
 
@@ -311,6 +358,8 @@ constexpr std::string_view name_of(Op op) noexcept {
       return "remove-node";
     case Op::members:
       return "members";
+    case Op::status:
+      return "status";
   }
   return "?";
 }
@@ -355,6 +404,8 @@ constexpr std::string_view name_of(ResponseKind kind) noexcept {
       return "error";
     case ResponseKind::members:
       return "members";
+    case ResponseKind::status:
+      return "status";
   }
   return "?";
 }
@@ -627,6 +678,85 @@ inline void ids_list(std::span<const std::uint64_t> ids, std::string& out);
 /// Appends a `nodes=` list (`1@h:7101/7201,...`, or `-` when empty) to `out`.
 inline void endpoints_list(std::span<const NodeEndpoint> nodes, std::string& out);
 
+// ---------------------------------------------------------------------------------------------
+// The `status` answer, owned.
+
+/// One member of a shard as the answering node sees it. The replication figures (match, lag,
+/// ack age, replication) are the leader's view: present only when the answering node leads the
+/// shard (`-` on the wire otherwise).
+struct MemberStatus {
+  std::uint64_t id = 0;
+  /// "voter", "learner", or "leaving" (a voter of the outgoing half of a joint configuration).
+  std::string kind = "voter";
+  std::optional<std::uint64_t> match;  ///< the highest index known to be on the member
+  std::optional<std::uint64_t> lag;    ///< the leader's last index minus match
+  /// Microseconds since the member last acknowledged a message of the leader's term; nullopt
+  /// when it has not in this term (or the answering node does not lead).
+  std::optional<std::uint64_t> ack_age_us;
+  /// "probe", "replicate", "snapshot", "self" (the leader itself), or empty (not the leader's
+  /// view).
+  std::string replication;
+
+  friend bool operator==(const MemberStatus&, const MemberStatus&) = default;
+};
+
+/// One shard as the answering node sees it.
+struct ShardStatus {
+  std::uint32_t shard = 0;
+  /// "follower", "pre_candidate", "candidate", "leader", or "stopped" (the shard stopped on this
+  /// node: removed from it, or a storage failure).
+  std::string role = "follower";
+  std::uint64_t term = 0;
+  std::uint64_t leader = 0;  ///< the node it believes leads, 0 unknown
+  std::uint64_t commit = 0;
+  std::uint64_t applied = 0;
+  std::uint64_t last = 0;        ///< the last index in its log
+  std::uint64_t lease_term = 0;  ///< the term in which it serves lease reads, 0 when it does not
+  /// Leader: microseconds since the newest heartbeat round a quorum acknowledged was sent.
+  std::optional<std::uint64_t> quorum_ack_age_us;
+  std::vector<MemberStatus> members;  ///< the configuration in force, in the group's order
+
+  bool leads() const noexcept { return role == "leader"; }
+  /// The member `id`, or nullptr.
+  const MemberStatus* member(std::uint64_t id) const noexcept {
+    for (const auto& m : members) {
+      if (m.id == id) {
+        return &m;
+      }
+    }
+    return nullptr;
+  }
+
+  friend bool operator==(const ShardStatus&, const ShardStatus&) = default;
+};
+
+/// A `status` answer in owning form.
+struct NodeStatus {
+  std::uint64_t node = 0;
+  std::uint32_t shards = 0;
+  std::vector<ShardStatus> groups;  ///< the shards reported, in shard order
+
+  /// Shard `shard`'s report, or nullptr when the answer does not cover it.
+  const ShardStatus* shard(std::uint32_t shard) const noexcept {
+    for (const auto& g : groups) {
+      if (g.shard == shard) {
+        return &g;
+      }
+    }
+    return nullptr;
+  }
+
+  friend bool operator==(const NodeStatus&, const NodeStatus&) = default;
+};
+
+/// Decodes the list of a `status` answer; nullopt when it is malformed (never for a view that
+/// parse_response accepted). Allocates.
+inline std::optional<NodeStatus> parse_node_status(const StatusView& view);
+
+/// Appends a `groups=` list for `groups` (in shard order, each shard once; strings from the sets
+/// above) to `out`.
+inline void status_groups(std::span<const ShardStatus> groups, std::string& out);
+
 // =============================================================================================
 // Implementation.
 
@@ -793,6 +923,172 @@ inline bool valid_members(const MembersView& m) noexcept {
          valid_ids(m.learners) && valid_endpoints(m.nodes);
 }
 
+// ---- status ----
+
+// `u64` or `-`.
+inline bool parse_optional_u64(std::string_view text, std::optional<std::uint64_t>& out) noexcept {
+  if (text == "-") {
+    out.reset();
+    return true;
+  }
+  const auto v = parse_u64(text);
+  if (!v) {
+    return false;
+  }
+  out = *v;
+  return true;
+}
+
+inline void append_optional_u64(std::string& out, const std::optional<std::uint64_t>& v) {
+  if (v) {
+    append_u64(out, *v);
+  } else {
+    out += '-';
+  }
+}
+
+inline bool one_of(std::string_view text, std::initializer_list<std::string_view> names) noexcept {
+  for (const auto name : names) {
+    if (text == name) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Splits `text` at `separator` into exactly N non-empty parts; false otherwise.
+template <std::size_t N>
+constexpr bool split_exactly(std::string_view text, char separator,
+                             std::array<std::string_view, N>& parts) noexcept {
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < N; ++i) {
+    const std::size_t end = i + 1 == N ? text.size() : text.find(separator, start);
+    if (end == std::string_view::npos || end == start ||
+        (i + 1 == N && text.find(separator, start) != std::string_view::npos)) {
+      return false;
+    }
+    parts[i] = text.substr(start, end - start);
+    start = end + 1;
+  }
+  return true;
+}
+
+// Calls `f(item)` for each `separator`-separated item of `list`; false at the first empty item or
+// when `f` returns false.
+template <class F>
+bool for_each_part(std::string_view list, char separator, F&& f) {
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t at = list.find(separator, start);
+    const std::size_t end = at == std::string_view::npos ? list.size() : at;
+    if (end == start || !f(list.substr(start, end - start))) {
+      return false;
+    }
+    if (at == std::string_view::npos) {
+      return true;
+    }
+    start = at + 1;
+  }
+}
+
+// `id:kind:match:lag:ack_us:replication`; fills `out` when not null. Never allocates when `out`
+// is null.
+inline bool parse_member_status(std::string_view text, MemberStatus* out) {
+  std::array<std::string_view, 6> f;
+  if (!split_exactly(text, ':', f)) {
+    return false;
+  }
+  const auto id = parse_u64(f[0]);
+  std::optional<std::uint64_t> match;
+  std::optional<std::uint64_t> lag;
+  std::optional<std::uint64_t> ack;
+  if (!id || *id == 0 || !one_of(f[1], {"voter", "learner", "leaving"}) ||
+      !parse_optional_u64(f[2], match) || !parse_optional_u64(f[3], lag) ||
+      !parse_optional_u64(f[4], ack) ||
+      !one_of(f[5], {"probe", "replicate", "snapshot", "self", "-"})) {
+    return false;
+  }
+  if (out != nullptr) {
+    out->id = *id;
+    out->kind = std::string(f[1]);
+    out->match = match;
+    out->lag = lag;
+    out->ack_age_us = ack;
+    out->replication = f[5] == "-" ? std::string() : std::string(f[5]);
+  }
+  return true;
+}
+
+// `shard,role,term,leader,commit,applied,last,lease_term,qack_us,members`; fills `out` when not
+// null. Never allocates when `out` is null.
+inline bool parse_shard_status(std::string_view text, ShardStatus* out) {
+  std::array<std::string_view, 10> f;
+  if (!split_exactly(text, ',', f)) {
+    return false;
+  }
+  const auto shard = parse_u64(f[0]);
+  std::array<std::uint64_t, 6> numbers{};
+  for (std::size_t i = 0; i < numbers.size(); ++i) {
+    const auto v = parse_u64(f[2 + i]);
+    if (!v) {
+      return false;
+    }
+    numbers[i] = *v;
+  }
+  std::optional<std::uint64_t> qack;
+  if (!shard || *shard >= kMaxShards ||
+      !one_of(f[1], {"follower", "pre_candidate", "candidate", "leader", "stopped"}) ||
+      !parse_optional_u64(f[8], qack)) {
+    return false;
+  }
+  if (out != nullptr) {
+    out->shard = static_cast<std::uint32_t>(*shard);
+    out->role = std::string(f[1]);
+    out->term = numbers[0];
+    out->leader = numbers[1];
+    out->commit = numbers[2];
+    out->applied = numbers[3];
+    out->last = numbers[4];
+    out->lease_term = numbers[5];
+    out->quorum_ack_age_us = qack;
+    out->members.clear();
+  }
+  if (f[9] == "-") {
+    return true;
+  }
+  std::size_t count = 0;
+  return for_each_part(f[9], '+', [&](std::string_view item) {
+    if (++count > kMaxMembers) {
+      return false;
+    }
+    if (out == nullptr) {
+      return parse_member_status(item, nullptr);
+    }
+    MemberStatus m;
+    if (!parse_member_status(item, &m)) {
+      return false;
+    }
+    out->members.push_back(std::move(m));
+    return true;
+  });
+}
+
+// Every group parses, shards strictly increasing and below `shards`.
+inline bool valid_status(const StatusView& v) noexcept {
+  if (v.shards < 1 || v.shards > kMaxShards) {
+    return false;
+  }
+  std::int64_t previous = -1;
+  return for_each_part(v.groups, ';', [&](std::string_view item) {
+    const auto shard = parse_u64(item.substr(0, item.find(',')));
+    if (!shard || static_cast<std::int64_t>(*shard) <= previous || *shard >= v.shards) {
+      return false;
+    }
+    previous = static_cast<std::int64_t>(*shard);
+    return parse_shard_status(item, nullptr);
+  });
+}
+
 // Parses `name=<value>` for a known name; returns the value text or nullopt.
 inline std::optional<std::string_view> field(std::string_view token,
                                              std::string_view name) noexcept {
@@ -877,6 +1173,8 @@ inline bool is_valid(const Request& r) noexcept {
       return r.shard < kMaxShards && r.node != 0;
     case Op::members:
       return r.shard < kMaxShards;
+    case Op::status:
+      return r.shard < kMaxShards || r.shard == kAllShards;
   }
   return false;
 }
@@ -896,6 +1194,8 @@ inline bool is_valid(const Response& r) noexcept {
       return name_of(r.code) != "?" && (r.leader.empty() || is_valid_address(r.leader));
     case ResponseKind::members:
       return detail::valid_members(r.members);
+    case ResponseKind::status:
+      return detail::valid_status(r.status);
   }
   return false;
 }
@@ -992,6 +1292,19 @@ inline Parsed<Request> parse_request(std::string_view line) noexcept {
     }
     return Request::snapshot(*id);
   }
+  if (op == "status") {
+    if (n == 2) {
+      return Request::status(*id);
+    }
+    if (const char* why = arity(1)) {
+      return fail(why);
+    }
+    const auto shard = detail::parse_u64(t[2]);
+    if (!shard || *shard >= kMaxShards) {
+      return fail("bad shard");
+    }
+    return Request::status(*id, static_cast<std::uint32_t>(*shard));
+  }
   if (op == "add-node" || op == "remove-node" || op == "members") {
     const std::size_t args = op == "add-node" ? 3 : op == "remove-node" ? 2 : 1;
     if (const char* why = arity(args)) {
@@ -1042,6 +1355,12 @@ inline void format_request(const Request& r, std::string& out) {
       break;
     case Op::info:
     case Op::snapshot:
+      break;
+    case Op::status:
+      if (r.shard != kAllShards) {
+        out += ' ';
+        detail::append_u64(out, r.shard);
+      }
       break;
     case Op::add_node:
     case Op::remove_node:
@@ -1174,6 +1493,27 @@ inline Parsed<Response> parse_response(std::string_view line) noexcept {
     }
     return Response::shard_members(*id, m);
   }
+  if (kind == "status") {
+    if (!want(3)) {
+      return fail("wrong argument count");
+    }
+    const auto node = detail::field(t[2], "node");
+    const auto shards = detail::field(t[3], "shards");
+    const auto groups = detail::field(t[4], "groups");
+    if (!node || !shards || !groups) {
+      return fail("bad status field");
+    }
+    const auto node_id = detail::parse_u64(*node);
+    const auto shard_count = detail::parse_u64(*shards);
+    if (!node_id || !shard_count || *shard_count == 0 || *shard_count > kMaxShards) {
+      return fail("bad status node or shards");
+    }
+    const StatusView v{*node_id, static_cast<std::uint32_t>(*shard_count), *groups};
+    if (!detail::valid_status(v)) {
+      return fail("bad status groups");
+    }
+    return Response::node_status(*id, v);
+  }
   return fail("unknown kind");
 }
 
@@ -1216,6 +1556,13 @@ inline void format_response(const Response& r, std::string& out) {
       out.append(" outgoing=").append(r.members.outgoing);
       out.append(" learners=").append(r.members.learners);
       out.append(" nodes=").append(r.members.nodes);
+      break;
+    case ResponseKind::status:
+      out.append(" node=");
+      detail::append_u64(out, r.status.node);
+      out.append(" shards=");
+      detail::append_u64(out, r.status.shards);
+      out.append(" groups=").append(r.status.groups);
       break;
   }
   out += '\n';
@@ -1341,6 +1688,57 @@ inline void addresses_list(std::span<const NodeAddress> addresses, std::string& 
     }
     detail::append_u64(out, addresses[i].node);
     out.append("@").append(addresses[i].address);
+  }
+}
+
+inline std::optional<NodeStatus> parse_node_status(const StatusView& view) {
+  if (!detail::valid_status(view)) {
+    return std::nullopt;
+  }
+  NodeStatus status;
+  status.node = view.node;
+  status.shards = view.shards;
+  detail::for_each_part(view.groups, ';', [&](std::string_view item) {
+    ShardStatus g;
+    detail::parse_shard_status(item, &g);
+    status.groups.push_back(std::move(g));
+    return true;
+  });
+  return status;
+}
+
+inline void status_groups(std::span<const ShardStatus> groups, std::string& out) {
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    const ShardStatus& g = groups[i];
+    if (i != 0) {
+      out += ';';
+    }
+    detail::append_u64(out, g.shard);
+    out.append(",").append(g.role).append(",");
+    for (const std::uint64_t v : {g.term, g.leader, g.commit, g.applied, g.last, g.lease_term}) {
+      detail::append_u64(out, v);
+      out += ',';
+    }
+    detail::append_optional_u64(out, g.quorum_ack_age_us);
+    out += ',';
+    if (g.members.empty()) {
+      out += '-';
+    }
+    for (std::size_t k = 0; k < g.members.size(); ++k) {
+      const MemberStatus& m = g.members[k];
+      if (k != 0) {
+        out += '+';
+      }
+      detail::append_u64(out, m.id);
+      out.append(":").append(m.kind).append(":");
+      detail::append_optional_u64(out, m.match);
+      out += ':';
+      detail::append_optional_u64(out, m.lag);
+      out += ':';
+      detail::append_optional_u64(out, m.ack_age_us);
+      out += ':';
+      out.append(m.replication.empty() ? std::string_view("-") : std::string_view(m.replication));
+    }
   }
 }
 

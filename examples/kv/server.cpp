@@ -9,6 +9,7 @@
 //             [--shutdown-grace-ms 1000] [--shutdown-timeout-ms 3000]
 //             [--tls-cert FILE --tls-key FILE --tls-ca FILE] [--snapshot-every N]
 //             [--log-retention N] [--join] [--change-timeout-ms 10000]
+//             [--log-level debug|info|warn|error|off] [--admin-port PORT [--admin-address IP]]
 //
 // `--cluster` lists every node as id=host:raft_port/client_port. `--timeout-ms` is every
 // operation's deadline. `--no-check-quorum` lets a leader that lost its quorum keep leading (as
@@ -48,9 +49,28 @@
 // node and one catching up from a snapshot know it. A node no member of any shard and in no book
 // is forgotten (the transport closes its connection). A node that finds itself removed from a
 // shard stops that shard; removed from every shard it was a member of, it says so and exits 0.
+//
+// Observability (issue 19). Logs: stderr, one logfmt line per event with a UTC timestamp
+// (`2026-12-03T10:42:07.123456Z level=info event=role_changed group=2 node=3 term=8 ...`), at
+// --log-level and above (default info): each shard's Raft group logs through its own
+// StreamLogger (role and term changes with their cause, leadership lost and why, snapshots,
+// configuration changes, storage failures), the node logs its own events (event=leader_changed,
+// serving, peer_learned, ...) and the transport's connection events (event=transport, the
+// transport's text in `line`, the peer in `peer`). Nothing is logged per request at info.
+// --quiet is --log-level warn (unless --log-level is given too). Metrics and status: with
+// --admin-port an HTTP server (admin_http.hpp) on --admin-address (127.0.0.1 by default) serves
+// /metrics (Prometheus text: every shard's counters, gauges and histograms, the leader's view of
+// each follower, the transport's and the client port's counters) and /status (JSON: every
+// shard's GroupStatus, as of the monitor's last round at most 50 ms ago, and the transport's
+// counters); port 0 lets the system pick one, and the node logs where it listens
+// (event=admin_listening address=HOST:PORT, whatever the log level). The client protocol's
+// `status` request answers with this node's view of every shard, taken on each shard's strand
+// (tenure-kv-cli status renders the whole cluster's).
+#include "admin_http.hpp"
 #include "blocking_client.hpp"
 #include "kv_store.hpp"
 #include "protocol.hpp"
+#include "status_report.hpp"
 #include "stream.hpp"
 
 #include <raft/asio/asio_group.hpp>
@@ -59,12 +79,17 @@
 #include <raft/errc.hpp>
 #include <raft/file_storage.hpp>
 #include <raft/file_system.hpp>
+#include <raft/logger.hpp>
+#include <raft/metrics.hpp>
 #include <raft/policies.hpp>
+#include <raft/prometheus_text.hpp>
+#include <raft/status.hpp>
 #include <raft/steady_clock.hpp>
 
 #include <boost/asio.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -74,6 +99,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -93,12 +119,16 @@ using tcp = net::ip::tcp;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using tenure::raft::errc;
+using tenure::raft::LogField;
+using tenure::raft::LogLevel;
 using tenure::raft::NodeId;
 
 struct Policies : tenure::raft::DefaultPolicies {
   using transport_type = tenure::raft::asio::TransportRef;
   using storage_type = tenure::raft::FileStorage<tenure::raft::PosixFileSystem>;
   using state_machine_type = tenure::kv::KvStore;
+  using logger_type = tenure::raft::StreamLogger;    // one per shard, to stderr (--log-level)
+  using metrics_type = tenure::raft::AtomicMetrics;  // read by /metrics from any thread
 };
 using Group = tenure::raft::asio::AsioGroup<Policies>;
 
@@ -144,6 +174,10 @@ struct Args {
   std::uint64_t log_retention = 100'000;   // entries kept behind a snapshot for slow followers
   bool join = false;                       // start every shard knowing no members
   std::chrono::milliseconds change_timeout{10000};  // deadline of one membership change
+  LogLevel log_level = LogLevel::info;
+  bool log_level_given = false;
+  std::optional<std::uint16_t> admin_port;  // --admin-port: serve /metrics and /status
+  std::string admin_address = "127.0.0.1";
 };
 
 [[noreturn]] void usage(const std::string& error) {
@@ -159,6 +193,15 @@ struct Args {
          "                 [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
          "                 [--snapshot-every N] [--log-retention N]\n"
          "                 [--join] [--change-timeout-ms MS] [--sync-inline]\n"
+         "                 [--log-level debug|info|warn|error|off]\n"
+         "                 [--admin-port PORT [--admin-address IP]]\n"
+         "  --log-level: what goes to stderr, one logfmt line per event (default info: role,\n"
+         "          term and leader changes with their cause, snapshots, membership changes,\n"
+         "          peer connections; never one line per request); off logs nothing\n"
+         "  --quiet: --log-level warn (unless --log-level is given)\n"
+         "  --admin-port: serve GET /metrics (Prometheus text) and /status (JSON) over HTTP on\n"
+         "          --admin-address (default 127.0.0.1); port 0 picks a free port, logged as\n"
+         "          event=admin_listening address=HOST:PORT whatever the log level\n"
          "  --sync-inline: sync each shard's log on the event loop, not on a storage thread:\n"
          "          less CPU per write, but every sync blocks the loop (data on tmpfs or\n"
          "          persistent memory only, never on a disk)\n"
@@ -311,6 +354,26 @@ Args parse_args(int argc, char** argv) {
       a.sync_inline = true;
     } else if (arg == "--quiet") {
       a.quiet = true;
+    } else if (arg == "--log-level") {
+      const auto level = tenure::raft::parse_log_level(value());
+      if (!level) {
+        usage("--log-level must be debug, info, warn, error or off");
+      }
+      a.log_level = *level;
+      a.log_level_given = true;
+    } else if (arg == "--admin-port") {
+      const auto v = number(value());
+      if (!v || *v > 65535) {
+        usage("--admin-port must be a port number 0..65535 (0: any free port)");
+      }
+      a.admin_port = static_cast<std::uint16_t>(*v);
+    } else if (arg == "--admin-address") {
+      a.admin_address = std::string(value());
+      boost::system::error_code ec;
+      (void)net::ip::make_address(a.admin_address, ec);
+      if (ec) {
+        usage("--admin-address must be an IP address (e.g. 127.0.0.1 or ::1)");
+      }
     } else {
       usage("unknown option " + std::string(arg));
     }
@@ -341,18 +404,86 @@ Args parse_args(int argc, char** argv) {
   if (a.join && a.cluster.size() < 2) {
     usage("--join needs --cluster to name at least one running member besides this node");
   }
+  if (a.quiet && !a.log_level_given) {
+    a.log_level = LogLevel::warn;
+  }
   return a;
 }
 
-void log_line(const std::string& line) {
-  static std::mutex mutex;
-  std::lock_guard lock(mutex);
-  const auto now = std::chrono::system_clock::now();
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  std::fprintf(stderr, "[%lld.%03lld] %s\n", static_cast<long long>(ms / 1000 % 100000),
-               static_cast<long long>(ms % 1000), line.c_str());
+// The process's own log: the node's events and the transport's, one logfmt line each on stderr
+// (StreamLogger: one fwrite per line, so lines of different threads and of the shards' own
+// loggers never interleave). Its level is --log-level; main sets it before anything logs.
+tenure::raft::StreamLogger process_log(stderr, LogLevel::info);
+
+/// Logs one event of this node: `event` a stable name, `message` for people, `group` the shard's
+/// Raft group (shard + 1; 0 for none).
+void log_event(LogLevel level, std::string_view event, NodeId node, std::string_view message,
+               std::initializer_list<LogField> fields = {}, std::uint64_t group = 0) {
+  if (!process_log.enabled(level)) {
+    return;
+  }
+  tenure::raft::LogRecord r;
+  r.level = level;
+  r.event = event;
+  r.node = node;
+  r.group = group;
+  r.message = message;
+  for (const LogField& f : fields) {
+    r.with(f);
+  }
+  process_log.log(r);
 }
+
+// The transport's lines (TcpTransportOptions::log, any I/O thread) as event=transport records:
+// the text in `line`, the peer in `peer` when the line names one. Refused or malformed
+// connections are warnings; a failing connect is logged once at info, then at debug until the
+// peer connects again (a dialer retries every second while a peer is down).
+class TransportLog {
+ public:
+  explicit TransportLog(NodeId self) : self_(self) {}
+
+  void operator()(std::string_view line) {
+    const NodeId peer = peer_of(line);
+    LogLevel level = LogLevel::info;
+    for (const std::string_view bad : {"bad hello", "bad frame", "frame from node", "hello", "TLS",
+                                       "accept failed", "refused a connection", "out of memory"}) {
+      if (line.find(bad) != std::string_view::npos) {
+        level = LogLevel::warn;
+      }
+    }
+    if (line.find("connect failed") != std::string_view::npos && peer != tenure::raft::kNoNode) {
+      std::lock_guard lock(mutex_);
+      level = failing_.insert(peer).second ? LogLevel::info : LogLevel::debug;
+    } else if (line.find(": connected") != std::string_view::npos) {
+      std::lock_guard lock(mutex_);
+      failing_.erase(peer);
+    }
+    if (peer != tenure::raft::kNoNode) {
+      log_event(level, "transport", self_, {},
+                {LogField::u("peer", peer), LogField::t("line", line)});
+    } else {
+      log_event(level, "transport", self_, {}, {LogField::t("line", line)});
+    }
+  }
+
+ private:
+  // "node 1: peer 2 ...": 2; kNoNode when the line names no peer.
+  static NodeId peer_of(std::string_view line) {
+    const auto at = line.find(": peer ");
+    if (at == std::string_view::npos) {
+      return tenure::raft::kNoNode;
+    }
+    NodeId id = 0;
+    for (std::size_t i = at + 7; i < line.size() && line[i] >= '0' && line[i] <= '9'; ++i) {
+      id = id * 10 + static_cast<NodeId>(line[i] - '0');
+    }
+    return id;
+  }
+
+  NodeId self_;
+  std::mutex mutex_;
+  std::set<NodeId> failing_;  // peers whose last connection attempt failed
+};
 
 // One shard: its storage, state machine and group.
 struct Shard {
@@ -375,6 +506,11 @@ struct Shard {
     tenure::raft::asio::AsioGroupOptions o;  // the lease takes the group's election timeout
     o.sync_inline = args.sync_inline;
     group = std::make_unique<Group>(io, c, o, clock, transport, storage, store);
+    // Not started yet: the group may be configured from here.
+    group->group().logger().set_output(stderr);
+    group->group().logger().set_level(args.log_level);
+    metrics = &group->group().metrics();
+    cache_status(group->group().status());
     runner.store(group.get(), std::memory_order_release);
   }
 
@@ -406,10 +542,10 @@ struct Shard {
   tenure::kv::KvStore store;
   Policies::storage_type storage;
   std::unique_ptr<Group> group;
+  /// The group's metrics: relaxed atomics, read by /metrics from any thread.
+  const tenure::raft::AtomicMetrics* metrics = nullptr;
   NodeId last_leader = tenure::raft::kNoNode;
   tenure::raft::Term last_term = 0;
-  std::uint64_t snapshots_taken = 0;  // as last logged (the monitor, on the shard's strand)
-  std::uint64_t snapshots_installed = 0;
   std::uint64_t book_version = ~std::uint64_t{0};  // the address book as last published (strand)
 
   // What the monitor publishes from the shard's strand for the membership watcher thread.
@@ -430,6 +566,22 @@ struct Shard {
       view_.book = *book;
     }
   }
+  /// The group's status as the monitor last took it on the shard's strand (every 50 ms), and
+  /// when: for the admin routes, which run elsewhere and must not wait for the strand.
+  struct CachedStatus {
+    tenure::raft::GroupStatus status;
+    Clock::time_point taken{};
+  };
+  void cache_status(const tenure::raft::GroupStatus& status) {
+    std::lock_guard lock(status_mutex);
+    cached_.status = status;
+    cached_.taken = Clock::now();
+  }
+  CachedStatus cached_status() const {
+    std::lock_guard lock(status_mutex);
+    return cached_;
+  }
+
   /// The shard's address book as its store holds it. Strand only (or before start()).
   std::vector<NodeSpec> read_book() const {
     std::vector<NodeSpec> book;
@@ -450,6 +602,8 @@ struct Shard {
  private:
   mutable std::mutex view_mutex;
   View view_;  // guarded by view_mutex
+  mutable std::mutex status_mutex;
+  CachedStatus cached_;  // guarded by status_mutex
 };
 
 class Server;
@@ -480,16 +634,7 @@ class Session : public std::enable_shared_from_this<Session> {
     net::post(strand_, [self = shared_from_this()] { self->close(); });
   }
   /// Answers one request that handle() took. Any thread.
-  void respond(const tenure::kv::Response& r) {
-    std::string line;
-    tenure::kv::format_response(r, line);
-    net::post(strand_, [self = shared_from_this(), line = std::move(line)]() mutable {
-      --self->outstanding_;
-      self->enqueue(std::move(line));
-      self->close_if_drained();
-      self->resume_if_below_limits();
-    });
-  }
+  void respond(const tenure::kv::Response& r);
 
  private:
   void read();
@@ -584,6 +729,7 @@ class Server {
   Server(net::io_context& io, Args args)
       : io_(io),
         args_(std::move(args)),
+        transport_log_(std::make_shared<TransportLog>(args_.id)),
         transport_(io, transport_options()),
         transport_ref_{&transport_},
         acceptor_(io),
@@ -605,10 +751,12 @@ class Server {
       transport_.add_group(s + 1, g->executor(),
                            [g](const tenure::raft::Message& m) { g->step(m); });
       const auto& r = shard.storage.recovery();
-      log("shard " + std::to_string(s) + ": recovered " + std::to_string(r.records) +
-          " records from " + std::to_string(r.segments) + " segments, log " +
-          std::to_string(shard.storage.first_index()) + ".." +
-          std::to_string(shard.storage.last_index()));
+      log(LogLevel::info, "recovered",
+          "shard " + std::to_string(s) + ": recovered " + std::to_string(r.records) +
+              " records from " + std::to_string(r.segments) + " segments, log " +
+              std::to_string(shard.storage.first_index()) + ".." +
+              std::to_string(shard.storage.last_index()),
+          {LogField::u("shard", s)}, s + 1);
       // Not started yet: the group and its store may be read here.
       for (const auto& n : shard.read_book()) {
         learn(n, true, "address book of shard " + std::to_string(s));
@@ -616,12 +764,17 @@ class Server {
       shard.book_version = shard.store.node_keys_version();
       const auto& m = g->group().membership();
       if (m.voters.empty()) {
-        log("shard " + std::to_string(s) +
-            ": no members known: waiting for a leader to add this node (tenure-kv-cli add-node " +
-            std::to_string(args_.id) + " " + self_spec().endpoint() + ")");
+        log(LogLevel::info, "waiting_to_join",
+            "shard " + std::to_string(s) +
+                ": no members known: waiting for a leader to add this node (tenure-kv-cli "
+                "add-node " +
+                std::to_string(args_.id) + " " + self_spec().endpoint() + ")",
+            {LogField::u("shard", s)}, s + 1);
       } else {
-        log("shard " + std::to_string(s) + ": members " + describe(m) +
-            (m.contains(args_.id) ? "" : " (this node is not one of them)"));
+        log(LogLevel::info, "members",
+            "shard " + std::to_string(s) + ": members " + describe(m) +
+                (m.contains(args_.id) ? "" : " (this node is not one of them)"),
+            {LogField::u("shard", s)}, s + 1);
       }
     }
     save_directory();
@@ -636,6 +789,10 @@ class Server {
   ~Server() { stop_watcher(); }
 
   void start() {
+    // The admin port first: when it cannot be bound, nothing has started yet.
+    if (args_.admin_port) {
+      start_admin();
+    }
     transport_.start();
     for (auto& s : shards_) {
       s->group->start();
@@ -645,14 +802,16 @@ class Server {
     watcher_ = std::thread([this] { watch(); });
     signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
       if (!ec) {
-        log(std::string("signal ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + ": shutting down");
+        log(LogLevel::info, "shutdown",
+            std::string("signal ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + ": shutting down");
         stop();
       }
     });
-    log("node " + std::to_string(args_.id) + " serving " + std::to_string(args_.shards) +
-        " shard(s): raft on " + transport_.local_endpoint().address().to_string() + ":" +
-        std::to_string(transport_.local_endpoint().port()) + ", clients on " +
-        self_spec().client_address());
+    log(LogLevel::info, "serving",
+        "node " + std::to_string(args_.id) + " serving " + std::to_string(args_.shards) +
+            " shard(s): raft on " + transport_.local_endpoint().address().to_string() + ":" +
+            std::to_string(transport_.local_endpoint().port()) + ", clients on " +
+            self_spec().client_address());
   }
 
   void stop() {
@@ -667,12 +826,12 @@ class Server {
       std::unique_lock lock(finished_mutex_);
       if (!finished_cv_.wait_for(lock, args_.shutdown_timeout, [this] { return finished_; })) {
         const auto t = transport_.stats();
-        log_line("node " + std::to_string(args_.id) + ": work still pending " +
-                 std::to_string(args_.shutdown_timeout.count()) +
-                 " ms after shutdown began (client sessions alive: " +
-                 std::to_string(live_sessions_.load()) +
-                 ", peer connections established and not closed: " +
-                 std::to_string(t.connects - t.disconnects) + "); exiting with status 3");
+        log(LogLevel::error, "shutdown_cut_off",
+            "work still pending " + std::to_string(args_.shutdown_timeout.count()) +
+                " ms after shutdown began (client sessions alive: " +
+                std::to_string(live_sessions_.load()) +
+                ", peer connections established and not closed: " +
+                std::to_string(t.connects - t.disconnects) + "); exiting with status 3");
         std::fflush(stderr);
         std::_Exit(kForcedExit);
       }
@@ -684,6 +843,9 @@ class Server {
     watch_cv_.notify_all();
     boost::system::error_code ignored;
     acceptor_.close(ignored);
+    if (admin_) {
+      admin_->stop();
+    }
     accept_retry_.cancel();
     monitor_.cancel();
     signals_.cancel();
@@ -716,10 +878,16 @@ class Server {
   void handle(const std::shared_ptr<Session>& session, std::string_view line) {
     const auto parsed = tenure::kv::parse_request(line);
     if (!parsed) {
+      malformed_requests_.fetch_add(1, std::memory_order_relaxed);
       session->respond(tenure::kv::Response::failure(parsed.error().id, errc::invalid_argument));
       return;
     }
     const tenure::kv::Request& req = *parsed;
+    requests_[static_cast<std::size_t>(req.op)].fetch_add(1, std::memory_order_relaxed);
+    if (req.op == tenure::kv::Op::status) {
+      handle_status(session, req);
+      return;
+    }
     if (req.op == tenure::kv::Op::info) {
       std::string leaders;
       std::string addresses;
@@ -843,6 +1011,15 @@ class Server {
     }
   }
   void session_started() { live_sessions_.fetch_add(1); }
+  /// Counts an answer for /metrics (errors by code). Any thread.
+  void count_answer(const tenure::kv::Response& r) {
+    if (r.kind == tenure::kv::ResponseKind::error) {
+      const auto code = static_cast<std::size_t>(r.code);
+      if (code < errors_.size()) {
+        errors_[code].fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  }
 
  private:
   void fail(Session& session, std::uint64_t id, const tenure::raft::Error& e) {
@@ -856,6 +1033,280 @@ class Server {
                           ? static_cast<errc>(e.code.value())
                           : errc::storage_failure;
     session.respond(tenure::kv::Response::failure(id, code, leader));
+  }
+
+  // ---- status --------------------------------------------------------------------------------
+
+  // `status` / `status <shard>`: each shard's GroupStatus taken on its strand (AsioGroup::
+  // async_status); the last one to arrive answers. The answer is this node's view, fresh: the
+  // admin routes use the monitor's cached copies instead, as they cannot wait.
+  void handle_status(const std::shared_ptr<Session>& session, const tenure::kv::Request& req) {
+    std::vector<std::uint32_t> which;
+    if (req.shard == tenure::kv::kAllShards) {
+      for (std::uint32_t s = 0; s < shards_.size(); ++s) {
+        which.push_back(s);
+      }
+    } else if (req.shard < shards_.size()) {
+      which.push_back(req.shard);
+    } else {
+      session->respond(tenure::kv::Response::failure(req.id, errc::invalid_argument));
+      return;
+    }
+    struct Gather {
+      std::vector<tenure::kv::ShardStatus> groups;
+      std::atomic<std::size_t> left{0};
+    };
+    auto gather = std::make_shared<Gather>();
+    gather->groups.resize(which.size());
+    gather->left.store(which.size());
+    const std::uint64_t id = req.id;
+    for (std::size_t i = 0; i < which.size(); ++i) {
+      const std::uint32_t s = which[i];
+      // Each handler runs on its shard's strand and fills its own slot; the last one (the
+      // counter's acq_rel orders the others' writes before it) answers.
+      shards_[s]->group->async_status(
+          [this, session, gather, i, s, id](const tenure::raft::GroupStatus& status) {
+            gather->groups[i] = tenure::kv::shard_status_of(s, status);
+            if (gather->left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+              std::string groups;
+              tenure::kv::status_groups(gather->groups, groups);
+              // "<id> status node=<id> shards=<n> groups=" is well under 100 bytes.
+              if (groups.size() + 100 > tenure::kv::kMaxResponseLine) {
+                session->respond(tenure::kv::Response::failure(id, errc::too_large));
+                return;
+              }
+              session->respond(tenure::kv::Response::node_status(
+                  id, tenure::kv::StatusView{args_.id, args_.shards, groups}));
+            }
+          });
+    }
+  }
+
+  // ---- the admin HTTP endpoint (--admin-port) -------------------------------------------------
+
+  void start_admin() {
+    const tcp::endpoint where(net::ip::make_address(args_.admin_address), *args_.admin_port);
+    admin_ = std::make_unique<tenure::kv::AdminHttpServer>(io_, where);
+    admin_->add_route("/metrics", [this] { return metrics_reply(); });
+    admin_->add_route("/status", [this] { return status_reply(); });
+    admin_->start();  // throws when the address cannot be bound: main reports it, exit 1
+    const auto bound = admin_->local_endpoint();
+    const std::string address =
+        bound.address().is_v6()
+            ? "[" + bound.address().to_string() + "]:" + std::to_string(bound.port())
+            : bound.address().to_string() + ":" + std::to_string(bound.port());
+    // Whatever the log level: with --admin-port 0 this line is the only way to learn the port.
+    tenure::raft::LogRecord r;
+    r.level = LogLevel::info;
+    r.event = "admin_listening";
+    r.node = args_.id;
+    const std::string message = "admin HTTP on " + address + ": GET /metrics, /status";
+    r.message = message;
+    r.with(LogField::t("address", address));
+    tenure::raft::StreamLogger(stderr, LogLevel::debug).log(r);
+  }
+
+  // Runs on the admin server's strand, on an io thread: reads only what any thread may read
+  // (atomics, the transport's stats, the cached statuses under their mutexes), never waits for
+  // a shard's strand (with --threads 1 that would be this very thread).
+  tenure::kv::AdminReply metrics_reply() const {
+    using tenure::raft::PrometheusWriter;
+    using Label = PrometheusWriter::Label;
+    const auto now = Clock::now();
+    std::vector<Shard::CachedStatus> cached;
+    cached.reserve(shards_.size());
+    for (const auto& shard : shards_) {
+      cached.push_back(shard->cached_status());
+    }
+    std::vector<tenure::raft::PrometheusGroup> groups;
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+      groups.push_back({shards_[i]->metrics, &cached[i].status});
+    }
+    std::string out;
+    out.reserve(16384 + 8192 * shards_.size());
+    tenure::raft::append_prometheus(out, groups);
+    PrometheusWriter w(out);
+    const auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
+      w.family(name, help, "counter");
+      w.sample(name, {}, value);
+    };
+    const auto gauge = [&](std::string_view name, std::string_view help, std::uint64_t value) {
+      w.family(name, help, "gauge");
+      w.sample(name, {}, value);
+    };
+
+    // This node and its shards.
+    const std::string node = std::to_string(args_.id);
+    w.family("tenure_node_info", "This node: its id in the label node (the value is always 1).",
+             "gauge");
+    {
+      const Label labels[] = {{"node", node}};
+      w.sample("tenure_node_info", labels, std::uint64_t{1});
+    }
+    w.family("process_start_time_seconds", "When this process started, in seconds since the epoch.",
+             "gauge");
+    w.sample("process_start_time_seconds", {},
+             std::chrono::duration<double>(started_at_.time_since_epoch()).count());
+    gauge("tenure_kv_shards", "Shards (Raft groups) this node runs.", shards_.size());
+    w.family("tenure_kv_status_age_seconds",
+             "Age of the group status behind the status figures (tenure_lease_valid, "
+             "tenure_quorum_ack_age_seconds, tenure_follower_*): refreshed every 50 ms.",
+             "gauge");
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+      const std::string group = std::to_string(i + 1);
+      const Label labels[] = {{"group", group}};
+      w.sample("tenure_kv_status_age_seconds", labels,
+               std::chrono::duration<double>(now - cached[i].taken).count());
+    }
+    w.family("tenure_kv_shard_removed",
+             "1 when this node was removed from the shard's group (it stopped serving it).",
+             "gauge");
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+      const std::string group = std::to_string(i + 1);
+      const Label labels[] = {{"group", group}};
+      w.sample("tenure_kv_shard_removed", labels, std::uint64_t{shards_[i]->removed.load()});
+    }
+
+    // The client port.
+    gauge("tenure_kv_client_connections", "Client connections open now.", live_sessions_.load());
+    counter("tenure_kv_clients_refused_total",
+            "Client connections refused at once: --max-clients were open.",
+            refused_clients_.load());
+    counter("tenure_kv_client_accept_failures_total",
+            "Failed accepts on the client port (out of descriptors, mostly).",
+            accept_failures_.load());
+    w.family("tenure_kv_requests_total", "Client requests received, by op.", "counter");
+    for (std::size_t op = 0; op < requests_.size(); ++op) {
+      const Label labels[] = {{"op", tenure::kv::name_of(static_cast<tenure::kv::Op>(op))}};
+      w.sample("tenure_kv_requests_total", labels, requests_[op].load(std::memory_order_relaxed));
+    }
+    counter("tenure_kv_malformed_requests_total",
+            "Client request lines that did not parse (answered invalid_argument).",
+            malformed_requests_.load(std::memory_order_relaxed));
+    w.family("tenure_kv_request_errors_total", "Client requests answered with an error, by code.",
+             "counter");
+    for (std::size_t code = 1; code < errors_.size(); ++code) {
+      const auto name = tenure::kv::name_of(static_cast<errc>(code));
+      if (name == "?") {
+        continue;
+      }
+      const Label labels[] = {{"code", name}};
+      w.sample("tenure_kv_request_errors_total", labels,
+               errors_[code].load(std::memory_order_relaxed));
+    }
+
+    // The Raft transport.
+    const auto t = transport_.stats();
+    w.family("tenure_transport_frames_total", "Raft frames sent to and received from peers.",
+             "counter");
+    {
+      const Label sent[] = {{"direction", "sent"}};
+      const Label received[] = {{"direction", "received"}};
+      w.sample("tenure_transport_frames_total", sent, t.frames_sent);
+      w.sample("tenure_transport_frames_total", received, t.frames_received);
+      w.family("tenure_transport_bytes_total",
+               "Bytes of Raft frames sent and received, length prefixes included.", "counter");
+      w.sample("tenure_transport_bytes_total", sent, t.bytes_sent);
+      w.sample("tenure_transport_bytes_total", received, t.bytes_received);
+    }
+    counter("tenure_transport_connects_total", "Peer connections established (hellos exchanged).",
+            t.connects);
+    counter("tenure_transport_disconnects_total", "Established peer connections that closed.",
+            t.disconnects);
+    gauge("tenure_transport_connections", "Peer connections established and open now.",
+          t.connects - std::min(t.connects, t.disconnects));
+    counter("tenure_transport_refused_connections_total",
+            "Inbound peer connections refused at once: too many were open.", t.refused_connections);
+    w.family("tenure_transport_dropped_frames_total",
+             "Messages the transport dropped instead of sending, by reason.", "counter");
+    const std::pair<std::string_view, std::uint64_t> dropped[] = {
+        {"queue_full", t.dropped_queue_full},
+        {"unknown_peer", t.dropped_unknown_peer},
+        {"unknown_group", t.dropped_unknown_group},
+        {"invalid", t.dropped_invalid},
+        {"stopped", t.dropped_stopped}};
+    for (const auto& [reason, value] : dropped) {
+      const Label labels[] = {{"reason", reason}};
+      w.sample("tenure_transport_dropped_frames_total", labels, value);
+    }
+    counter("tenure_transport_malformed_frames_total",
+            "Bad hellos, bad lengths and frames the codec refused (each closed its connection).",
+            t.malformed_frames);
+    counter("tenure_transport_unknown_hellos_total",
+            "Hellos from nodes that are not configured peers.", t.unknown_hellos);
+    counter("tenure_transport_wrong_sender_total",
+            "Frames whose sender was not the node the connection's hello named.", t.wrong_sender);
+    counter("tenure_transport_tls_refused_total",
+            "Peer connections refused for TLS (handshake or certificate).", t.tls_refused);
+    counter("tenure_transport_accept_failures_total", "Failed accepts on the Raft port.",
+            t.accept_failures);
+    gauge("tenure_transport_pool_bytes", "Bytes of frame buffers the transport holds.",
+          t.pool_bytes);
+    return {200, "text/plain; version=0.0.4", std::move(out)};
+  }
+
+  tenure::kv::AdminReply status_reply() const {
+    const auto now = Clock::now();
+    std::string out;
+    const auto num = [&out](std::string_view key, std::uint64_t v, bool comma = true) {
+      out += '"';
+      out += key;
+      out += "\":";
+      out += std::to_string(v);
+      if (comma) {
+        out += ',';
+      }
+    };
+    out += '{';
+    num("node", args_.id);
+    num("shards", args_.shards);
+    out += "\"uptime_seconds\":";
+    {
+      char text[32];
+      std::snprintf(text, sizeof text, "%.3f",
+                    std::chrono::duration<double>(now - started_steady_).count());
+      out += text;
+    }
+    out += ",\"clients\":{";
+    num("connections", live_sessions_.load());
+    num("refused", refused_clients_.load());
+    num("accept_failures", accept_failures_.load(), false);
+    out += "},\"transport\":{";
+    const auto t = transport_.stats();
+    num("frames_sent", t.frames_sent);
+    num("frames_received", t.frames_received);
+    num("bytes_sent", t.bytes_sent);
+    num("bytes_received", t.bytes_received);
+    num("connects", t.connects);
+    num("disconnects", t.disconnects);
+    num("refused_connections", t.refused_connections);
+    num("malformed_frames", t.malformed_frames);
+    num("unknown_hellos", t.unknown_hellos);
+    num("wrong_sender", t.wrong_sender);
+    num("tls_refused", t.tls_refused);
+    num("accept_failures", t.accept_failures);
+    num("dropped_queue_full", t.dropped_queue_full);
+    num("dropped_unknown_peer", t.dropped_unknown_peer);
+    num("dropped_unknown_group", t.dropped_unknown_group);
+    num("dropped_invalid", t.dropped_invalid);
+    num("dropped_stopped", t.dropped_stopped);
+    num("pool_bytes", t.pool_bytes, false);
+    out += "},\"groups\":[";
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+      const auto cached = shards_[i]->cached_status();
+      out += i == 0 ? "{" : ",{";
+      num("shard", i);
+      out += "\"removed\":";
+      out += shards_[i]->removed.load() ? "true," : "false,";
+      num("status_age_ns",
+          static_cast<std::uint64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(now - cached.taken).count()));
+      out += "\"status\":";
+      tenure::raft::append_json(out, cached.status);
+      out += '}';
+    }
+    out += "]}\n";
+    return {200, "application/json", std::move(out)};
   }
 
   // ---- membership requests ------------------------------------------------------------------
@@ -936,19 +1387,22 @@ class Server {
             }
             return target;
           };
-          log(what + ": address book updated at index " + std::to_string(r.value().index) +
-              "; changing the membership");
+          log(LogLevel::info, "membership_change",
+              what + ": address book updated at index " + std::to_string(r.value().index) +
+                  "; changing the membership");
           g.async_change_membership(
               edit, args_.change_timeout,
               [this, session, &shard, id, what](tenure::raft::Result<tenure::raft::LogIndex> c) {
                 shard.changes.fetch_sub(1);
                 if (!c) {
-                  log(what + ": " +
-                      std::string(tenure::kv::name_of(static_cast<errc>(c.code().value()))));
+                  log(LogLevel::warn, "membership_change",
+                      what + ": " +
+                          std::string(tenure::kv::name_of(static_cast<errc>(c.code().value()))));
                   fail(*session, id, c.error());
                   return;
                 }
-                log(what + ": done, configuration committed at index " + std::to_string(c.value()));
+                log(LogLevel::info, "membership_change",
+                    what + ": done, configuration committed at index " + std::to_string(c.value()));
                 session->respond(tenure::kv::Response::ok(id));
               });
         });
@@ -1030,13 +1484,17 @@ class Server {
     boost::system::error_code ec;
     const auto ip = net::ip::make_address(n.host, ec);
     if (ec) {
-      log("node " + std::to_string(n.id) + " at " + n.endpoint() + " (" + source +
-          "): not an IP address, cannot reach it");
+      log(LogLevel::warn, "peer_unreachable",
+          "node " + std::to_string(n.id) + " at " + n.endpoint() + " (" + source +
+              "): not an IP address, cannot reach it",
+          {LogField::u("peer", n.id)});
       return;
     }
     transport_.set_peer(n.id, tcp::endpoint(ip, n.raft_port));
     if (source != "--cluster") {
-      log("node " + std::to_string(n.id) + " is at " + n.endpoint() + " (" + source + ")");
+      log(LogLevel::info, "peer_learned",
+          "node " + std::to_string(n.id) + " is at " + n.endpoint() + " (" + source + ")",
+          {LogField::u("peer", n.id)});
     }
   }
 
@@ -1049,7 +1507,8 @@ class Server {
       directory_dirty_ = true;
     }
     transport_.remove_peer(id);
-    log("forgot node " + std::to_string(id) + ": " + why);
+    log(LogLevel::info, "peer_forgotten", "forgot node " + std::to_string(id) + ": " + why,
+        {LogField::u("peer", id)});
   }
 
   std::string peers_file() const { return args_.data_dir + "/peers"; }
@@ -1089,14 +1548,15 @@ class Server {
       std::ofstream out(tmp, std::ios::trunc);
       out << text;
       if (!out) {
-        log("cannot write " + tmp);
+        log(LogLevel::warn, "peers_file_failed", "cannot write " + tmp);
         return;
       }
     }
     std::error_code ec;
     std::filesystem::rename(tmp, peers_file(), ec);
     if (ec) {
-      log("cannot replace " + peers_file() + ": " + ec.message());
+      log(LogLevel::warn, "peers_file_failed",
+          "cannot replace " + peers_file() + ": " + ec.message());
     }
   }
 
@@ -1207,7 +1667,8 @@ class Server {
       }
       if (any_removed && !still_member && !shutting_down) {
         shutting_down = true;
-        log("this node is no longer a member of any shard: it stops serving and shuts down");
+        log(LogLevel::warn, "removed",
+            "this node is no longer a member of any shard: it stops serving and shuts down");
         net::post(io_, [this] { stop(); });
       }
       // Forget the nodes no shard has as a member and no address book names, once every shard
@@ -1297,8 +1758,9 @@ class Server {
     if (shard.removed.exchange(true)) {
       return;
     }
-    log("shard " + std::to_string(s) + ": this node was removed: " + why +
-        "; the shard stops here");
+    log(LogLevel::warn, "removed_from_shard",
+        "shard " + std::to_string(s) + ": this node was removed: " + why + "; the shard stops here",
+        {LogField::u("shard", s)}, s + 1);
     shard.group->stop();
   }
 
@@ -1327,7 +1789,7 @@ class Server {
     o.self = args_.id;
     const auto& me = self_spec();
     o.listen = tcp::endpoint(net::ip::make_address(me.host), me.raft_port);
-    o.log = [](std::string_view line) { log_line("transport: " + std::string(line)); };
+    o.log = [log = transport_log_](std::string_view line) { (*log)(line); };
     o.tls = args_.tls;
     return o;
   }
@@ -1350,10 +1812,11 @@ class Server {
       if (ec) {
         // Out of descriptors (EMFILE, ENFILE) or buffers: the condition lasts a while, and an
         // accept retried at once would spin. Pause, then accept again; never stop for good.
-        ++accept_failures_;
-        if (accept_failures_ == 1 || accept_failures_ % 100 == 0) {
-          log("accept failed (" + ec.message() + "), " + std::to_string(accept_failures_) +
-              " so far; retrying in 100 ms");
+        const std::uint64_t failures = accept_failures_.fetch_add(1) + 1;
+        if (failures == 1 || failures % 100 == 0) {
+          log(LogLevel::warn, "client_accept_failed",
+              "accept failed (" + ec.message() + "), " + std::to_string(failures) +
+                  " so far; retrying in 100 ms");
         }
         accept_retry_.expires_after(100ms);
         accept_retry_.async_wait([this](const boost::system::error_code& wait_ec) {
@@ -1374,10 +1837,12 @@ class Server {
         }
         socket.shutdown(tcp::socket::shutdown_both, ignored);
         socket.close(ignored);
-        if (++refused_clients_ == 1 || refused_clients_ % 1000 == 0) {
-          log("refused a client: " + std::to_string(args_.max_clients) +
-              " connections open (--max-clients); " + std::to_string(refused_clients_) +
-              " refused so far");
+        if (const std::uint64_t refused = refused_clients_.fetch_add(1) + 1;
+            refused == 1 || refused % 1000 == 0) {
+          log(LogLevel::warn, "client_refused",
+              "refused a client: " + std::to_string(args_.max_clients) +
+                  " connections open (--max-clients); " + std::to_string(refused) +
+                  " refused so far");
         }
         accept();
         return;
@@ -1400,8 +1865,9 @@ class Server {
     });
   }
 
-  // Every 50 ms: report leadership changes; every 2 s, hand a shard this node leads to its
-  // preferred leader (shard s prefers the (s mod n)-th node), so leaders spread across nodes.
+  // Every 50 ms: report leadership changes, refresh each shard's cached status (the admin
+  // routes') and the membership view (the watcher's); every 2 s, hand a shard this node leads to
+  // its preferred leader (shard s prefers the (s mod n)-th node), so leaders spread across nodes.
   void monitor() {
     monitor_.expires_after(50ms);
     monitor_.async_wait([this](const boost::system::error_code& ec) {
@@ -1419,24 +1885,20 @@ class Server {
           const NodeId leader = group.leader_hint();
           if (leader != shard.last_leader || group.term() != shard.last_term) {
             if (leader != tenure::raft::kNoNode && leader != shard.last_leader) {
-              log("shard " + std::to_string(s) + ": leader is node " + std::to_string(leader) +
-                  " (term " + std::to_string(group.term()) + ")" +
-                  (leader == args_.id ? ", this node" : ""));
+              log(LogLevel::info, "leader_changed",
+                  "shard " + std::to_string(s) + ": leader is node " + std::to_string(leader) +
+                      " (term " + std::to_string(group.term()) + ")" +
+                      (leader == args_.id ? ", this node" : ""),
+                  {LogField::u("shard", s), LogField::u("leader", leader),
+                   LogField::u("term", group.term())},
+                  s + 1);
             }
             shard.last_leader = leader;
             shard.last_term = group.term();
           }
-          const auto& stats = group.stats();
-          if (stats.snapshots_taken != shard.snapshots_taken ||
-              stats.snapshots_installed != shard.snapshots_installed) {
-            log("shard " + std::to_string(s) + ": " +
-                (stats.snapshots_installed != shard.snapshots_installed
-                     ? std::string("installed the leader's snapshot")
-                     : std::string("took a snapshot")) +
-                " at index " + std::to_string(group.snapshot_index()));
-            shard.snapshots_taken = stats.snapshots_taken;
-            shard.snapshots_installed = stats.snapshots_installed;
-          }
+          // Snapshots taken and installed: the group logs them itself (event=snapshot_taken,
+          // snapshot_installed). Its status, for the admin routes:
+          shard.cache_status(group.status());
           // The membership and the address book, for the watcher thread.
           const bool book_changed = shard.store.node_keys_version() != shard.book_version;
           std::vector<NodeSpec> book;
@@ -1462,14 +1924,14 @@ class Server {
     });
   }
 
-  void log(const std::string& line) const {
-    if (!args_.quiet) {
-      log_line("node " + std::to_string(args_.id) + ": " + line);
-    }
+  void log(LogLevel level, std::string_view event, const std::string& message,
+           std::initializer_list<LogField> fields = {}, std::uint64_t group = 0) const {
+    log_event(level, event, args_.id, message, fields, group);
   }
 
   net::io_context& io_;
   Args args_;
+  std::shared_ptr<TransportLog> transport_log_;  // before transport_: its log callback
   tenure::raft::SteadyClock clock_;
   tenure::raft::PosixFileSystem fs_;
   tenure::raft::asio::AsioTcpTransport transport_;
@@ -1478,12 +1940,21 @@ class Server {
   tcp::acceptor acceptor_;
   net::steady_timer accept_retry_;
   net::strand<net::io_context::executor_type> grace_strand_;
-  net::steady_timer grace_;            // on grace_strand_
-  std::uint64_t accept_failures_ = 0;  // the accept chain only
-  std::uint64_t refused_clients_ = 0;  // likewise
+  net::steady_timer grace_;                        // on grace_strand_
+  std::atomic<std::uint64_t> accept_failures_{0};  // written by the accept chain; /metrics reads
+  std::atomic<std::uint64_t> refused_clients_{0};  // likewise
   std::atomic<std::size_t> live_sessions_{0};
   net::steady_timer monitor_;
   net::signal_set signals_;
+  std::unique_ptr<tenure::kv::AdminHttpServer> admin_;  // --admin-port
+  const std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
+  const Clock::time_point started_steady_ = Clock::now();
+  // Client requests by op, malformed lines, and error answers by code (errc value), for
+  // /metrics: relaxed increments on the request path.
+  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(tenure::kv::Op::status) + 1>
+      requests_{};
+  std::atomic<std::uint64_t> malformed_requests_{0};
+  std::array<std::atomic<std::uint64_t>, 32> errors_{};
   std::atomic<bool> stopping_{false};
   std::uint64_t monitor_rounds_ = 0;  // the monitor timer's chain only
   std::thread watchdog_;
@@ -1531,6 +2002,18 @@ void Session::start() {
 
 Session::~Session() {
   server_.session_ended();
+}
+
+void Session::respond(const tenure::kv::Response& r) {
+  server_.count_answer(r);
+  std::string line;
+  tenure::kv::format_response(r, line);
+  net::post(strand_, [self = shared_from_this(), line = std::move(line)]() mutable {
+    --self->outstanding_;
+    self->enqueue(std::move(line));
+    self->close_if_drained();
+    self->resume_if_below_limits();
+  });
 }
 
 // In flight: read and not yet answered, or answered and not yet written to the socket. Answers
@@ -1599,6 +2082,7 @@ void Session::read() {
 
 int main(int argc, char** argv) {
   const Args args = parse_args(argc, argv);
+  process_log.set_level(args.log_level);
   try {
     std::filesystem::create_directories(args.data_dir);
     net::io_context io;
@@ -1613,7 +2097,7 @@ int main(int argc, char** argv) {
       t.join();
     }
     server.finished();
-    log_line("node " + std::to_string(args.id) + ": stopped");
+    log_event(LogLevel::info, "stopped", args.id, "stopped");
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "tenure-kv: " << e.what() << "\n";
