@@ -154,8 +154,7 @@ consteval bool check_policies() {
     static_assert(check_error_classifier<typename P::error_classifier>());
     static_assert(Logger<typename logger_of<P>::type>,
                   "tenure: `logger_type` must model Logger: `bool enabled(LogLevel) const "
-                  "noexcept` and `void log(const LogRecord&) noexcept`, and be default-"
-                  "constructible");
+                  "noexcept` and `void log(const LogRecord&) noexcept`");
     static_assert(std::is_default_constructible_v<typename logger_of<P>::type>,
                   "tenure: `logger_type` must be default-constructible (the group makes its own)");
     static_assert(Metrics<typename metrics_of<P>::type>,
