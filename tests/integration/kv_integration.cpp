@@ -38,6 +38,23 @@
 //     linearizable reads during the replacements are linearizable (each key a single-writer
 //     register of growing values: no read older than a write acknowledged or a read completed
 //     before it started, none newer than the writes sent).
+//   tenure_kv_integration metrics <path-to-tenure-kv>
+//     Three nodes with --admin-port 0, writes and lease reads: every node's /metrics passes
+//     `promtool check metrics`, exactly one node per shard reports tenure_role 3 (the leader info
+//     names), the leader's lease-read counter grew by the lease reads, leaders report each
+//     follower's lag, the transport counts frames; /status is JSON naming the same leaders; the
+//     `status` request reports every shard.
+//   tenure_kv_integration lag <path-to-tenure-kv> [path-to-tenure-kv-cli]
+//     A follower killed, writes: the leader's tenure_follower_lag_entries for it grows, and
+//     `tenure-kv-cli status` lists it unreachable and behind (exit 1).
+//   tenure_kv_integration logs <path-to-tenure-kv>
+//     A leader killed: the new leader logs event=role_changed role=leader, the other survivor
+//     event=term_changed, each with its cause, every line logfmt; the killed node restarted with
+//     --log-level warn logs no info line; a leader stopped and continued logs
+//     event=leadership_lost with its reason and cause; a bad --log-level is a usage error.
+//   tenure_kv_integration admin <path-to-tenure-kv>
+//     Malformed, oversized and refused HTTP requests to the admin port get their 4xx, and after
+//     each the node still serves /metrics and its clients.
 #include <kv/blocking_client.hpp>
 #include <kv/local_cluster.hpp>
 #include <kv/protocol.hpp>
@@ -57,13 +74,17 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <iterator>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <sys/wait.h>
@@ -866,6 +887,388 @@ int tls(const std::string& server) {
 #endif
 }
 
+// ---- observability (issue 19): logs, /metrics, /status, the `status` request ----------------
+
+// Where node `id` serves its admin HTTP port, from its log (event=admin_listening, written once
+// it listens; --admin-port 0 lets the system pick the port), within `limit`; empty if never.
+std::string admin_address(LocalCluster& cluster, std::uint64_t id,
+                          std::chrono::milliseconds limit) {
+  std::string address;
+  wait_for(
+      cluster,
+      [&] {
+        std::ifstream in(cluster.log_path(id));
+        for (std::string line; std::getline(in, line);) {
+          const auto at = line.find("event=admin_listening");
+          const auto field = line.find(" address=");
+          if (at != std::string::npos && field != std::string::npos) {
+            const auto start = field + 9;
+            address = line.substr(start, line.find(' ', start) - start);
+            return true;
+          }
+        }
+        return false;
+      },
+      limit);
+  return address;
+}
+
+struct HttpReply {
+  int status = 0;  // 0: no answer
+  std::string head;
+  std::string body;
+  std::string error;
+};
+
+// Sends `request` (raw bytes) to `address` and reads the answer until the server closes or
+// `limit` passes. The server closes after every request here (Connection: close, or an error).
+HttpReply http_raw(const std::string& address, const std::string& request,
+                   std::chrono::milliseconds limit = 5s) {
+  namespace net = ::boost::asio;
+  HttpReply reply;
+  net::io_context io;
+  net::ip::tcp::socket socket(io);
+  if (!connect_to(socket, address)) {
+    reply.error = "cannot connect to " + address;
+    return reply;
+  }
+  std::string in;
+  net::async_write(socket, net::buffer(request), [](const boost::system::error_code&, std::size_t) {
+  });  // a server that answers early (431, 413) may not read it all: the answer is what counts
+  bool done = false;
+  net::async_read(socket, net::dynamic_buffer(in),
+                  [&](const boost::system::error_code& ec, std::size_t) {
+                    done = true;
+                    if (ec != net::error::eof) {
+                      reply.error = ec.message();
+                    }
+                  });
+  io.run_for(limit);
+  if (!done) {
+    reply.error = "no answer within the limit";
+  }
+  const auto end_of_head = in.find("\r\n\r\n");
+  if (in.rfind("HTTP/1.", 0) == 0 && in.size() > 12 && end_of_head != std::string::npos) {
+    reply.status = std::atoi(in.c_str() + 9);
+    reply.head = in.substr(0, end_of_head);
+    reply.body = in.substr(end_of_head + 4);
+  }
+  return reply;
+}
+
+HttpReply http_get(const std::string& address, const std::string& path) {
+  return http_raw(address, "GET " + path + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+}
+
+// A Prometheus text body as `name{labels}` -> value.
+std::map<std::string, double> samples_of(const std::string& body) {
+  std::map<std::string, double> out;
+  std::size_t start = 0;
+  while (start < body.size()) {
+    auto end = body.find('\n', start);
+    if (end == std::string::npos) {
+      end = body.size();
+    }
+    const std::string line = body.substr(start, end - start);
+    start = end + 1;
+    const auto space = line.rfind(' ');
+    if (line.empty() || line[0] == '#' || space == std::string::npos) {
+      continue;
+    }
+    out[line.substr(0, space)] = std::strtod(line.c_str() + space + 1, nullptr);
+  }
+  return out;
+}
+
+double sample(const std::map<std::string, double>& m, const std::string& key, double missing = -1) {
+  const auto it = m.find(key);
+  return it == m.end() ? missing : it->second;
+}
+
+// `promtool check metrics` on `body`: empty when it passes, otherwise what it said.
+std::string promtool_check(const std::string& body, const std::string& dir) {
+  const std::string file = dir + "/metrics.txt";
+  const std::string out = dir + "/promtool.out";
+  {
+    std::ofstream f(file, std::ios::trunc);
+    f << body;
+  }
+  const std::string command = "promtool check metrics < '" + file + "' > '" + out + "' 2>&1";
+  const int status = std::system(command.c_str());
+  std::ifstream in(out);
+  std::string said((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+    return "promtool is not installed (run scripts/setup, which installs Debian's prometheus)";
+  }
+  if (status != 0) {
+    return "promtool check metrics failed (" + describe(status) + "): " + said;
+  }
+  return {};
+}
+
+// A small JSON reader, enough to check that /status is JSON and to look into it.
+struct Json {
+  enum class Kind { null, boolean, number, string, array, object } kind = Kind::null;
+  bool boolean = false;
+  double number = 0;
+  std::string text;
+  std::vector<Json> items;                           // array
+  std::vector<std::pair<std::string, Json>> fields;  // object
+
+  const Json* get(const std::string& key) const {
+    for (const auto& [k, v] : fields) {
+      if (k == key) {
+        return &v;
+      }
+    }
+    return nullptr;
+  }
+  double num(const std::string& key, double missing = -1) const {
+    const Json* v = get(key);
+    return v != nullptr && v->kind == Kind::number ? v->number : missing;
+  }
+};
+
+class JsonParser {
+ public:
+  explicit JsonParser(std::string_view text) : s_(text) {}
+
+  // The document, or nullopt when `text` is not exactly one JSON value (whitespace around it).
+  std::optional<Json> parse() {
+    Json v;
+    if (!value(v, 0)) {
+      return std::nullopt;
+    }
+    skip();
+    if (i_ != s_.size()) {
+      return std::nullopt;
+    }
+    return v;
+  }
+
+ private:
+  void skip() {
+    while (i_ < s_.size() &&
+           (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) {
+      ++i_;
+    }
+  }
+  bool literal(std::string_view word) {
+    if (s_.substr(i_, word.size()) != word) {
+      return false;
+    }
+    i_ += word.size();
+    return true;
+  }
+  bool string(std::string& out) {
+    if (i_ >= s_.size() || s_[i_] != '"') {
+      return false;
+    }
+    ++i_;
+    while (i_ < s_.size() && s_[i_] != '"') {
+      const char c = s_[i_++];
+      if (static_cast<unsigned char>(c) < 0x20) {
+        return false;
+      }
+      if (c == '\\') {
+        if (i_ >= s_.size()) {
+          return false;
+        }
+        const char e = s_[i_++];
+        if (e == 'u') {
+          if (i_ + 4 > s_.size()) {
+            return false;
+          }
+          i_ += 4;
+          out += '?';
+        } else if (std::string_view("\"\\/bfnrt").find(e) != std::string_view::npos) {
+          out += e;
+        } else {
+          return false;
+        }
+      } else {
+        out += c;
+      }
+    }
+    if (i_ >= s_.size()) {
+      return false;
+    }
+    ++i_;
+    return true;
+  }
+  bool value(Json& v, int depth) {
+    if (depth > 32) {
+      return false;
+    }
+    skip();
+    if (i_ >= s_.size()) {
+      return false;
+    }
+    const char c = s_[i_];
+    if (c == '{' || c == '[') {
+      const bool object = c == '{';
+      v.kind = object ? Json::Kind::object : Json::Kind::array;
+      ++i_;
+      skip();
+      if (i_ < s_.size() && s_[i_] == (object ? '}' : ']')) {
+        ++i_;
+        return true;
+      }
+      while (true) {
+        skip();
+        std::string key;
+        if (object) {
+          if (!string(key)) {
+            return false;
+          }
+          skip();
+          if (i_ >= s_.size() || s_[i_++] != ':') {
+            return false;
+          }
+        }
+        Json item;
+        if (!value(item, depth + 1)) {
+          return false;
+        }
+        if (object) {
+          v.fields.emplace_back(std::move(key), std::move(item));
+        } else {
+          v.items.push_back(std::move(item));
+        }
+        skip();
+        if (i_ < s_.size() && s_[i_] == ',') {
+          ++i_;
+          continue;
+        }
+        if (i_ < s_.size() && s_[i_] == (object ? '}' : ']')) {
+          ++i_;
+          return true;
+        }
+        return false;
+      }
+    }
+    if (c == '"') {
+      v.kind = Json::Kind::string;
+      return string(v.text);
+    }
+    if (literal("true") || literal("false")) {
+      v.kind = Json::Kind::boolean;
+      v.boolean = s_[i_ - 1] == 'e' && s_[i_ - 2] == 'u';
+      return true;
+    }
+    if (literal("null")) {
+      return true;
+    }
+    const std::size_t start = i_;
+    if (i_ < s_.size() && s_[i_] == '-') {
+      ++i_;
+    }
+    while (i_ < s_.size() &&
+           std::string_view("0123456789.eE+-").find(s_[i_]) != std::string_view::npos) {
+      ++i_;
+    }
+    if (i_ == start) {
+      return false;
+    }
+    const std::string number(s_.substr(start, i_ - start));
+    char* end = nullptr;
+    v.kind = Json::Kind::number;
+    v.number = std::strtod(number.c_str(), &end);
+    return end == number.c_str() + number.size();
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+// The text of node `id`'s log from byte `from` on.
+std::string log_since(LocalCluster& cluster, std::uint64_t id, std::uintmax_t from = 0) {
+  std::ifstream in(cluster.log_path(id));
+  in.seekg(static_cast<std::streamoff>(from));
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::uintmax_t log_size(LocalCluster& cluster, std::uint64_t id) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(cluster.log_path(id), ec);
+  return ec ? 0 : size;
+}
+
+// Whether `text` has a line containing every one of `parts`.
+bool has_line(const std::string& text, std::initializer_list<std::string_view> parts) {
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos) {
+      end = text.size();
+    }
+    const std::string_view line(text.data() + start, end - start);
+    start = end + 1;
+    if (std::all_of(parts.begin(), parts.end(),
+                    [&](std::string_view p) { return line.find(p) != std::string_view::npos; })) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The first line of `text` that is not one logfmt event line (`<UTC timestamp> level=...
+// event=...`), or empty.
+std::string not_logfmt(const std::string& text) {
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos) {
+      end = text.size();
+    }
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.empty()) {
+      continue;
+    }
+    // 2026-12-03T10:42:07.123456Z level=info event=...
+    const bool stamp = line.size() > 28 && line[4] == '-' && line[7] == '-' && line[10] == 'T' &&
+                       line[13] == ':' && line[16] == ':' && line[19] == '.' && line[26] == 'Z' &&
+                       line[27] == ' ';
+    const auto level = line.find(" level=");
+    const auto event = line.find(" event=");
+    if (!stamp || level != 27 || event == std::string::npos) {
+      return line;
+    }
+  }
+  return {};
+}
+
+// Waits for the leaders tenure-kv's monitor settles on (shard s on node s mod n + 1, once that
+// node has caught up): leaders that stay put for the rest of a short test.
+std::vector<std::uint64_t> settled_leaders(LocalCluster& cluster, std::uint32_t shards) {
+  std::vector<std::uint64_t> preferred;
+  for (std::uint32_t s = 0; s < shards; ++s) {
+    preferred.push_back(s % cluster.nodes().size() + 1);
+  }
+  std::optional<std::vector<std::uint64_t>> now;
+  wait_for(
+      cluster,
+      [&] {
+        now = cluster.leaders();
+        return now == preferred;
+      },
+      20s);
+  check(now == preferred, "the leaders settle on their preferred nodes");
+  return now.value_or(std::vector<std::uint64_t>{});
+}
+
+// A key of shard `shard` (of `shards`), numbered `i`.
+std::string key_of_shard(std::uint32_t shard, std::uint32_t shards, int i) {
+  for (int n = 0;; ++n) {
+    std::string key =
+        "s" + std::to_string(shard) + "-" + std::to_string(i) + "-" + std::to_string(n);
+    if (tenure::kv::shard_of(key, shards) == shard) {
+      return key;
+    }
+  }
+}
+
 int threads(const std::string& server) {
   // Every node runs its io_context on 4 threads (--threads 4) under load, with the leader
   // transfers that tenure-kv's monitor makes every 2 s; then SIGTERM. Built with
@@ -874,14 +1277,37 @@ int threads(const std::string& server) {
   // monitor incremented it.
   std::printf("threads: 3 nodes with --threads 4 under load, then SIGTERM; each must exit 0\n");
   LocalCluster cluster(server, scratch_dir("threads"), 3, 4);
-  cluster.set_server_args({"--threads", "4"});
+  // The admin port too: its routes read the shards' metrics and cached statuses on an io thread
+  // while the strands run on the others, and `status` requests gather async_status answers from
+  // four strands at once (a data race there fails this test under TSan).
+  cluster.set_server_args({"--threads", "4", "--admin-port", "0"});
   cluster.start_all();
   if (elected(cluster, "leaders are elected").empty()) {
     return 1;
   }
+  std::vector<std::string> admin;
+  for (const auto& n : cluster.nodes()) {
+    admin.push_back(admin_address(cluster, n.id, 10s));
+  }
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> answered{0};
+  std::atomic<std::uint64_t> observed{0};
   std::vector<std::thread> clients;
+  clients.emplace_back([&] {
+    std::uint64_t id = 0;
+    while (!stop.load()) {
+      for (std::size_t i = 0; i < admin.size(); ++i) {
+        const bool scraped = http_get(admin[i], "/metrics").status == 200 &&
+                             http_get(admin[i], "/status").status == 200;
+        BlockingClient c(cluster.node(i + 1).client_address());
+        const auto r = c.call(Request::status(++id), 1s);
+        if (scraped && r.response && r.response->kind == ResponseKind::status) {
+          observed.fetch_add(1);
+        }
+      }
+      std::this_thread::sleep_for(50ms);  // a scraper's pace, not a synchronisation
+    }
+  });
   for (unsigned i = 0; i < 6; ++i) {
     clients.emplace_back([&, i] {
       BlockingClient client(cluster.node(i % 3 + 1).client_address());
@@ -912,6 +1338,8 @@ int threads(const std::string& server) {
   }
   check(died.empty(), "no node died under load" + (died.empty() ? "" : ": " + died));
   check(answered.load() > 100, std::to_string(answered.load()) + " requests answered");
+  check(observed.load() > 3, std::to_string(observed.load()) +
+                                 " rounds of /metrics, /status and status answered meanwhile");
   for (const auto& n : cluster.nodes()) {
     const int status = cluster.stop(n.id, SIGTERM);
     check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -1325,6 +1753,492 @@ int replace(const std::string& server) {
   return failures == 0 ? 0 : 1;
 }
 
+int metrics(const std::string& server) {
+  constexpr std::uint32_t kShards = 2;
+  std::printf(
+      "metrics: /metrics and /status of 3 nodes with --admin-port 0, under writes and "
+      "lease reads\n");
+  const std::string dir = scratch_dir("metrics");
+  LocalCluster cluster(server, dir, 3, kShards);
+  cluster.set_server_args({"--admin-port", "0"});
+  cluster.start_all();
+  std::map<std::uint64_t, std::string> admin;
+  for (const auto& n : cluster.nodes()) {
+    admin[n.id] = admin_address(cluster, n.id, 10s);
+    check(!admin[n.id].empty(),
+          "node " + std::to_string(n.id) + " logs its admin address (" + admin[n.id] + ")");
+  }
+  const auto lead = settled_leaders(cluster, kShards);
+  if (lead.size() != kShards || failures != 0) {
+    return 1;
+  }
+  const auto scrape = [&](std::uint64_t id) {
+    return samples_of(http_get(admin[id], "/metrics").body);
+  };
+  const auto group = [](std::uint32_t s) { return "group=\"" + std::to_string(s + 1) + "\""; };
+
+  // Writes to every shard, then lease reads at each leader, counted before and after.
+  std::vector<double> lease_before;
+  for (std::uint32_t s = 0; s < kShards; ++s) {
+    lease_before.push_back(
+        sample(scrape(lead[s]), "tenure_lease_reads_total{" + group(s) + "}", -1));
+    check(lease_before.back() >= 0, "shard " + std::to_string(s) + "'s leader exports " +
+                                        "tenure_lease_reads_total{" + group(s) + "}");
+  }
+  std::uint64_t id = 0;
+  std::vector<std::size_t> lease_answers(kShards, 0);
+  for (std::uint32_t s = 0; s < kShards; ++s) {
+    BlockingClient client(cluster.node(lead[s]).client_address());
+    int written = 0;
+    for (int i = 0; i < 10; ++i) {
+      written += put_acknowledged(client, id, key_of_shard(s, kShards, i), "v", 5s) ? 1 : 0;
+    }
+    check(written == 10, "10 writes to shard " + std::to_string(s) + " acknowledged");
+    // The lease holds once the leader's term has an applied entry and a quorum acked a round:
+    // poll until 20 reads came from it.
+    wait_for(
+        cluster,
+        [&] {
+          const auto r = client.call(
+              Request::get(++id, key_of_shard(s, kShards, 0), tenure::kv::ReadLevel::lease), 2s);
+          if (r.ok() && r.response->how == tenure::kv::ReadSource::lease) {
+            ++lease_answers[s];
+          }
+          return lease_answers[s] >= 20;
+        },
+        10s);
+    check(lease_answers[s] >= 20, std::to_string(lease_answers[s]) + " lease reads on shard " +
+                                      std::to_string(s) + " answered from the lease");
+  }
+
+  // Every node's /metrics: 200, the Prometheus content type, promtool's approval.
+  std::map<std::uint64_t, std::map<std::string, double>> m;
+  for (const auto& n : cluster.nodes()) {
+    const auto reply = http_get(admin[n.id], "/metrics");
+    check(reply.status == 200 &&
+              reply.head.find("Content-Type: text/plain; version=0.0.4") != std::string::npos,
+          "node " + std::to_string(n.id) + ": GET /metrics is 200 text/plain; version=0.0.4 (" +
+              std::to_string(reply.status) + reply.error + ")");
+    const std::string lint = promtool_check(reply.body, dir);
+    check(lint.empty(), "node " + std::to_string(n.id) + ": promtool check metrics passes" +
+                            (lint.empty() ? "" : ": " + lint));
+    m[n.id] = samples_of(reply.body);
+    const std::string node = std::to_string(n.id);
+    check(sample(m[n.id], "tenure_node_info{node=\"" + node + "\"}") == 1,
+          "node " + node + ": tenure_node_info{node=\"" + node + "\"} 1");
+    check(sample(m[n.id], "tenure_transport_frames_total{direction=\"sent\"}") > 0 &&
+              sample(m[n.id], "tenure_transport_frames_total{direction=\"received\"}") > 0,
+          "node " + node + ": the transport counts frames sent and received");
+    check(sample(m[n.id], "tenure_transport_connects_total") >= 2,
+          "node " + node + ": it connected to both peers");
+  }
+  for (std::uint32_t s = 0; s < kShards; ++s) {
+    const std::string g = group(s);
+    // Exactly one node leads (tenure_role 3), the one info names; the others follow (0).
+    std::vector<std::uint64_t> leading;
+    for (const auto& n : cluster.nodes()) {
+      if (sample(m[n.id], "tenure_role{" + g + "}") == 3) {
+        leading.push_back(n.id);
+      }
+    }
+    check(leading == std::vector<std::uint64_t>{lead[s]},
+          "shard " + std::to_string(s) + ": exactly one node reports tenure_role{" + g +
+              "} 3, node " + std::to_string(lead[s]) + " (" + std::to_string(leading.size()) +
+              " do)");
+    const auto& lm = m[lead[s]];
+    const double lease_after = sample(lm, "tenure_lease_reads_total{" + g + "}");
+    check(lease_after >= lease_before[s] + static_cast<double>(lease_answers[s]),
+          "shard " + std::to_string(s) + ": the leader's tenure_lease_reads_total grew by the " +
+              std::to_string(lease_answers[s]) + " lease reads (" +
+              std::to_string(lease_before[s]) + " -> " + std::to_string(lease_after) + ")");
+    check(sample(lm, "tenure_lease_valid{" + g + "}") == 1,
+          "shard " + std::to_string(s) + ": its leader reports tenure_lease_valid 1");
+    check(sample(lm, "tenure_proposals_accepted_total{" + g + "}") >= 10,
+          "shard " + std::to_string(s) + ": its leader accepted the 10 proposals");
+    for (const auto& n : cluster.nodes()) {
+      const std::string peer = "{" + g + ",peer=\"" + std::to_string(n.id) + "\"}";
+      if (n.id == lead[s]) {
+        check(sample(lm, "tenure_follower_lag_entries" + peer) < 0,
+              "shard " + std::to_string(s) + ": no lag sample for the leader itself");
+        continue;
+      }
+      check(sample(lm, "tenure_follower_lag_entries" + peer) >= 0 &&
+                sample(lm, "tenure_follower_match_index" + peer) >= 10,
+            "shard " + std::to_string(s) + ": the leader reports follower " + std::to_string(n.id) +
+                "'s lag (" + std::to_string(sample(lm, "tenure_follower_lag_entries" + peer)) +
+                ") and match index (" +
+                std::to_string(sample(lm, "tenure_follower_match_index" + peer)) + ")");
+      check(sample(m[n.id], "tenure_follower_lag_entries" + peer) < 0,
+            "shard " + std::to_string(s) + ": follower " + std::to_string(n.id) +
+                " reports no follower lag");
+    }
+  }
+  check(sample(m[lead[0]], "tenure_kv_requests_total{op=\"put\"}") >= 10,
+        "the client port counts the puts (tenure_kv_requests_total{op=\"put\"})");
+
+  // /status: JSON naming the leaders info names, with every shard's status and its age.
+  std::optional<std::vector<std::uint64_t>> info_leaders = cluster.leaders();
+  for (const auto& n : cluster.nodes()) {
+    const auto reply = http_get(admin[n.id], "/status");
+    const auto doc = JsonParser(reply.body).parse();
+    check(reply.status == 200 &&
+              reply.head.find("Content-Type: application/json") != std::string::npos &&
+              doc.has_value(),
+          "node " + std::to_string(n.id) + ": GET /status is 200 application/json and parses");
+    if (!doc) {
+      std::printf("%s\n", reply.body.c_str());
+      continue;
+    }
+    const Json* groups = doc->get("groups");
+    std::vector<std::uint64_t> leaders;
+    bool fresh = true;
+    if (groups != nullptr) {
+      for (const auto& g : groups->items) {
+        const Json* status = g.get("status");
+        leaders.push_back(status != nullptr ? static_cast<std::uint64_t>(status->num("leader"))
+                                            : 0);
+        fresh = fresh && g.num("status_age_ns") >= 0 && g.num("status_age_ns") < 5e9;
+      }
+    }
+    check(doc->num("node") == static_cast<double>(n.id) && leaders == lead &&
+              info_leaders == lead && fresh,
+          "node " + std::to_string(n.id) +
+              ": /status names itself and the leaders info names, "
+              "each shard's status less than 5 s old");
+    const Json* transport = doc->get("transport");
+    check(transport != nullptr && transport->num("frames_sent") > 0,
+          "node " + std::to_string(n.id) + ": /status carries the transport's counters");
+  }
+
+  // The `status` request: every shard, the same leaders, the leader's view of its followers.
+  for (const auto& n : cluster.nodes()) {
+    BlockingClient client(n.client_address());
+    const auto r = client.call(Request::status(++id), 2s);
+    const auto status = r.response && r.response->kind == ResponseKind::status
+                            ? tenure::kv::parse_node_status(r.response->status)
+                            : std::nullopt;
+    bool ok = status.has_value() && status->node == n.id && status->groups.size() == kShards;
+    for (std::uint32_t s = 0; ok && s < kShards; ++s) {
+      const auto& g = status->groups[s];
+      ok = g.shard == s && g.leader == lead[s] && g.leads() == (n.id == lead[s]) &&
+           g.members.size() == 3;
+      if (ok && g.leads()) {
+        for (const auto& member : g.members) {
+          ok = ok && member.match.has_value() && member.lag.has_value() &&
+               (member.id == n.id ? member.replication == "self" : member.ack_age_us.has_value());
+        }
+        ok = ok && g.lease_term == g.term && g.quorum_ack_age_us.has_value();
+      }
+    }
+    check(ok, "node " + std::to_string(n.id) + ": the status request reports every shard (" +
+                  r.line + ")");
+  }
+  for (const auto& n : cluster.nodes()) {
+    const int status = cluster.stop(n.id, SIGTERM);
+    check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "node " + std::to_string(n.id) + " exits 0 after SIGTERM (" + describe(status) + ")");
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+// Runs `command` through the shell; its exit status and what it printed on stdout.
+std::pair<int, std::string> run_command(const std::string& command) {
+  std::string out;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) {
+    return {-1, out};
+  }
+  char buffer[4096];
+  while (const std::size_t n = std::fread(buffer, 1, sizeof buffer, p)) {
+    out.append(buffer, n);
+  }
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// The row of node `node` in the table of shard `shard` of `tenure-kv-cli status`'s output, as
+// its words (node, role, term, applied, match, lag, last ack, replication); empty if none.
+std::vector<std::string> status_row(const std::string& table, std::uint32_t shard,
+                                    std::uint64_t node) {
+  const auto at = table.find("shard " + std::to_string(shard) + ":");
+  if (at == std::string::npos) {
+    return {};
+  }
+  auto next = table.find("\nshard ", at + 1);
+  const std::string part =
+      table.substr(at, next == std::string::npos ? std::string::npos : next - at);
+  std::size_t start = 0;
+  while (start < part.size()) {
+    auto end = part.find('\n', start);
+    if (end == std::string::npos) {
+      end = part.size();
+    }
+    std::istringstream words(part.substr(start, end - start));
+    start = end + 1;
+    std::vector<std::string> row;
+    for (std::string w; words >> w;) {
+      row.push_back(w);
+    }
+    if (row.size() == 8 && row[0] == std::to_string(node)) {
+      return row;
+    }
+  }
+  return {};
+}
+
+int lag(const std::string& server, const std::string& cli) {
+  std::printf(
+      "lag: a follower killed under writes: its lag grows in the leader's /metrics, and "
+      "tenure-kv-cli status shows it unreachable and behind\n");
+  LocalCluster cluster(server, scratch_dir("lag"), 3, 1);
+  cluster.set_server_args({"--admin-port", "0"});
+  cluster.start_all();
+  const auto lead = settled_leaders(cluster, 1);
+  if (lead.size() != 1) {
+    return 1;
+  }
+  const std::uint64_t leader = lead[0];
+  const std::uint64_t alive = leader % 3 + 1;
+  const std::uint64_t victim = alive % 3 + 1;
+  const std::string admin = admin_address(cluster, leader, 10s);
+  const std::string peer =
+      "tenure_follower_lag_entries{group=\"1\",peer=\"" + std::to_string(victim) + "\"}";
+  std::printf("SIGKILL follower %llu\n", static_cast<unsigned long long>(victim));
+  cluster.kill(victim);
+  BlockingClient client(cluster.node(leader).client_address());
+  std::uint64_t id = 0;
+  double previous = 0;
+  for (int round = 1; round <= 2; ++round) {
+    int written = 0;
+    for (int i = 0; i < 25; ++i) {
+      written +=
+          put_acknowledged(client, id, "k" + std::to_string(i), std::to_string(round), 5s) ? 1 : 0;
+    }
+    check(written == 25, "25 writes acknowledged by the two remaining nodes");
+    // The status figures come from the status the monitor caches every 50 ms.
+    double lag_now = -1;
+    wait_for(
+        cluster,
+        [&] {
+          lag_now = sample(samples_of(http_get(admin, "/metrics").body), peer);
+          return lag_now >= 25.0 * round;
+        },
+        5s);
+    check(lag_now >= 25.0 * round && lag_now > previous, "the leader's " + peer +
+                                                             " grows: " + std::to_string(previous) +
+                                                             " -> " + std::to_string(lag_now));
+    previous = lag_now;
+  }
+  const double alive_lag =
+      sample(samples_of(http_get(admin, "/metrics").body),
+             "tenure_follower_lag_entries{group=\"1\",peer=\"" + std::to_string(alive) + "\"}");
+  check(alive_lag >= 0 && alive_lag < 10,
+        "the live follower keeps up (lag " + std::to_string(alive_lag) + ")");
+
+  const auto [status, out] =
+      run_command("'" + cli + "' --server " + cluster.node(alive).client_address() + " status");
+  std::printf("%s", out.c_str());
+  check(status == 1,
+        "tenure-kv-cli status exits 1: a node does not answer (" + std::to_string(status) + ")");
+  check(out.find("node " + std::to_string(victim) + " at " + cluster.node(victim).client_address() +
+                 ": UNREACHABLE") != std::string::npos,
+        "it lists node " + std::to_string(victim) + " as unreachable");
+  check(out.find("shard 0: leader " + std::to_string(leader) + ", term") != std::string::npos &&
+            out.find("lease valid") != std::string::npos,
+        "it names shard 0's leader, node " + std::to_string(leader) + ", and its valid lease");
+  const auto row = status_row(out, 0, victim);
+  check(row.size() == 8 && row[1] == "UNREACHABLE" && std::atof(row[5].c_str()) >= 50,
+        "its row for node " + std::to_string(victim) +
+            " says UNREACHABLE and at least 50 entries behind");
+  const auto live = status_row(out, 0, alive);
+  check(live.size() == 8 && live[1] == "follower" && std::atof(live[5].c_str()) < 10,
+        "its row for node " + std::to_string(alive) + " says follower, caught up");
+  cluster.stop_all(SIGTERM);
+  return failures == 0 ? 0 : 1;
+}
+
+int logs(const std::string& server) {
+  std::printf(
+      "logs: a leader killed, a node restarted with --log-level warn, a leader stopped "
+      "and continued: what each node's stderr says\n");
+  LocalCluster cluster(server, scratch_dir("logs"), 3, 1);
+  cluster.start_all();
+  const auto first = elected(cluster, "a leader is elected");
+  if (first.empty()) {
+    return 1;
+  }
+  // 1. Kill the leader: a survivor logs that it became leader, the other its term change and
+  // why.
+  const std::uint64_t killed = first[0];
+  std::map<std::uint64_t, std::uintmax_t> offset;
+  for (const auto& n : cluster.nodes()) {
+    offset[n.id] = log_size(cluster, n.id);
+  }
+  std::printf("SIGKILL leader %llu\n", static_cast<unsigned long long>(killed));
+  cluster.kill(killed);
+  std::uint64_t leader = 0;
+  wait_for(
+      cluster,
+      [&] {
+        const auto l = cluster.leaders();
+        leader = l ? (*l)[0] : 0;
+        return leader != 0;
+      },
+      20s);
+  check(leader != 0 && leader != killed, "a new leader: node " + std::to_string(leader));
+  if (leader == 0) {
+    return 1;
+  }
+  const std::uint64_t other = 6 - killed - leader;
+  const bool told = wait_for(
+      cluster,
+      [&] {
+        return has_line(log_since(cluster, leader, offset[leader]),
+                        {" level=info event=role_changed group=1 node=" + std::to_string(leader),
+                         " role=leader", " old_role=candidate", " cause="}) &&
+               has_line(log_since(cluster, other, offset[other]),
+                        {" event=term_changed group=1 node=" + std::to_string(other),
+                         " old_term=", " cause="});
+      },
+      5s);
+  check(told, "node " + std::to_string(leader) +
+                  " logs event=role_changed ... role=leader with its cause, node " +
+                  std::to_string(other) + " event=term_changed with its cause");
+  for (const std::uint64_t n : {leader, other}) {
+    const std::string bad = not_logfmt(log_since(cluster, n));
+    check(bad.empty(), "every line node " + std::to_string(n) +
+                           " wrote is one logfmt event with a UTC timestamp" +
+                           (bad.empty() ? "" : ": " + bad));
+  }
+
+  // 2. The killed node back with --log-level warn: it serves, and logs nothing at info.
+  cluster.set_server_args({"--log-level", "warn"});
+  const std::uintmax_t restarted_at = log_size(cluster, killed);
+  cluster.start(killed);
+  BlockingClient rejoined(cluster.node(killed).client_address());
+  std::uint64_t id = 0;
+  const bool serving = wait_for(
+      cluster,
+      [&] {
+        const auto r =
+            rejoined.call(Request::get(++id, "k", tenure::kv::ReadLevel::linearizable), 1s);
+        return r.ok();
+      },
+      20s);
+  check(serving,
+        "node " + std::to_string(killed) + " restarted with --log-level warn serves reads");
+  const std::string quiet = log_since(cluster, killed, restarted_at);
+  check(quiet.find("level=info") == std::string::npos &&
+            quiet.find("level=debug") == std::string::npos,
+        "and writes no info or debug line (" + std::to_string(quiet.size()) + " bytes logged)");
+
+  // 3. The leader stopped until the others elect another, then continued: it logs that it lost
+  // its leadership, and why.
+  // The leader the monitor settles on (node 1: it moves leadership there once node 1 caught
+  // up), so that no transfer moves it meanwhile.
+  const auto settled = settled_leaders(cluster, 1);
+  if (settled.size() != 1) {
+    return 1;
+  }
+  const std::uint64_t stopped = settled[0];
+  const std::uintmax_t stopped_at = log_size(cluster, stopped);
+  std::printf("SIGSTOP leader %llu until another is elected, then SIGCONT\n",
+              static_cast<unsigned long long>(stopped));
+  cluster.signal(stopped, SIGSTOP);
+  std::uint64_t next = 0;
+  wait_for(
+      cluster,
+      [&] {
+        for (const auto& n : cluster.nodes()) {
+          if (n.id == stopped) {
+            continue;
+          }
+          BlockingClient c(n.client_address());
+          const auto r = c.call(Request::info(++id), 500ms);
+          if (r.ok()) {
+            const auto info = tenure::kv::parse_cluster_info(r.response->info);
+            if (info && info->leaders[0] != 0 && info->leaders[0] != stopped) {
+              next = info->leaders[0];
+              return true;
+            }
+          }
+        }
+        return false;
+      },
+      20s);
+  check(next != 0, "another leader while node " + std::to_string(stopped) + " is stopped: node " +
+                       std::to_string(next));
+  cluster.signal(stopped, SIGCONT);
+  const bool stepped_down = wait_for(
+      cluster,
+      [&] {
+        return has_line(
+            log_since(cluster, stopped, stopped_at),
+            {" level=warn event=leadership_lost group=1 node=" + std::to_string(stopped),
+             " reason=", " cause="});
+      },
+      10s);
+  check(stepped_down, "node " + std::to_string(stopped) +
+                          " logs event=leadership_lost with its reason and cause");
+
+  // 4. A bad --log-level is a usage error that names the accepted values.
+  const auto [status, out] = run_command("'" + server +
+                                         "' --log-level loud --id 1 --cluster "
+                                         "1=127.0.0.1:1/2 --data-dir /nonexistent 2>&1");
+  check(status == 2 && out.find("debug, info, warn, error or off") != std::string::npos,
+        "--log-level loud: exit 2 naming debug, info, warn, error or off (" +
+            std::to_string(status) + ")");
+  cluster.stop_all(SIGTERM);
+  return failures == 0 ? 0 : 1;
+}
+
+int admin(const std::string& server) {
+  std::printf("admin: malformed and oversized HTTP requests on the admin port of a node\n");
+  LocalCluster cluster(server, scratch_dir("admin"), 1, 1);
+  cluster.set_server_args({"--admin-port", "0"});
+  cluster.start_all();
+  if (elected(cluster, "the single node leads").empty()) {
+    return 1;
+  }
+  const std::string address = admin_address(cluster, 1, 10s);
+  const std::string header(20000, 'a');
+  const std::string body(100000, 'b');
+  struct Case {
+    const char* what;
+    std::string request;
+    int status;
+  };
+  const Case cases[] = {
+      {"a request line that is not HTTP", "NOT AN HTTP REQUEST\r\n\r\n", 400},
+      {"a header line without a colon", "GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n", 400},
+      {"a 20 KB header field", "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Big: " + header + "\r\n\r\n",
+       431},
+      {"a 100 KB body", "GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + body,
+       413},
+      {"a POST",
+       "POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 405},
+      {"an unknown path", "GET /secrets HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 404},
+  };
+  BlockingClient client(cluster.node(1).client_address());
+  std::uint64_t id = 0;
+  for (const auto& c : cases) {
+    const auto reply = http_raw(address, c.request);
+    check(reply.status == c.status, std::string(c.what) + ": " + std::to_string(c.status) +
+                                        " (got " + std::to_string(reply.status) + " " +
+                                        reply.error + ")");
+    // After each: the admin port and the client port both still serve.
+    check(http_get(address, "/metrics").status == 200 && put_acknowledged(client, id, "k", "v", 5s),
+          std::string("after ") + c.what + ", /metrics is served and a write is acknowledged");
+  }
+  const auto status = http_get(address, "/status");
+  check(status.status == 200 && JsonParser(status.body).parse().has_value(),
+        "/status is still served, as JSON");
+  const int exit = cluster.stop(1, SIGTERM);
+  check(WIFEXITED(exit) && WEXITSTATUS(exit) == 0,
+        "the node exits 0 after SIGTERM (" + describe(exit) + ")");
+  return failures == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1332,8 +2246,8 @@ int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
                  "usage: tenure_kv_integration outage|deadline|shutdown|sigterm|stalled|threads|"
-                 "linearizability|replace "
-                 "<tenure-kv> [seed|rounds]\n");
+                 "linearizability|replace|metrics|lag|logs|admin "
+                 "<tenure-kv> [seed|rounds|tenure-kv-cli]\n");
     return 2;
   }
   const int status = run_scenario(argv[1], argv[2], argc, argv);
@@ -1376,6 +2290,22 @@ int run_scenario(const std::string& scenario, const std::string& server, int arg
   }
   if (scenario == "replace") {
     return replace(server);
+  }
+  if (scenario == "metrics") {
+    return metrics(server);
+  }
+  if (scenario == "lag") {
+    // tenure-kv-cli: the next argument, or beside tenure-kv.
+    const std::string cli =
+        argc > 3 ? std::string(argv[3])
+                 : (std::filesystem::path(server).parent_path() / "tenure-kv-cli").string();
+    return lag(server, cli);
+  }
+  if (scenario == "logs") {
+    return logs(server);
+  }
+  if (scenario == "admin") {
+    return admin(server);
   }
   if (scenario == "sigterm") {
     return sigterm(server, argc > 3 ? std::atoi(argv[3]) : 50);
