@@ -35,8 +35,10 @@ namespace tenure::kv {
 /// the server answers `0 error invalid_argument -` and closes the connection.
 inline constexpr std::size_t kMaxRequestLine = 4096;
 
-/// Longest response line a client needs to accept, not counting its '\n'. Only `info` answers
-/// come near it (they list every shard's leader and every node's address).
+/// Longest response line a client needs to accept, not counting its '\n'. Only `info` and
+/// `status` answers come near it (they list every shard's leader and every node's address, or
+/// every shard's state and members; a `status` answer that would be longer is refused with
+/// too_large).
 inline constexpr std::size_t kMaxResponseLine = 65536;
 
 /// Longest key or value, in bytes. The shortest is 1 byte.
