@@ -26,8 +26,9 @@
 //     Both ports on mutual TLS: the cluster's clients are served, a client without TLS or with a
 //     certificate of another CA is not.
 //   tenure_kv_integration threads <path-to-tenure-kv>
-//     Nodes running --threads 4 under load and leader transfers, then SIGTERM: each exits 0 (a
-//     ThreadSanitizer build reports any data race by a non-zero status).
+//     Nodes running --threads 4 under load and leader transfers, their /metrics, /status and
+//     `status` answers read meanwhile, then SIGTERM: each exits 0 (a ThreadSanitizer build
+//     reports any data race by a non-zero status).
 //   tenure_kv_integration linearizability <path-to-tenure-kv> [seed]
 //     Clients issue put/get/del/cas on a few keys while the leader of a shard is killed and
 //     restarted; the recorded history must be linearizable (tenure::raft::testing's checker).
