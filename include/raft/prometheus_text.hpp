@@ -22,6 +22,8 @@ namespace tenure::raft {
 struct PrometheusGroup {
   const AtomicMetrics* metrics = nullptr;
   const GroupStatus* status = nullptr;
+  /// The `group` label; 0 takes it from the status (and is 0 without one).
+  GroupId group = 0;
 };
 
 /// Writes families into a string: `family()` once, then `sample()` for each labelled value.
@@ -129,7 +131,8 @@ inline void append_prometheus(std::string& out, std::span<const PrometheusGroup>
   PrometheusWriter w(out);
   using Label = PrometheusWriter::Label;
   auto group_label = [](const PrometheusGroup& g, char(&buffer)[24]) {
-    return Label{"group", detail::decimal(g.status != nullptr ? g.status->group : 0, buffer)};
+    const GroupId id = g.group != 0 ? g.group : (g.status != nullptr ? g.status->group : 0);
+    return Label{"group", detail::decimal(id, buffer)};
   };
 
   for (std::size_t c = 0; c < kCounterCount; ++c) {
@@ -253,6 +256,9 @@ inline void append_prometheus(std::string& out, std::span<const PrometheusGroup>
             break;
           case 2:
             w.sample(kPeer[f].name, labels, std::uint64_t{p.inflight_messages});
+            break;
+          case 3:
+            w.sample(kPeer[f].name, labels, p.inflight_bytes);
             break;
           default:
             if (p.last_ack_age_ns >= 0) {

@@ -1345,8 +1345,10 @@ class RaftGroup {
   // changes and pending operations learn their fate.
   void leave_leadership(errc reason, NodeId new_leader) {
     count(Counter::leadership_lost);
-    if (logs(LogLevel::warn)) {
-      LogRecord r = log_record(LogLevel::warn, "leadership_lost", "stopped leading");
+    // Stopping on purpose is no cause for alarm; losing leadership otherwise is.
+    const LogLevel level = reason == errc::stopped ? LogLevel::info : LogLevel::warn;
+    if (logs(level)) {
+      LogRecord r = log_record(level, "leadership_lost", "stopped leading");
       r.with(LogField::t("reason", to_string(reason))).with(LogField::u("new_leader", new_leader));
       add_cause(r);
       logger_.log(r);

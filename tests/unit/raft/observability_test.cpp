@@ -528,6 +528,29 @@ TEST_CASE("the Prometheus rendering writes each family once with a sample per gr
   // Per-member figures come from the leader only, one sample per other member.
   CHECK(count_of("tenure_follower_lag_entries{group=\"1\",peer=") == 2);
   CHECK(count_of("tenure_follower_lag_entries{group=\"2\"") == 0);
+  // Each per-member family carries its own figure (a missing case once wrote the ack age as
+  // the in-flight bytes).
+  for (const auto& p : leading.peers()) {
+    if (p.self) {
+      continue;
+    }
+    const std::string labels = "{group=\"1\",peer=\"" + std::to_string(p.id) + "\"} ";
+    CHECK(count_of("tenure_follower_match_index" + labels + std::to_string(p.match) + "\n") == 1);
+    CHECK(count_of("tenure_follower_lag_entries" + labels + std::to_string(p.lag) + "\n") == 1);
+    CHECK(count_of("tenure_follower_inflight_messages" + labels +
+                   std::to_string(p.inflight_messages) + "\n") == 1);
+    CHECK(count_of("tenure_follower_inflight_bytes" + labels + std::to_string(p.inflight_bytes) +
+                   "\n") == 1);
+  }
+  // A group id given beside the status wins over the status's.
+  {
+    const tenure::raft::PrometheusGroup relabelled[] = {
+        {&cluster.group(leader).metrics(), &leading, 9}};
+    std::string other;
+    tenure::raft::append_prometheus(other, relabelled);
+    CHECK(other.find("tenure_role{group=\"9\"} 3\n") != std::string::npos);
+    CHECK(other.find("group=\"1\"") == std::string::npos);
+  }
   CHECK(count_of("# TYPE tenure_persist_seconds histogram\n") == 1);
   CHECK(count_of("tenure_persist_seconds_bucket{group=\"1\",le=\"+Inf\"}") == 1);
   // Histogram buckets are cumulative: never decreasing, ending at _count.
