@@ -719,7 +719,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t writing_count_ = 0;
   std::size_t outstanding_ = 0;  // requests handed to handle() and not yet answered
   bool writing_ = false;
-  bool paused_ = false;  // not reading: over a limit
+  bool paused_ = false;        // not reading: over a limit
   bool close_when_drained_ = false;
   bool closed_ = false;
 };
@@ -2061,15 +2061,34 @@ void Session::read() {
               return;
             }
             self->touch();
-            std::string_view line(self->input_.data(), n - 1);
-            if (!line.empty() && line.back() == '\r') {
-              line.remove_suffix(1);
+            // Every complete line the read brought is handled in this one pass (a pipelining
+            // client sends several per packet): their answers then complete together, and leave
+            // together (enqueue).
+            std::size_t consumed = 0;
+            std::size_t end = n;
+            for (;;) {
+              std::string_view line(self->input_.data() + consumed, end - consumed - 1);
+              if (!line.empty() && line.back() == '\r') {
+                line.remove_suffix(1);
+              }
+              if (!self->server_.stopping()) {
+                ++self->outstanding_;  // handle() answers through respond(), exactly once
+                self->server_.handle(self, line);
+              }
+              consumed = end;
+              if (self->closed_ || self->over_limits()) {
+                break;
+              }
+              const std::size_t next = self->input_.find('\n', consumed);
+              if (next == std::string::npos) {
+                break;
+              }
+              end = next + 1;
             }
-            if (!self->server_.stopping()) {
-              ++self->outstanding_;  // handle() answers through respond(), exactly once
-              self->server_.handle(self, line);
+            self->input_.erase(0, consumed);
+            if (self->closed_) {
+              return;
             }
-            self->input_.erase(0, n);
             if (self->over_limits()) {
               self->paused_ = true;  // resume_if_below_limits() reads on
               return;
