@@ -719,7 +719,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t writing_count_ = 0;
   std::size_t outstanding_ = 0;  // requests handed to handle() and not yet answered
   bool writing_ = false;
-  bool paused_ = false;        // not reading: over a limit
+  bool paused_ = false;  // not reading: over a limit
   bool close_when_drained_ = false;
   bool closed_ = false;
 };
