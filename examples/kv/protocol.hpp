@@ -415,44 +415,8 @@ constexpr std::string_view name_of(ResponseKind kind) noexcept {
 /// The wire name of a tenure error code: its enumerator's name ("not_leader", "timed_out", ...).
 /// Returns "?" for a value outside the enum.
 constexpr std::string_view name_of(raft::errc code) noexcept {
-  using raft::errc;
-  switch (code) {
-    case errc::not_leader:
-      return "not_leader";
-    case errc::leadership_lost:
-      return "leadership_lost";
-    case errc::transfer_in_progress:
-      return "transfer_in_progress";
-    case errc::timed_out:
-      return "timed_out";
-    case errc::overloaded:
-      return "overloaded";
-    case errc::stopped:
-      return "stopped";
-    case errc::corrupt_storage:
-      return "corrupt_storage";
-    case errc::invalid_config:
-      return "invalid_config";
-    case errc::invalid_argument:
-      return "invalid_argument";
-    case errc::malformed_message:
-      return "malformed_message";
-    case errc::unsupported_version:
-      return "unsupported_version";
-    case errc::storage_failure:
-      return "storage_failure";
-    case errc::cancelled:
-      return "cancelled";
-    case errc::lease_expired:
-      return "lease_expired";
-    case errc::leader_active:
-      return "leader_active";
-    case errc::too_large:
-      return "too_large";
-    case errc::change_in_progress:
-      return "change_in_progress";
-  }
-  return "?";
+  const std::string_view name = raft::to_string(code);
+  return name == "unknown" ? std::string_view("?") : name;
 }
 
 /// The error code with wire name `name`, or nullopt when no tenure code has that name.

@@ -754,8 +754,11 @@ class RaftGroup {
     s.failure = failure_;
     const time_point now = clock_.now();
     const bool leading = role_ == Role::leader && !stopped_;
-    if (leading && tracker_.quorum_ack() > became_leader_at_) {
-      s.quorum_ack_age_ns = to_nanos<clock_type>(now) - to_nanos<clock_type>(tracker_.quorum_ack());
+    const time_point quorum_ack = tracker_.quorum_ack();
+    if (leading && quorum_ack == Tracker::kAlways) {
+      s.quorum_ack_age_ns = 0;  // the leader alone is a quorum: acknowledged at every instant
+    } else if (leading && quorum_ack >= became_leader_at_) {  // kNever: none in this term yet
+      s.quorum_ack_age_ns = to_nanos<clock_type>(now) - to_nanos<clock_type>(quorum_ack);
     }
     const LogIndex last = storage_.last_index();
     for (std::size_t i = 0; i < members_ && i < GroupStatus::kMaxMembers; ++i) {
@@ -776,7 +779,7 @@ class RaftGroup {
         p.inflight_messages = static_cast<std::uint32_t>(pr.inflight.count());
         p.inflight_bytes = pr.inflight.bytes();
         const time_point heard = tracker_.last_ack(ids_[i]);
-        if (heard > became_leader_at_) {
+        if (heard >= became_leader_at_) {
           p.last_ack_age_ns = to_nanos<clock_type>(now) - to_nanos<clock_type>(heard);
         }
         p.replication = pr.state == detail::ProgressState::probe       ? "probe"

@@ -73,8 +73,8 @@ struct GroupStatus {
   /// The term in which this node serves lease reads (0: it does not).
   Term lease_term = 0;
   /// Nanoseconds since the newest heartbeat round a quorum acknowledged was sent (leader; -1
-  /// when no round has been acknowledged in this term). A lease lasts election_timeout_min
-  /// (less the clock drift bound) from that send.
+  /// when no round has been acknowledged in this term, 0 for a leader that is a quorum alone).
+  /// A lease lasts election_timeout_min (less the clock drift bound) from that send.
   std::int64_t quorum_ack_age_ns = -1;
   bool joint = false;         ///< in a joint configuration
   bool transferring = false;  ///< a leadership transfer is under way

@@ -213,6 +213,7 @@ TEST_CASE("AsioGroup: async_status reports the group from its strand - lease rea
   CHECK(status->role == tenure::raft::Role::leader);
   CHECK(status->leader == 1);
   CHECK(status->lease_term == status->term);
+  CHECK(status->quorum_ack_age_ns == 0);  // a single voter is its own quorum at every instant
   CHECK(status->commit_index >= 1);
   REQUIRE(status->member_count == 1);
   CHECK(status->members[0].self);
