@@ -19,6 +19,7 @@
 #include <raft/operations.hpp>
 #include <raft/policies.hpp>
 #include <raft/testing/allocation_guard.hpp>
+#include <raft/testing/counting_logger.hpp>
 #include <raft/testing/sim_cluster.hpp>
 #include <raft/types.hpp>
 
@@ -79,17 +80,10 @@ using Cluster = tenure::raft::testing::SimCluster<CountingStateMachine>;
 // that is enabled at info (it counts records instead of writing them, so that the comparison is
 // the core's bookkeeping, not stdio). BM_SimCluster_Commit against BM_SimCluster_Commit_Observed
 // shows what metrics cost; the default policies (NoMetrics, NoLogger) compile it all away.
-struct CountingLogger {
-  std::uint64_t records = 0;
-  static constexpr bool enabled(tenure::raft::LogLevel level) noexcept {
-    return level >= tenure::raft::LogLevel::info && level != tenure::raft::LogLevel::off;
-  }
-  void log(const tenure::raft::LogRecord&) noexcept { ++records; }
-};
 using ObservedCluster =
     tenure::raft::testing::SimCluster<CountingStateMachine, 7, tenure::raft::NoPlantedBugs,
                                       tenure::raft::MemoryStorage, tenure::raft::AtomicMetrics,
-                                      CountingLogger>;
+                                      tenure::raft::testing::CountingLogger>;
 
 bool allocation_counting_or_skip(benchmark::State& state) {
   if (!tenure::raft::testing::allocation_counting_installed()) {

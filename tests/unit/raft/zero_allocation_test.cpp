@@ -6,6 +6,7 @@
 #include <lease/lease_coordinator.hpp>
 #include <raft/metrics.hpp>
 #include <raft/testing/allocation_guard.hpp>
+#include <raft/testing/counting_logger.hpp>
 #include <raft/testing/sim_cluster.hpp>
 
 #include <doctest/doctest.h>
@@ -28,18 +29,12 @@ using tenure::raft::Result;
 using tenure::raft::testing::AllocationGuard;
 // The default policies, and the same cluster with metrics recorded (AtomicMetrics) and a logger
 // that is enabled: observability must not cost the hot paths an allocation either.
-struct CountingLogger {
-  std::uint64_t records = 0;
-  static constexpr bool enabled(tenure::raft::LogLevel level) noexcept {
-    return level >= tenure::raft::LogLevel::info && level != tenure::raft::LogLevel::off;
-  }
-  void log(const tenure::raft::LogRecord&) noexcept { ++records; }
-};
 using PlainCluster = tenure::raft::testing::SimCluster<>;
 using ObservedCluster =
     tenure::raft::testing::SimCluster<tenure::raft::testing::DigestStateMachine, 7,
                                       tenure::raft::NoPlantedBugs, tenure::raft::MemoryStorage,
-                                      tenure::raft::AtomicMetrics, CountingLogger>;
+                                      tenure::raft::AtomicMetrics,
+                                      tenure::raft::testing::CountingLogger>;
 
 namespace {
 
