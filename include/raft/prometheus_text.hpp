@@ -60,14 +60,12 @@ class PrometheusWriter {
 
   void sample(std::string_view name, std::span<const Label> labels, std::uint64_t value) {
     head(name, labels);
-    append_unsigned(value);
+    detail::append_number(out_, value);
     out_ += '\n';
   }
   void sample(std::string_view name, std::span<const Label> labels, std::int64_t value) {
     head(name, labels);
-    char digits[24];
-    auto r = std::to_chars(digits, digits + sizeof digits, value);
-    out_.append(digits, r.ptr);
+    detail::append_signed(out_, value);
     out_ += '\n';
   }
   void sample(std::string_view name, std::span<const Label> labels, double value) {
@@ -106,11 +104,6 @@ class PrometheusWriter {
       out_ += '}';
     }
     out_ += ' ';
-  }
-  void append_unsigned(std::uint64_t v) {
-    char digits[24];
-    auto r = std::to_chars(digits, digits + sizeof digits, v);
-    out_.append(digits, r.ptr);
   }
 
   std::string& out_;

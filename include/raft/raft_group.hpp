@@ -1337,10 +1337,8 @@ class RaftGroup {
     if (term_changed) {
       note_term_change(old_term);
     }
-    if (old_role != Role::follower) {
-      note_role_change(old_role,
-                       old_role == Role::pre_candidate ? LogLevel::debug : LogLevel::info);
-    }
+    // note_role_change logs nothing when the node was a follower already.
+    note_role_change(old_role, old_role == Role::pre_candidate ? LogLevel::debug : LogLevel::info);
   }
 
   // Everything that ends with leadership, in the order lesson 6 demands: the lease is gone
