@@ -383,7 +383,17 @@ int main(int argc, char** argv) {
   const auto read_at = [&](std::size_t node, const std::string& key, tenure::kv::ReadLevel level,
                            bool follow = true) -> std::optional<std::string> {
     std::size_t target = node;
-    for (int attempt = 0; attempt < (follow ? 6 : 1); ++attempt) {
+    // Following hints and trying the other nodes, like a client would, for up to 3 s: right
+    // after a membership change a node may briefly answer without a hint (or be gone), and six
+    // immediate attempts once ran out in milliseconds and reported an acknowledged key as lost.
+    const auto give_up = std::chrono::steady_clock::now() + 3s;
+    for (int attempt = 0; attempt < (follow ? 1000 : 1); ++attempt) {
+      if (attempt != 0) {
+        if (std::chrono::steady_clock::now() >= give_up) {
+          break;
+        }
+        std::this_thread::sleep_for(20ms);  // a client's pause before it retries elsewhere
+      }
       auto r = conns[target]->call(Request::get(++id, key, level), 2s);
       if (r.response && r.response->kind == ResponseKind::value) {
         return std::string(r.response->value);
