@@ -78,8 +78,10 @@ struct provider_classifier<Provider> {
 /// Thread-safety: lease_read(), begin_write(), on_error(), revoke(), lease_duration(),
 /// callback_failures() and state() are lock-free and may be called from any thread. Everything
 /// else, the constructor and the destructor included, runs on the provider's (group's) thread.
-/// Lifetime: the coordinator must outlive every ReadOperation it has pending, and be destroyed
-/// before the provider.
+/// Lifetime: destroy the coordinator before the provider. A coordinator destroyed while reads wait
+/// for the provider's ReadIndex detaches them: each still completes exactly once, with the
+/// provider's outcome (errc::stopped when the provider stops first), and no longer touches the
+/// coordinator. A ReadOperation itself must outlive its completion.
 /// Allocation: none after construction; operations and callbacks are caller-owned.
 /// Classifier: the provider's `error_classifier` when it names one (a RaftGroup names its
 /// policies'), else raft::DefaultErrorClassifier.
@@ -124,10 +126,14 @@ class LeaseCoordinator {
 
     static void on_read_index(void* self, raft::Result<LogIndex> outcome) noexcept {
       auto& op = *static_cast<ReadOperation*>(self);
-      if (outcome) {
-        op.owner_->extend_from(op.anchor_);  // the round confirmed leadership as of the anchor
-      } else {
-        op.owner_->on_error(outcome.code());
+      // No owner: the coordinator was destroyed while this read waited (it detached it).
+      if (LeaseCoordinator* owner = op.owner_) {
+        owner->unlink(op);
+        if (outcome) {
+          owner->extend_from(op.anchor_);  // the round confirmed leadership as of the anchor
+        } else {
+          owner->on_error(outcome.code());
+        }
       }
       op.done_(outcome);
     }
@@ -135,6 +141,9 @@ class LeaseCoordinator {
     raft::Completion<LogIndex> done_;
     typename Provider::read_request request_;
     LeaseCoordinator* owner_ = nullptr;
+    // The coordinator's list of reads waiting for the provider (intrusive: no allocation).
+    ReadOperation* prev_ = nullptr;
+    ReadOperation* next_ = nullptr;
     WriteAnchor anchor_;
     bool served_by_lease_ = false;
   };
@@ -154,8 +163,16 @@ class LeaseCoordinator {
   LeaseCoordinator& operator=(const LeaseCoordinator&) = delete;
 
   /// Drops the caller-side lease and deregisters (the heartbeat tax, docs/background.md: a teardown
-  /// path drops the lease). Precondition: no ReadOperation of this coordinator is pending.
-  ~LeaseCoordinator() { state_.invalidate(); }
+  /// path drops the lease). Reads still waiting for the provider's ReadIndex are detached, not
+  /// completed: they complete later, from the provider, without the coordinator.
+  ~LeaseCoordinator() {
+    state_.invalidate();
+    while (waiting_ != nullptr) {
+      ReadOperation& op = *waiting_;
+      unlink(op);
+      op.owner_ = nullptr;
+    }
+  }
 
   /// How long after a quorum-ack instant (or a caller-side anchor) the lease holds.
   duration lease_duration() const noexcept { return lease_; }
@@ -195,7 +212,7 @@ class LeaseCoordinator {
   /// (its heartbeat round confirms every read queued before it): call `group.flush()` after a
   /// batch of reads, as AsioGroup does, or the round leaves at the next tick().
   void read(ReadOperation& op, time_point deadline = time_point::max()) {
-    op.owner_ = this;
+    op.owner_ = nullptr;  // linked (and owned) only while it waits for the provider
     op.served_by_lease_ = false;
     const time_point now = provider_.clock().now();  // sampled before the round (lesson 5)
     if (deadline == time_point::max()) {
@@ -214,6 +231,8 @@ class LeaseCoordinator {
     }
     count(raft::Counter::lease_fallbacks);
     op.anchor_ = WriteAnchor{now, state_.generation(), provider_.leader_term()};
+    // Linked before the call: the provider may complete the read before read_index returns.
+    link(op);
     // A follower's provider may forward the read to the leader; its success then extends nothing
     // here (anchor term 0).
     provider_.read_index(op.request_, deadline);
@@ -350,6 +369,24 @@ class LeaseCoordinator {
     }
   }
 
+  void link(ReadOperation& op) noexcept {
+    op.owner_ = this;
+    op.prev_ = nullptr;
+    op.next_ = waiting_;
+    if (waiting_ != nullptr) {
+      waiting_->prev_ = &op;
+    }
+    waiting_ = &op;
+  }
+
+  void unlink(ReadOperation& op) noexcept {
+    (op.prev_ != nullptr ? op.prev_->next_ : waiting_) = op.next_;
+    if (op.next_ != nullptr) {
+      op.next_->prev_ = op.prev_;
+    }
+    op.prev_ = op.next_ = nullptr;
+  }
+
   // Lease hits and fallbacks go to the provider's metrics when it has any (a RaftGroup's
   // metrics_type; NoMetrics compiles this away).
   void count(raft::Counter c) noexcept {
@@ -366,7 +403,8 @@ class LeaseCoordinator {
   std::atomic<std::uint64_t> callback_failures_{0};
   [[no_unique_address]] Reporter reporter_;
   LeaderLossList callbacks_;
-  LossHook loss_hook_;  // last: unlinked from the provider first on destruction
+  ReadOperation* waiting_ = nullptr;  // reads waiting for the provider's ReadIndex
+  LossHook loss_hook_;                // last: unlinked from the provider first on destruction
 };
 
 }  // namespace tenure::lease

@@ -7,6 +7,8 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstring>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -442,6 +444,43 @@ TEST_CASE("a destroyed coordinator deregisters itself from the provider") {
   { Coordinator coordinator{provider, exact_config()}; }
   provider.lose_leadership();  // would call into the destroyed coordinator if still registered
   CHECK(provider.callback_failures() == 0);
+}
+
+TEST_CASE("a coordinator destroyed while reads wait detaches them - each completes once later") {
+  ScriptedProvider provider{1};
+  provider.mutable_clock().advance(1s);
+  provider.lead(3, {1, 2, 3});
+  provider.set_applied(42);
+  // The coordinator lives in storage that is scribbled over once it is destroyed, so a read
+  // that still reached it afterwards would follow garbage (and ASan sees it as a use after
+  // the object's lifetime).
+  alignas(Coordinator) unsigned char storage[sizeof(Coordinator)];
+  auto* coordinator = new (storage) Coordinator(provider, exact_config());
+  ReadProbe first;
+  ReadProbe second;
+  ReadProbe third;
+  ReadProbe earlier;
+  Coordinator::ReadOperation op1(first.completion());
+  Coordinator::ReadOperation op2(second.completion());
+  Coordinator::ReadOperation op3(third.completion());
+  Coordinator::ReadOperation op0(earlier.completion());
+  coordinator->read(op0);  // no quorum ack yet: every read falls back to ReadIndex
+  provider.finish_reads(LogIndex{41});
+  REQUIRE(earlier.calls == 1);  // completed and unlinked while the coordinator lived
+  provider.mutable_clock().advance(200ms);  // past the lease that round extended
+  coordinator->read(op1);
+  coordinator->read(op2);
+  coordinator->read(op3);
+  REQUIRE(provider.pending_reads() == 3);
+  coordinator->~Coordinator();
+  std::memset(storage, 0xa5, sizeof(storage));
+  CHECK(first.calls == 0);  // detached, not completed: the provider still owns them
+  provider.finish_reads(LogIndex{42});
+  for (const ReadProbe* p : {&first, &second, &third}) {
+    CHECK(p->calls == 1);
+    CHECK(p->outcome->value() == 42);
+  }
+  CHECK(earlier.calls == 1);
 }
 
 TEST_CASE("lease reads - reads - writes and errors allocate nothing") {
