@@ -61,7 +61,9 @@ struct Args {
                "bugs: lease_anchor_at_receive, no_lease_revoke_before_transfer, "
                "ack_before_durable, commit_previous_term_by_counting, excessive_clock_drift,\n"
                "      forget_leader_contact_on_term_bump, campaign_before_durable,\n"
-               "      compact_before_snapshot_durable, joint_quorum_counts_only_incoming\n",
+               "      compact_before_snapshot_durable, joint_quorum_counts_only_incoming,\n"
+               "      vote_before_durable, truncate_matching_entries, read_index_without_round,\n"
+               "      read_index_before_term_commit\n",
                message);
   std::exit(2);
 }
@@ -168,6 +170,14 @@ SimulationOptions options_for(const Args& a, std::uint64_t seed) {
     o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::compact_before_snapshot_durable);
   } else if (a.bug == "joint_quorum_counts_only_incoming") {
     o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::joint_quorum_counts_only_incoming);
+  } else if (a.bug == "vote_before_durable") {
+    o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::vote_before_durable);
+  } else if (a.bug == "truncate_matching_entries") {
+    o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::truncate_matching_entries);
+  } else if (a.bug == "read_index_without_round") {
+    o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::read_index_without_round);
+  } else if (a.bug == "read_index_before_term_commit") {
+    o.planted_bugs = static_cast<std::uint32_t>(PlantedBug::read_index_before_term_commit);
   } else if (a.bug == "excessive_clock_drift") {
     o.excessive_drift = true;
   } else {

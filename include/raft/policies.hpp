@@ -40,6 +40,18 @@ enum class PlantedBug : std::uint32_t {
   /// In a joint configuration, count only the incoming voters' majority (for commits, elections,
   /// ReadIndex rounds and the lease), as if the configuration had already been left.
   joint_quorum_counts_only_incoming = 1u << 7,
+  /// Answer a vote request with a grant before the vote (and the term it was cast in) is
+  /// durable, so that a voter that crashes and loses the write votes again in the same term.
+  vote_before_durable = 1u << 8,
+  /// Truncate the log at the first entry of every append, even where it matches, so that a
+  /// late or duplicated append deletes entries this follower already acknowledged.
+  truncate_matching_entries = 1u << 9,
+  /// Answer a leader's ReadIndex at its commit index without a heartbeat round confirming that
+  /// it still leads, as a group that is alone would.
+  read_index_without_round = 1u << 10,
+  /// Take a new leader's commit index as the read index before it has committed an entry of its
+  /// own term (its commit index may lag what the previous leader committed).
+  read_index_before_term_commit = 1u << 11,
 };
 
 /// The planted-bugs policy of production: none, and every check compiles away.

@@ -446,13 +446,14 @@ class RaftGroup {
         return;
       }
       if (role_ == Role::leader) {
-        if (solo_ && committed_in_term_) {
+        if ((solo_ || planted(PlantedBug::read_index_without_round)) &&
+            (committed_in_term_ || planted(PlantedBug::read_index_before_term_commit))) {
           op.read_index_ = commit_;
           enqueue_read(op, deadline, reads_wait_apply_);
           complete_applied_reads();
           return;
         }
-        if (!committed_in_term_) {
+        if (!committed_in_term_ && !planted(PlantedBug::read_index_before_term_commit)) {
           enqueue_read(op, deadline, reads_wait_commit_);
           return;
         }
@@ -1484,7 +1485,7 @@ class RaftGroup {
       }
     }
     r.reject = !grant;
-    if (pre) {
+    if (pre || planted(PlantedBug::vote_before_durable)) {
       send(r);
     } else {
       send_when_durable(r);  // term and vote are on disk before the answer leaves
@@ -2072,7 +2073,7 @@ class RaftGroup {
     // Skip the entries we already have; truncate at the first conflict; append the rest.
     std::size_t skip = 0;
     const LogIndex last = storage_.last_index();
-    while (skip < m.entries.size()) {
+    while (skip < m.entries.size() && !planted(PlantedBug::truncate_matching_entries)) {
       const EntryView& e = m.entries[skip];
       if (e.index > last || term_at(e.index) != e.term) {
         break;

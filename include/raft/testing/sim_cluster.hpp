@@ -117,6 +117,9 @@ class SimCluster {
     std::function<void(Node&)> on_node_start;
     /// Called after every event (delivery or tick round), e.g. to check invariants.
     std::function<void()> on_event;
+    /// Called when a pause of node `id` runs out, before the node handles anything else (a
+    /// timer, a message): what waited for the process in its sockets can be handed to it first.
+    std::function<void(NodeId)> on_resume;
   };
 
   static RaftConfig default_config() {
@@ -385,11 +388,19 @@ class SimCluster {
 
   void advance_to(std::int64_t t) {
     const std::chrono::nanoseconds dt(t - now_);
+    const std::int64_t before = now_;
     for (auto& n : nodes_) {
       n->clock.advance(dt);
     }
     now_ = t;
     network_.set_now(t);
+    if (options_.on_resume) {
+      for (auto& n : nodes_) {
+        if (n->up && n->paused_until > before && n->paused_until <= t) {
+          options_.on_resume(n->id);
+        }
+      }
+    }
   }
 
   void deliver(const Message& m) {
