@@ -380,9 +380,14 @@ int main(int argc, char** argv) {
     conns.push_back(std::make_unique<BlockingClient>(n.client_address(), g_client_tls));
   }
   std::uint64_t id = 1'000'000;
+  // What the attempts of the last read_at that found no value got, for the report of a key lost
+  // (the first few attempts, then a count).
+  std::string read_failures;
   const auto read_at = [&](std::size_t node, const std::string& key, tenure::kv::ReadLevel level,
                            bool follow = true) -> std::optional<std::string> {
     std::size_t target = node;
+    read_failures.clear();
+    int failed_attempts = 0;
     // Following hints and trying the other nodes, like a client would, for up to 3 s: right
     // after a membership change a node may briefly answer without a hint (or be gone), and six
     // immediate attempts once ran out in milliseconds and reported an acknowledged key as lost.
@@ -401,6 +406,16 @@ int main(int argc, char** argv) {
       if (r.response && r.response->kind == ResponseKind::none) {
         return std::string("(none)");
       }
+      if (++failed_attempts <= 4) {
+        read_failures +=
+            " node " + std::to_string(nodes[target].id) + ": " +
+            (r.response ? std::string(tenure::kv::name_of(r.response->code)) +
+                              (r.response->leader.empty()
+                                   ? std::string()
+                                   : " (leader " + std::string(r.response->leader) + ")")
+                        : "no answer (" + r.transport_error + ")") +
+            ";";
+      }
       if (r.response && r.response->kind == ResponseKind::error && !r.response->leader.empty()) {
         for (std::size_t i = 0; i < nodes.size(); ++i) {
           if (nodes[i].client_address() == r.response->leader) {
@@ -413,6 +428,9 @@ int main(int argc, char** argv) {
           target = (target + 1) % nodes.size();
         }
       }
+    }
+    if (failed_attempts > 4) {
+      read_failures += " and " + std::to_string(failed_attempts - 4) + " more attempts";
     }
     return std::nullopt;
   };
@@ -433,7 +451,7 @@ int main(int argc, char** argv) {
     if (!fine) {
       ++lost;
       say("   LOST: " + key + " acknowledged " + *state.acknowledged + ", read " +
-          (got ? *got : std::string("no answer")));
+          (got ? *got : "no answer:" + read_failures));
     } else {
       final_values[key] = *got;
     }
@@ -559,7 +577,7 @@ int main(int argc, char** argv) {
          std::find(state.unknown.begin(), state.unknown.end(), *got) == state.unknown.end())) {
       ++lost_after;
       say("   LOST: " + key + " acknowledged " + *state.acknowledged + ", read " +
-          (got ? *got : std::string("no answer")));
+          (got ? *got : "no answer:" + read_failures));
     }
   }
   say("   " + std::to_string(stats.puts_ok.load() - acknowledged_before) +
