@@ -466,7 +466,7 @@ TEST_CASE("a coordinator destroyed while reads wait detaches them - each complet
   Coordinator::ReadOperation op0(earlier.completion());
   coordinator->read(op0);  // no quorum ack yet: every read falls back to ReadIndex
   provider.finish_reads(LogIndex{41});
-  REQUIRE(earlier.calls == 1);  // completed and unlinked while the coordinator lived
+  REQUIRE(earlier.calls == 1);              // completed and unlinked while the coordinator lived
   provider.mutable_clock().advance(200ms);  // past the lease that round extended
   coordinator->read(op1);
   coordinator->read(op2);
