@@ -11,6 +11,8 @@
 #include <system_error>
 #include <utility>
 
+#include <boost/intrusive/list.hpp>
+
 #include <raft/completion.hpp>
 #include <raft/errc.hpp>
 #include <raft/error_classifier.hpp>
@@ -128,7 +130,7 @@ class LeaseCoordinator {
       auto& op = *static_cast<ReadOperation*>(self);
       // No owner: the coordinator was destroyed while this read waited (it detached it).
       if (LeaseCoordinator* owner = op.owner_) {
-        owner->unlink(op);
+        op.waiting_hook_.unlink();
         if (outcome) {
           owner->extend_from(op.anchor_);  // the round confirmed leadership as of the anchor
         } else {
@@ -141,9 +143,10 @@ class LeaseCoordinator {
     raft::Completion<LogIndex> done_;
     typename Provider::read_request request_;
     LeaseCoordinator* owner_ = nullptr;
-    // The coordinator's list of reads waiting for the provider (intrusive: no allocation).
-    ReadOperation* prev_ = nullptr;
-    ReadOperation* next_ = nullptr;
+    // Its place in the coordinator's list of reads waiting for the provider. auto_unlink: a
+    // completion unlinks it in O(1) without the list.
+    boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>
+        waiting_hook_;
     WriteAnchor anchor_;
     bool served_by_lease_ = false;
   };
@@ -167,10 +170,9 @@ class LeaseCoordinator {
   /// completed: they complete later, from the provider, without the coordinator.
   ~LeaseCoordinator() {
     state_.invalidate();
-    while (waiting_ != nullptr) {
-      ReadOperation& op = *waiting_;
-      unlink(op);
-      op.owner_ = nullptr;
+    while (!waiting_.empty()) {
+      waiting_.front().owner_ = nullptr;
+      waiting_.pop_front();
     }
   }
 
@@ -232,7 +234,8 @@ class LeaseCoordinator {
     count(raft::Counter::lease_fallbacks);
     op.anchor_ = WriteAnchor{now, state_.generation(), provider_.leader_term()};
     // Linked before the call: the provider may complete the read before read_index returns.
-    link(op);
+    op.owner_ = this;
+    waiting_.push_back(op);
     // A follower's provider may forward the read to the leader; its success then extends nothing
     // here (anchor term 0).
     provider_.read_index(op.request_, deadline);
@@ -369,24 +372,6 @@ class LeaseCoordinator {
     }
   }
 
-  void link(ReadOperation& op) noexcept {
-    op.owner_ = this;
-    op.prev_ = nullptr;
-    op.next_ = waiting_;
-    if (waiting_ != nullptr) {
-      waiting_->prev_ = &op;
-    }
-    waiting_ = &op;
-  }
-
-  void unlink(ReadOperation& op) noexcept {
-    (op.prev_ != nullptr ? op.prev_->next_ : waiting_) = op.next_;
-    if (op.next_ != nullptr) {
-      op.next_->prev_ = op.prev_;
-    }
-    op.prev_ = op.next_ = nullptr;
-  }
-
   // Lease hits and fallbacks go to the provider's metrics when it has any (a RaftGroup's
   // metrics_type; NoMetrics compiles this away).
   void count(raft::Counter c) noexcept {
@@ -403,8 +388,14 @@ class LeaseCoordinator {
   std::atomic<std::uint64_t> callback_failures_{0};
   [[no_unique_address]] Reporter reporter_;
   LeaderLossList callbacks_;
-  ReadOperation* waiting_ = nullptr;  // reads waiting for the provider's ReadIndex
-  LossHook loss_hook_;                // last: unlinked from the provider first on destruction
+  // Reads waiting for the provider's ReadIndex (intrusive: no allocation).
+  boost::intrusive::list<
+      ReadOperation,
+      boost::intrusive::member_hook<ReadOperation, decltype(ReadOperation::waiting_hook_),
+                                    &ReadOperation::waiting_hook_>,
+      boost::intrusive::constant_time_size<false>>
+      waiting_;
+  LossHook loss_hook_;  // last: unlinked from the provider first on destruction
 };
 
 }  // namespace tenure::lease
